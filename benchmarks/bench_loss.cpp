@@ -1,0 +1,75 @@
+// Loss forward + backward against the matrix-product floor.
+//
+//   build/release/benchmarks/cwcl_bench_loss --benchmark_repetitions=3
+//
+// CWCL_THREADS sets torch's thread count (default: all cores).
+#include <benchmark/benchmark.h>
+
+#include <cwcl/loss.h>
+#include <cwcl/runtime.h>
+
+#include <cstdlib>
+
+namespace {
+
+constexpr int64_t kDim = 256;
+
+void set_flops(benchmark::State& state, double flops_per_iteration) {
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      flops_per_iteration * static_cast<double>(state.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
+}
+
+// One [N, D] x [D, N] product: the unit of work of every N x N loss.
+void BM_MatmulFloor(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  torch::manual_seed(0);
+  auto a = torch::randn({n, kDim}), b = torch::randn({n, kDim});
+  for (auto _ : state) {
+    auto c = torch::mm(a, b.t());
+    benchmark::DoNotOptimize(c.data_ptr<float>());
+  }
+  set_flops(state, 2.0 * n * n * kDim);
+}
+
+void run_loss(benchmark::State& state, cwcl::LossKind kind) {
+  const int64_t n = state.range(0);
+  torch::manual_seed(0);
+  auto p = torch::randn({n, kDim});
+  auto q = torch::randn({n, kDim}).requires_grad_(true);
+  cwcl::LossOptions opt;
+  opt.kind = kind;
+  opt.logit_scale = torch::tensor(std::log(1 / 0.07)).requires_grad_(true);
+  for (auto _ : state) {
+    auto loss = cwcl::contrastive_loss(p, q, opt);
+    loss.backward();
+    benchmark::DoNotOptimize(q.grad().data_ptr<float>());
+    q.mutable_grad().reset();
+    opt.logit_scale.mutable_grad().reset();
+  }
+  // Forward + backward need at least three N x D x N products.
+  set_flops(state, 3 * 2.0 * n * n * kDim);
+}
+
+void BM_LossCL(benchmark::State& state) { run_loss(state, cwcl::LossKind::CL); }
+void BM_LossCWCL(benchmark::State& state) { run_loss(state, cwcl::LossKind::CWCL); }
+void BM_LossSigLIP(benchmark::State& state) { run_loss(state, cwcl::LossKind::SigLIP); }
+
+#define CWCL_SIZES ->Arg(1024)->Arg(4096)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime()
+BENCHMARK(BM_MatmulFloor) CWCL_SIZES;
+BENCHMARK(BM_LossCL) CWCL_SIZES;
+BENCHMARK(BM_LossCWCL) CWCL_SIZES;
+BENCHMARK(BM_LossSigLIP) CWCL_SIZES;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* threads = std::getenv("CWCL_THREADS");
+  int n = cwcl::set_num_threads(threads ? std::atoi(threads) : 0);
+  benchmark::AddCustomContext("torch_threads", std::to_string(n));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,18 @@
+# The command's exit codes (DESIGN.md contract 7): 0 on success, 2 on usage errors.
+function(expect_exit code)
+  execute_process(COMMAND ${CWCL} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL code)
+    message(FATAL_ERROR "cwcl ${ARGN}: exit ${rc}, expected ${code}\n${out}\n${err}")
+  endif()
+  set(last_out "${out}${err}" PARENT_SCOPE)
+endfunction()
+
+expect_exit(0 --version)
+expect_exit(0 --threads 2 info)
+if(NOT last_out MATCHES "torch threads: 2")
+  message(FATAL_ERROR "cwcl info did not apply --threads 2:\n${last_out}")
+endif()
+expect_exit(2)
+expect_exit(2 no-such-command)
+expect_exit(2 --threads -3 info)
+expect_exit(2 info --no-such-flag)
