@@ -3,6 +3,8 @@
 // (Zhai et al. 2023, Algorithm 1).
 #include "cwcl/loss.h"
 
+#include "detail.h"
+
 #include <cmath>
 
 namespace cwcl {
@@ -54,10 +56,6 @@ void check_labels(const torch::Tensor& labels, int64_t n, const torch::Tensor& l
               labels.device(), " but the embeddings are on ", like.device());
 }
 
-torch::Tensor normalize_rows(const torch::Tensor& x) {
-  return F::normalize(x, F::NormalizeFuncOptions().p(2).dim(1));
-}
-
 // s = 1 / temperature, or exp(min(logit_scale, log 100)).
 torch::Tensor logit_scale_value(const LossOptions& o, const torch::Tensor& like) {
   if (o.logit_scale.defined())
@@ -95,6 +93,69 @@ torch::Tensor identity_weights(int64_t rows, int64_t cols, int64_t offset,
 
 }  // namespace
 
+namespace detail {
+
+torch::Tensor normalize_rows(const torch::Tensor& x) {
+  return F::normalize(x, F::NormalizeFuncOptions().p(2).dim(1));
+}
+
+bool is_similarity_map(WeightMap map) {
+  return map == WeightMap::Affine || map == WeightMap::Relu || map == WeightMap::Power ||
+         map == WeightMap::Kernel || map == WeightMap::RowMinMax;
+}
+
+std::pair<torch::Tensor, torch::Tensor> weight_space(const torch::Tensor& p_rows,
+                                                     const torch::Tensor& p_cols,
+                                                     const WeightOptions& o) {
+  auto a = normalize_rows(p_rows.detach());
+  auto b = normalize_rows(p_cols.detach());
+  if (!o.center.defined()) return {a, b};
+  TORCH_CHECK(o.center.dim() == 1 && o.center.size(0) == p_rows.size(1),
+              "contrastive_weights: center must be [", p_rows.size(1), "], got ",
+              o.center.sizes());
+  auto c = o.center.detach().to(a.options());
+  return {normalize_rows(a - c), normalize_rows(b - c)};
+}
+
+torch::Tensor map_cosines(const torch::Tensor& cos, const WeightOptions& o,
+                          const torch::Tensor& row_lo, const torch::Tensor& row_range) {
+  switch (o.map) {
+    case WeightMap::Affine:
+      return cos * 0.5 + 0.5;
+    case WeightMap::Relu:
+      return cos.clamp_min(0.0);
+    case WeightMap::Power:
+      TORCH_CHECK(o.gamma > 0, "contrastive_weights: power map needs gamma > 0, got ", o.gamma);
+      return (cos * 0.5 + 0.5).clamp_min(0.0).pow(o.gamma);
+    case WeightMap::Kernel:
+      TORCH_CHECK(o.kernel_tau > 0, "contrastive_weights: kernel map needs kernel_tau > 0, got ",
+                  o.kernel_tau);
+      return ((cos - 1.0) / o.kernel_tau).exp();
+    case WeightMap::RowMinMax:
+      // A row with a single value (N = 1, or identical columns) weighs all equally.
+      return torch::where(row_range > 1e-12, (cos - row_lo) / row_range.clamp_min(1e-12),
+                          torch::ones_like(cos));
+    default:
+      TORCH_CHECK(false, "contrastive_weights: ", to_string(o.map), " is not a similarity map");
+  }
+}
+
+void check_custom_weights(const torch::Tensor& w, int64_t rows, int64_t cols,
+                          const torch::Tensor& like) {
+  TORCH_CHECK(w.defined(), "contrastive_weights: the custom map needs weights.custom");
+  TORCH_CHECK(w.dim() == 2 && w.size(0) == rows && w.size(1) == cols,
+              "contrastive_weights: custom weights must be [", rows, ", ", cols, "], got ",
+              w.sizes());
+  TORCH_CHECK(w.device() == like.device(), "contrastive_weights: custom weights are on ",
+              w.device(), " but p is on ", like.device());
+  TORCH_CHECK(torch::isfinite(w).all().item<bool>() && w.min().item<double>() >= 0.0 &&
+                  w.max().item<double>() <= 1.0,
+              "contrastive_weights: custom weights must lie in [0, 1], got min ",
+              w.min().item<double>(), " max ", w.max().item<double>());
+}
+
+}  // namespace detail
+
 bool is_sigmoid_kind(LossKind kind) {
   return kind == LossKind::SigLIP || kind == LossKind::CWSigLIP;
 }
@@ -118,58 +179,22 @@ torch::Tensor contrastive_weights(const torch::Tensor& p_rows, const torch::Tens
       TORCH_CHECK(labels_rows.defined() && labels_cols.defined(),
                   "contrastive_weights: the labels map needs labels (options.labels)");
       return labels_rows.unsqueeze(1).eq(labels_cols.unsqueeze(0)).to(opts);
-    case WeightMap::Custom: {
-      const auto& w = o.custom;
-      TORCH_CHECK(w.defined(), "contrastive_weights: the custom map needs weights.custom");
-      TORCH_CHECK(w.dim() == 2 && w.size(0) == rows && w.size(1) == cols,
-                  "contrastive_weights: custom weights must be [", rows, ", ", cols, "], got ",
-                  w.sizes());
-      TORCH_CHECK(w.device() == p_rows.device(), "contrastive_weights: custom weights are on ",
-                  w.device(), " but p is on ", p_rows.device());
-      TORCH_CHECK(torch::isfinite(w).all().item<bool>() && w.min().item<double>() >= 0.0 &&
-                      w.max().item<double>() <= 1.0,
-                  "contrastive_weights: custom weights must lie in [0, 1], got min ",
-                  w.min().item<double>(), " max ", w.max().item<double>());
-      return w.detach().to(opts);
-    }
+    case WeightMap::Custom:
+      detail::check_custom_weights(o.custom, rows, cols, p_rows);
+      return o.custom.detach().to(opts);
     default:
       break;
   }
 
-  auto a = normalize_rows(p_rows.detach());
-  auto b = normalize_rows(p_cols.detach());
-  if (o.center.defined()) {
-    TORCH_CHECK(o.center.dim() == 1 && o.center.size(0) == p_rows.size(1),
-                "contrastive_weights: center must be [", p_rows.size(1), "], got ",
-                o.center.sizes());
-    auto c = o.center.detach().to(opts);
-    a = normalize_rows(a - c);
-    b = normalize_rows(b - c);
-  }
+  auto [a, b] = detail::weight_space(p_rows, p_cols, o);
   // Rounding can put a self-cosine just above 1; keep every map inside [0, 1].
   auto cos = torch::mm(a, b.t()).clamp(-1.0, 1.0);
-  switch (o.map) {
-    case WeightMap::Affine:
-      return cos * 0.5 + 0.5;
-    case WeightMap::Relu:
-      return cos.clamp_min(0.0);
-    case WeightMap::Power:
-      TORCH_CHECK(o.gamma > 0, "contrastive_weights: power map needs gamma > 0, got ", o.gamma);
-      return (cos * 0.5 + 0.5).clamp_min(0.0).pow(o.gamma);
-    case WeightMap::Kernel:
-      TORCH_CHECK(o.kernel_tau > 0, "contrastive_weights: kernel map needs kernel_tau > 0, got ",
-                  o.kernel_tau);
-      return ((cos - 1.0) / o.kernel_tau).exp();
-    case WeightMap::RowMinMax: {
-      auto lo = std::get<0>(cos.min(1, true));
-      auto range = std::get<0>(cos.max(1, true)) - lo;
-      // A row with a single value (N = 1, or identical columns) weighs all equally.
-      return torch::where(range > 1e-12, (cos - lo) / range.clamp_min(1e-12),
-                          torch::ones_like(cos));
-    }
-    default:
-      TORCH_CHECK(false, "contrastive_weights: unknown weight map");
+  torch::Tensor lo, range;
+  if (o.map == WeightMap::RowMinMax) {
+    lo = std::get<0>(cos.min(1, true));
+    range = std::get<0>(cos.max(1, true)) - lo;
   }
+  return detail::map_cosines(cos, o, lo, range);
 }
 
 torch::Tensor contrastive_weights(const torch::Tensor& p, const WeightOptions& options,
@@ -189,8 +214,8 @@ torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
                              o.weights.map == WeightMap::Labels);
   if (needs_labels) check_labels(o.labels, n, p, o.kind == LossKind::SupCon ? "SupCon" : "the labels map");
 
-  auto p_rows = normalize_rows(p);
-  auto q_rows = normalize_rows(q);
+  auto p_rows = detail::normalize_rows(p);
+  auto q_rows = detail::normalize_rows(q);
   torch::Tensor p_cols = p_rows, q_cols = q_rows, labels_cols = o.labels;
   int64_t offset = 0;
   if (o.gather) {
@@ -210,6 +235,27 @@ torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
               " has no negatives; softmax losses need N >= 2");
 
   const auto s = logit_scale_value(o, p);
+  const bool tiled = o.tiling.path == LossPath::Tiled ||
+                     (o.tiling.path == LossPath::Auto && n_global >= o.tiling.auto_threshold);
+  if (tiled) {
+    TORCH_CHECK(o.tiling.tile >= 1, "contrastive_loss: tiling.tile must be >= 1, got ",
+                o.tiling.tile);
+    detail::ScoredBatch batch;
+    batch.p_rows = p_rows;
+    batch.q_rows = q_rows;
+    batch.p_cols = p_cols;
+    batch.q_cols = q_cols;
+    if (needs_labels) {
+      batch.labels_rows = o.labels;
+      batch.labels_cols = labels_cols;
+    }
+    batch.scale = s;
+    if (sigmoid) batch.bias = logit_bias_value(o, p);
+    batch.offset = offset;
+    batch.distributed = static_cast<bool>(o.gather);
+    return sigmoid ? detail::tiled_sigmoid_loss(batch, o) : detail::tiled_softmax_loss(batch, o);
+  }
+
   // Rows: frozen p_i against all trained q_j.
   auto cos_pq = torch::mm(p_rows, q_cols.t());
 
@@ -327,6 +373,8 @@ const std::pair<const char*, WeightMap> kWeightMaps[] = {
     {"power", WeightMap::Power},          {"kernel", WeightMap::Kernel},
     {"row_minmax", WeightMap::RowMinMax}, {"labels", WeightMap::Labels},
     {"identity", WeightMap::Identity},    {"custom", WeightMap::Custom}};
+const std::pair<const char*, LossPath> kPaths[] = {
+    {"auto", LossPath::Auto}, {"plain", LossPath::Plain}, {"tiled", LossPath::Tiled}};
 const std::pair<const char*, WeightedDirections> kDirections[] = {
     {"both", WeightedDirections::Both},
     {"frozen_to_trained", WeightedDirections::FrozenToTrained},
@@ -336,6 +384,8 @@ const std::pair<const char*, WeightedDirections> kDirections[] = {
 std::string to_string(LossKind kind) { return name_of(kind, kLossKinds); }
 std::string to_string(WeightMap map) { return name_of(map, kWeightMaps); }
 std::string to_string(WeightedDirections d) { return name_of(d, kDirections); }
+std::string to_string(LossPath path) { return name_of(path, kPaths); }
+LossPath parse_loss_path(const std::string& name) { return parse_name(name, kPaths, "loss path"); }
 LossKind parse_loss_kind(const std::string& name) {
   return parse_name(name, kLossKinds, "loss kind");
 }

@@ -88,13 +88,16 @@ LossOptions options_for(const json& c, const Golden& g, torch::Dtype dtype,
   return o;
 }
 
-void check_golden(torch::Dtype dtype, double rel_loss, double rel_grad) {
+void check_golden(torch::Dtype dtype, double rel_loss, double rel_grad,
+                  cwcl::LossPath path = cwcl::LossPath::Plain) {
   Golden g;
   ASSERT_GE(g.root.at("cases").size(), 25u);
   for (const auto& c : g.root.at("cases")) {
     SCOPED_TRACE(c.at("name").get<std::string>());
     torch::Tensor scale, bias;
     auto o = options_for(c, g, dtype, &scale, &bias);
+    o.tiling.path = path;
+    o.tiling.tile = 5;  // 12 rows: two full tiles and a partial one
     auto p = g.p.to(dtype).clone().requires_grad_(true);
     auto q = g.q.to(dtype).clone().requires_grad_(true);
     auto loss = cwcl::contrastive_loss(p, q, o);
@@ -116,6 +119,10 @@ void check_golden(torch::Dtype dtype, double rel_loss, double rel_grad) {
 TEST(LossGolden, MatchesPythonReferenceInDouble) { check_golden(torch::kDouble, 1e-5, 1e-5); }
 
 TEST(LossGolden, MatchesPythonReferenceInFloat) { check_golden(torch::kFloat, 1e-5, 1e-4); }
+
+TEST(LossGolden, TiledMatchesPythonReferenceInDouble) {
+  check_golden(torch::kDouble, 1e-5, 1e-5, cwcl::LossPath::Tiled);
+}
 
 // ---- exact special cases --------------------------------------------------
 
@@ -468,9 +475,12 @@ TEST(LossDistributed, RanksSumToTheGlobalLossAndGradients) {
   const int world = 3;
   const int64_t local = 5;
   auto b = random_batch(world * local, 6, 13);
+  for (auto path : {cwcl::LossPath::Plain, cwcl::LossPath::Tiled})
   for (auto o : every_kind()) {
-    SCOPED_TRACE(describe(o));
+    SCOPED_TRACE(describe(o) + " " + cwcl::to_string(path));
     o.labels = b.labels;
+    o.tiling.path = path;
+    o.tiling.tile = 4;  // local rows 5, global columns 15: partial tiles
     auto p = b.p.clone().requires_grad_(true), q = b.q.clone().requires_grad_(true);
     auto whole = cwcl::contrastive_loss(p, q, o);
     whole.backward();

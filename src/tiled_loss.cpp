@@ -1,0 +1,384 @@
+// Contrastive losses that never hold an N x N tensor.
+//
+// A softmax loss (CL, CWCL, SupCon) with row targets T (rows summing to 1) is
+//   sum_i [LSE_j(l_ij) - sum_j T_ij l_ij]
+// per direction. The log-sum-exp part is a custom autograd function that walks
+// tiles, merging per-row and per-column maxima and sums online (as
+// FlashAttention and Inf-CL do) and recomputing each tile's logits in the
+// backward pass. The target part is linear in the logits: for CL it is the
+// diagonal, for the paper's affine weights it needs only D x D reductions
+// (PAPER.md, "Why it is cheap"), and for any other map it is a tiled product
+// with weight tiles made on the fly. Sigmoid losses need no normaliser, so
+// their gradients are computed in the same pass as the value.
+#include "detail.h"
+
+#include <limits>
+
+namespace cwcl::detail {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// A contiguous [rows, cols] view on the front of a reusable buffer.
+torch::Tensor tile_view(torch::Tensor& buffer, int64_t rows, int64_t cols) {
+  return buffer.narrow(0, 0, rows * cols).view({rows, cols});
+}
+
+// l = s * x_I y_J^T into a buffer.
+torch::Tensor tile_logits(torch::Tensor& buffer, const torch::Tensor& xi, const torch::Tensor& yj,
+                          double s) {
+  auto l = tile_view(buffer, xi.size(0), yj.size(0));
+  torch::mm_out(l, xi, yj.t());
+  l.mul_(s);
+  return l;
+}
+
+// Online log-sum-exp merge along one dimension of a tile: (max, sum) of
+// exp(l - max) are combined with the running values of those rows/columns.
+void merge_lse(const torch::Tensor& l, int64_t dim, torch::Tensor running_max,
+               torch::Tensor running_sum, torch::Tensor& scratch) {
+  auto tile_max = l.amax(dim);
+  auto new_max = torch::maximum(running_max, tile_max);
+  auto e = tile_view(scratch, l.size(0), l.size(1));
+  torch::sub_out(e, l, dim == 1 ? new_max.unsqueeze(1) : new_max.unsqueeze(0));
+  e.exp_();
+  running_sum.mul_((running_max - new_max).exp_()).add_(e.sum(dim));
+  running_max.copy_(new_max);
+}
+
+// Sum over rows and/or columns of LSE(s * x y^T): returns [sum_i LSE_i,
+// sum_j LSE_j] (an unused entry is 0). Memory: O(N + tile^2).
+struct TiledLogSumExp : public torch::autograd::Function<TiledLogSumExp> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& y, const torch::Tensor& scale, bool rows,
+                               bool cols, int64_t tile) {
+    const double s = scale.item<double>();
+    const int64_t n = x.size(0), m = y.size(0);
+    const auto opts = x.options();
+    const double neg_inf = -std::numeric_limits<double>::infinity();
+    auto row_max = torch::full({n}, neg_inf, opts), row_sum = torch::zeros({n}, opts);
+    auto col_max = torch::full({m}, neg_inf, opts), col_sum = torch::zeros({m}, opts);
+    auto logits = torch::empty({tile * tile}, opts), scratch = torch::empty({tile * tile}, opts);
+    for (int64_t i0 = 0; i0 < n; i0 += tile) {
+      const int64_t ti = std::min(tile, n - i0);
+      auto xi = x.narrow(0, i0, ti);
+      for (int64_t j0 = 0; j0 < m; j0 += tile) {
+        const int64_t tj = std::min(tile, m - j0);
+        auto l = tile_logits(logits, xi, y.narrow(0, j0, tj), s);
+        if (rows) merge_lse(l, 1, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti), scratch);
+        if (cols) merge_lse(l, 0, col_max.narrow(0, j0, tj), col_sum.narrow(0, j0, tj), scratch);
+      }
+    }
+    auto lse_rows = rows ? row_max + row_sum.log() : torch::Tensor();
+    auto lse_cols = cols ? col_max + col_sum.log() : torch::Tensor();
+    ctx->save_for_backward({x, y, scale});
+    ctx->saved_data["lse_rows"] = lse_rows;
+    ctx->saved_data["lse_cols"] = lse_cols;
+    ctx->saved_data["tile"] = tile;
+    auto zero = torch::zeros({}, opts);
+    return torch::stack({rows ? lse_rows.sum() : zero, cols ? lse_cols.sum() : zero});
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &y = saved[1], &scale = saved[2];
+    auto lse_rows = ctx->saved_data["lse_rows"].toOptional<torch::Tensor>().value_or(torch::Tensor());
+    auto lse_cols = ctx->saved_data["lse_cols"].toOptional<torch::Tensor>().value_or(torch::Tensor());
+    const int64_t tile = ctx->saved_data["tile"].toInt();
+    const double s = scale.item<double>();
+    auto g = grad_outputs[0].to(torch::kDouble).cpu();
+    const double g_rows = g[0].item<double>(), g_cols = g[1].item<double>();
+    const bool need_x = ctx->needs_input_grad(0), need_y = ctx->needs_input_grad(1),
+               need_s = ctx->needs_input_grad(2);
+    const int64_t n = x.size(0), m = y.size(0);
+    const auto opts = x.options();
+    torch::Tensor dx = need_x ? torch::zeros_like(x) : torch::Tensor();
+    torch::Tensor dy = need_y ? torch::zeros_like(y) : torch::Tensor();
+    double ds = 0;
+    auto logits = torch::empty({tile * tile}, opts), grad = torch::empty({tile * tile}, opts),
+         scratch = torch::empty({tile * tile}, opts);
+    for (int64_t i0 = 0; i0 < n; i0 += tile) {
+      const int64_t ti = std::min(tile, n - i0);
+      auto xi = x.narrow(0, i0, ti);
+      for (int64_t j0 = 0; j0 < m; j0 += tile) {
+        const int64_t tj = std::min(tile, m - j0);
+        auto yj = y.narrow(0, j0, tj);
+        auto l = tile_logits(logits, xi, yj, s);
+        // dLSE_i/dl_ij = softmax over the row; likewise for columns.
+        auto gl = tile_view(grad, ti, tj);
+        gl.zero_();
+        if (lse_rows.defined()) {
+          auto e = tile_view(scratch, ti, tj);
+          torch::sub_out(e, l, lse_rows.narrow(0, i0, ti).unsqueeze(1));
+          gl.add_(e.exp_(), g_rows);
+        }
+        if (lse_cols.defined()) {
+          auto e = tile_view(scratch, ti, tj);
+          torch::sub_out(e, l, lse_cols.narrow(0, j0, tj).unsqueeze(0));
+          gl.add_(e.exp_(), g_cols);
+        }
+        // l = s <x, y>: dl/ds = l / s.
+        if (need_s) ds += gl.view(-1).dot(l.view(-1)).item<double>() / s;
+        if (need_x) dx.narrow(0, i0, ti).addmm_(gl, yj, 1.0, s);
+        if (need_y) dy.narrow(0, j0, tj).addmm_(gl.t(), xi, 1.0, s);
+      }
+    }
+    torch::Tensor dscale = need_s ? torch::full({}, ds, scale.options()) : torch::Tensor();
+    return {dx, dy, dscale, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// Weights of any map, one tile at a time, optionally row-normalised (the
+// softmax targets). The row sums (and, for row_minmax, each row's cosine
+// range) come from one pass over tiles when the map needs them.
+class WeightTiles {
+ public:
+  WeightTiles(const WeightOptions& o, const ScoredBatch& b, int64_t tile, bool normalise)
+      : o_(o),
+        labels_rows_(b.labels_rows),
+        labels_cols_(b.labels_cols),
+        offset_(b.offset),
+        options_(b.p_rows.options()) {
+    const int64_t n = b.p_rows.size(0), m = b.p_cols.size(0);
+    if (o.map == WeightMap::Custom) check_custom_weights(o.custom, n, m, b.p_rows);
+    if (o.map == WeightMap::Labels)
+      TORCH_CHECK(labels_rows_.defined() && labels_cols_.defined(),
+                  "contrastive_weights: the labels map needs labels (options.labels)");
+    if (is_similarity_map(o.map)) std::tie(a_, b_) = weight_space(b.p_rows, b.p_cols, o);
+    if (o.map == WeightMap::RowMinMax) {
+      auto lo = torch::full({n, 1}, std::numeric_limits<double>::infinity(), b.p_rows.options());
+      auto hi = torch::full({n, 1}, -std::numeric_limits<double>::infinity(), b.p_rows.options());
+      for_each_tile(n, m, tile, [&](int64_t i0, int64_t ti, int64_t j0, int64_t tj) {
+        auto cos = cosines(i0, ti, j0, tj);
+        lo.narrow(0, i0, ti).copy_(torch::minimum(lo.narrow(0, i0, ti), std::get<0>(cos.min(1, true))));
+        hi.narrow(0, i0, ti).copy_(torch::maximum(hi.narrow(0, i0, ti), std::get<0>(cos.max(1, true))));
+      });
+      row_lo_ = lo;
+      row_range_ = hi - lo;
+    }
+    if (normalise) {
+      auto sums = torch::zeros({n, 1}, b.p_rows.options());
+      for_each_tile(n, m, tile, [&](int64_t i0, int64_t ti, int64_t j0, int64_t tj) {
+        sums.narrow(0, i0, ti).add_(raw(i0, ti, j0, tj).sum(1, true));
+      });
+      TORCH_CHECK(sums.min().item<double>() > 0,
+                  "contrastive_loss: a row of the weights sums to zero (", to_string(o.map),
+                  " map); every row needs a positive weight");
+      inv_row_sum_ = sums.reciprocal();
+    }
+  }
+
+  // Weights (normalised if asked) of rows [i0, i0 + ti) and columns [j0, j0 + tj).
+  torch::Tensor operator()(int64_t i0, int64_t ti, int64_t j0, int64_t tj) const {
+    auto w = raw(i0, ti, j0, tj);
+    return inv_row_sum_.defined() ? w * inv_row_sum_.narrow(0, i0, ti) : w;
+  }
+
+  template <typename F>
+  static void for_each_tile(int64_t n, int64_t m, int64_t tile, F&& f) {
+    for (int64_t i0 = 0; i0 < n; i0 += tile)
+      for (int64_t j0 = 0; j0 < m; j0 += tile)
+        f(i0, std::min(tile, n - i0), j0, std::min(tile, m - j0));
+  }
+
+ private:
+  torch::Tensor cosines(int64_t i0, int64_t ti, int64_t j0, int64_t tj) const {
+    return torch::mm(a_.narrow(0, i0, ti), b_.narrow(0, j0, tj).t()).clamp(-1.0, 1.0);
+  }
+
+  torch::Tensor raw(int64_t i0, int64_t ti, int64_t j0, int64_t tj) const {
+    switch (o_.map) {
+      case WeightMap::Identity: {
+        auto r = torch::arange(i0 + offset_, i0 + offset_ + ti, labels_or_long());
+        auto c = torch::arange(j0, j0 + tj, labels_or_long());
+        return r.unsqueeze(1).eq(c.unsqueeze(0)).to(dtype_options());
+      }
+      case WeightMap::Labels:
+        return labels_rows_.narrow(0, i0, ti)
+            .unsqueeze(1)
+            .eq(labels_cols_.narrow(0, j0, tj).unsqueeze(0))
+            .to(dtype_options());
+      case WeightMap::Custom:
+        return o_.custom.detach().narrow(0, i0, ti).narrow(1, j0, tj).to(dtype_options());
+      default: {
+        torch::Tensor lo, range;
+        if (row_lo_.defined()) {
+          lo = row_lo_.narrow(0, i0, ti);
+          range = row_range_.narrow(0, i0, ti);
+        }
+        return map_cosines(cosines(i0, ti, j0, tj), o_, lo, range);
+      }
+    }
+  }
+
+  torch::TensorOptions labels_or_long() const {
+    return torch::TensorOptions().dtype(torch::kLong).device(options_.device());
+  }
+  const torch::TensorOptions& dtype_options() const { return options_; }
+
+  WeightOptions o_;
+  torch::Tensor a_, b_, labels_rows_, labels_cols_, row_lo_, row_range_, inv_row_sum_;
+  int64_t offset_;
+  torch::TensorOptions options_;
+};
+
+// s * sum_ij T_ij <r_i, c_j> for row targets T given tile by tile. Value and
+// gradients are computed in one pass: with V = T c and U = T^T r (both
+// constants here), the expression s <r, V> + s <c - c.detach(), U> has the
+// right value and the exact first derivatives in r, c and s.
+torch::Tensor tiled_target_sum(const torch::Tensor& r, const torch::Tensor& c,
+                               const torch::Tensor& scale, const WeightTiles& targets,
+                               int64_t tile) {
+  torch::Tensor v, u;
+  {
+    torch::NoGradGuard no_grad;
+    v = torch::zeros_like(r);
+    const bool need_u = c.requires_grad();
+    if (need_u) u = torch::zeros_like(c);
+    auto rd = r.detach(), cd = c.detach();
+    WeightTiles::for_each_tile(r.size(0), c.size(0), tile,
+                               [&](int64_t i0, int64_t ti, int64_t j0, int64_t tj) {
+                                 auto t = targets(i0, ti, j0, tj);
+                                 v.narrow(0, i0, ti).addmm_(t, cd.narrow(0, j0, tj));
+                                 if (need_u) u.narrow(0, j0, tj).addmm_(t.t(), rd.narrow(0, i0, ti));
+                               });
+  }
+  auto value = scale * (r * v).sum();
+  if (u.defined()) value = value + scale.detach() * ((c - c.detach()) * u).sum();
+  return value;
+}
+
+// The same sum for the paper's affine weights w_ij = (<a_i, b_j> + 1) / 2,
+// T_ij = w_ij / sum_k w_ik, in O(N D^2): sum_j w_ij c_j = (M^T a_i + sum_j c_j) / 2
+// with M = sum_j b_j c_j^T (D x D).
+torch::Tensor affine_target_sum(const torch::Tensor& r, const torch::Tensor& c,
+                                const torch::Tensor& scale, const torch::Tensor& a,
+                                const torch::Tensor& b) {
+  const double m = static_cast<double>(b.size(0));
+  auto row_sums = (torch::mv(a, b.sum(0)) + m) * 0.5;   // [n]
+  auto weighted_c = (torch::mm(a, torch::mm(b.t(), c)) + c.sum(0)) * 0.5;  // [n, D]
+  return scale * ((r * weighted_c).sum(1) / row_sums).sum();
+}
+
+// s * sum_i <r_i, c_{offset + i}>: the CL target (one positive per row).
+torch::Tensor diagonal_target_sum(const torch::Tensor& r, const torch::Tensor& c,
+                                  const torch::Tensor& scale, int64_t offset) {
+  return scale * (r * c.narrow(0, offset, r.size(0))).sum();
+}
+
+// SigLIP and CWSigLIP: (1/N) sum_ij [softplus(z_ij) - t_ij z_ij] with
+// z = s <p_i, q_j> + b, which is -(1/N) sum_ij [t log sigmoid(z) + (1 - t)
+// log sigmoid(-z)]. No normaliser couples the tiles, so the gradients
+// (dz = sigmoid(z) - t) are accumulated in the same pass as the value and
+// the backward pass only scales them.
+struct TiledSigmoidLoss : public torch::autograd::Function<TiledSigmoidLoss> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p,
+                               const torch::Tensor& q, const torch::Tensor& scale,
+                               const torch::Tensor& bias, const WeightTiles* targets,
+                               int64_t tile, double n_global) {
+    const double s = scale.item<double>(), b = bias.item<double>();
+    const int64_t n = p.size(0), m = q.size(0);
+    const auto opts = p.options();
+    const bool need_p = p.requires_grad(), need_q = q.requires_grad();
+    torch::Tensor dp = need_p ? torch::zeros_like(p) : torch::Tensor();
+    torch::Tensor dq = need_q ? torch::zeros_like(q) : torch::Tensor();
+    double loss = 0, ds = 0, db = 0;
+    auto cos_buf = torch::empty({tile * tile}, opts), z_buf = torch::empty({tile * tile}, opts);
+    WeightTiles::for_each_tile(n, m, tile, [&](int64_t i0, int64_t ti, int64_t j0, int64_t tj) {
+      auto pi = p.narrow(0, i0, ti), qj = q.narrow(0, j0, tj);
+      auto cos = tile_logits(cos_buf, pi, qj, 1.0);
+      auto z = tile_view(z_buf, ti, tj);
+      z.copy_(cos).mul_(s).add_(b);
+      auto t = (*targets)(i0, ti, j0, tj);
+      loss += (torch::softplus(z) - t * z).sum().item<double>();
+      auto dz = z.sigmoid_().sub_(t);  // reuses z's buffer
+      ds += dz.view(-1).dot(cos.view(-1)).item<double>();
+      db += dz.sum().item<double>();
+      if (need_p) dp.narrow(0, i0, ti).addmm_(dz, qj, 1.0, s);
+      if (need_q) dq.narrow(0, j0, tj).addmm_(dz.t(), pi, 1.0, s);
+    });
+    const double inv_n = 1.0 / n_global;
+    ctx->saved_data["dp"] = need_p ? dp.mul_(inv_n) : dp;
+    ctx->saved_data["dq"] = need_q ? dq.mul_(inv_n) : dq;
+    ctx->saved_data["ds"] = ds * inv_n;
+    ctx->saved_data["db"] = db * inv_n;
+    ctx->saved_data["scale_options"] = torch::empty({}, scale.options());
+    ctx->saved_data["bias_options"] = torch::empty({}, bias.options());
+    return torch::full({}, loss * inv_n, opts);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto& g = grad_outputs[0];
+    auto scaled = [&](const char* key) {
+      auto t = ctx->saved_data[key].toOptional<torch::Tensor>().value_or(torch::Tensor());
+      return t.defined() ? t * g : t;
+    };
+    auto scalar = [&](const char* key, const char* like) {
+      auto ref = ctx->saved_data[like].toTensor();
+      return torch::full({}, ctx->saved_data[key].toDouble(), ref.options()) * g.to(ref.dtype());
+    };
+    return {scaled("dp"),         scaled("dq"),    scalar("ds", "scale_options"),
+            scalar("db", "bias_options"), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor tiled_sigmoid_loss(const ScoredBatch& b, const LossOptions& o) {
+  WeightOptions weights = o.weights;
+  if (o.kind == LossKind::SigLIP) {
+    weights = WeightOptions();
+    weights.map = WeightMap::Identity;
+  }
+  WeightTiles targets(weights, b, o.tiling.tile, /*normalise=*/false);
+  return TiledSigmoidLoss::apply(b.p_rows, b.q_cols, b.scale, b.bias, &targets, o.tiling.tile,
+                                 static_cast<double>(b.p_cols.size(0)));
+}
+
+torch::Tensor tiled_softmax_loss(const ScoredBatch& b, const LossOptions& o) {
+  const int64_t tile = o.tiling.tile;
+  const double n_global = static_cast<double>(b.p_cols.size(0));
+
+  // Log-sum-exp of every row of both directions.
+  torch::Tensor lse;
+  if (!b.distributed) {
+    lse = TiledLogSumExp::apply(b.p_rows, b.q_cols, b.scale, true, true, tile).sum();
+  } else {
+    // Local rows against gathered columns: p_i vs all q, and q_i vs all p.
+    lse = TiledLogSumExp::apply(b.p_rows, b.q_cols, b.scale, true, false, tile)[0] +
+          TiledLogSumExp::apply(b.q_rows, b.p_cols, b.scale, true, false, tile)[0];
+  }
+
+  // Target terms of the two directions (rows p_i vs q, rows q_i vs p).
+  bool weigh_pq = false, weigh_qp = false;
+  WeightOptions weights = o.weights;
+  if (o.kind == LossKind::SupCon) {
+    weights = WeightOptions();
+    weights.map = WeightMap::Labels;
+    weigh_pq = weigh_qp = true;
+  } else if (o.kind == LossKind::CWCL && o.weights.map != WeightMap::Identity) {
+    weigh_pq = o.directions != WeightedDirections::TrainedToFrozen;
+    weigh_qp = o.directions != WeightedDirections::FrozenToTrained;
+  }
+  torch::Tensor targets;
+  if (!weigh_pq && !weigh_qp) {
+    targets = diagonal_target_sum(b.p_rows, b.q_cols, b.scale, b.offset) +
+              diagonal_target_sum(b.q_rows, b.p_cols, b.scale, b.offset);
+  } else if (weights.map == WeightMap::Affine) {
+    auto [wa, wb] = weight_space(b.p_rows, b.p_cols, weights);
+    targets = (weigh_pq ? affine_target_sum(b.p_rows, b.q_cols, b.scale, wa, wb)
+                        : diagonal_target_sum(b.p_rows, b.q_cols, b.scale, b.offset)) +
+              (weigh_qp ? affine_target_sum(b.q_rows, b.p_cols, b.scale, wa, wb)
+                        : diagonal_target_sum(b.q_rows, b.p_cols, b.scale, b.offset));
+  } else {
+    WeightTiles tiles(weights, b, tile, /*normalise=*/true);
+    targets = (weigh_pq ? tiled_target_sum(b.p_rows, b.q_cols, b.scale, tiles, tile)
+                        : diagonal_target_sum(b.p_rows, b.q_cols, b.scale, b.offset)) +
+              (weigh_qp ? tiled_target_sum(b.q_rows, b.p_cols, b.scale, tiles, tile)
+                        : diagonal_target_sum(b.q_rows, b.p_cols, b.scale, b.offset));
+  }
+  return (lse - targets) / (2.0 * n_global);
+}
+
+}  // namespace cwcl::detail

@@ -1,0 +1,154 @@
+// The tiled loss gives the plain loss's values and gradients for every kind
+// and weighting, at sizes that are and are not multiples of the tile.
+#include <gtest/gtest.h>
+
+#include <cwcl/loss.h>
+
+namespace {
+
+using cwcl::LossKind;
+using cwcl::LossOptions;
+using cwcl::LossPath;
+using cwcl::WeightMap;
+
+struct Result {
+  torch::Tensor loss, grad_p, grad_q, grad_scale, grad_bias;
+};
+
+Result run(const torch::Tensor& p0, const torch::Tensor& q0, LossOptions o, LossPath path) {
+  auto p = p0.clone().requires_grad_(true), q = q0.clone().requires_grad_(true);
+  auto scale = torch::tensor(std::log(1 / 0.1), p0.options()).requires_grad_(true);
+  auto bias = torch::tensor(-2.5, p0.options()).requires_grad_(true);
+  o.logit_scale = scale;
+  if (cwcl::is_sigmoid_kind(o.kind)) o.logit_bias = bias;
+  o.tiling.path = path;
+  auto loss = cwcl::contrastive_loss(p, q, o);
+  loss.backward();
+  return {loss.detach(), p.grad(), q.grad(), scale.grad(), bias.grad()};
+}
+
+// |got - want| <= rel * max(|want|, floor): the floor keeps float32 sums that
+// cancel to near zero (the scale's gradient) from demanding more than float
+// rounding allows.
+::testing::AssertionResult close(const torch::Tensor& got, const torch::Tensor& want, double rel,
+                                 double floor) {
+  if (!got.defined() && !want.defined()) return ::testing::AssertionSuccess();
+  if (got.defined() != want.defined()) return ::testing::AssertionFailure() << "defined mismatch";
+  double scale = std::max(want.abs().max().item<double>(), floor);
+  double err = (got - want).abs().max().item<double>();
+  if (err <= rel * scale) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "max abs error " << err << " vs scale " << scale;
+}
+
+std::vector<std::pair<std::string, LossOptions>> all_options(int64_t n, int64_t d,
+                                                             const torch::TensorOptions& to) {
+  std::vector<std::pair<std::string, LossOptions>> all;
+  for (auto kind : {LossKind::CL, LossKind::SupCon, LossKind::SigLIP}) {
+    LossOptions o;
+    o.kind = kind;
+    all.push_back({cwcl::to_string(kind), o});
+  }
+  for (auto kind : {LossKind::CWCL, LossKind::CWSigLIP}) {
+    for (auto map : {WeightMap::Affine, WeightMap::Relu, WeightMap::Power, WeightMap::Kernel,
+                     WeightMap::RowMinMax, WeightMap::Labels, WeightMap::Identity,
+                     WeightMap::Custom}) {
+      LossOptions o;
+      o.kind = kind;
+      o.weights.map = map;
+      o.weights.kernel_tau = 0.3;
+      o.weights.gamma = 2.5;
+      if (map == WeightMap::Custom) o.weights.custom = torch::rand({n, n}, to);
+      all.push_back({cwcl::to_string(kind) + "/" + cwcl::to_string(map), o});
+    }
+    LossOptions centred;
+    centred.kind = kind;
+    centred.weights.center = 0.3 * torch::randn({d}, to);
+    all.push_back({cwcl::to_string(kind) + "/affine_centred", centred});
+    centred.weights.map = WeightMap::Kernel;
+    all.push_back({cwcl::to_string(kind) + "/kernel_centred", centred});
+  }
+  for (auto dir : {cwcl::WeightedDirections::FrozenToTrained,
+                   cwcl::WeightedDirections::TrainedToFrozen}) {
+    for (auto map : {WeightMap::Affine, WeightMap::Power}) {
+      LossOptions o;
+      o.weights.map = map;
+      o.directions = dir;
+      all.push_back({"cwcl/" + cwcl::to_string(map) + "/" + cwcl::to_string(dir), o});
+    }
+  }
+  return all;
+}
+
+void compare_paths(torch::Dtype dtype, double rel, double floor) {
+  const auto to = torch::TensorOptions().dtype(dtype);
+  for (int64_t n : {2, 7, 16, 23}) {
+    for (int64_t tile : {1, 4, 7, 64}) {
+      torch::manual_seed(100 * n + tile);
+      const int64_t d = 6;
+      auto labels = torch::randint(3, {n}, torch::kLong);
+      auto p = torch::randn({3, d}, to).index_select(0, labels) + 0.4 * torch::randn({n, d}, to);
+      auto q = 0.5 * p + torch::randn({n, d}, to);
+      for (auto [name, o] : all_options(n, d, to)) {
+        SCOPED_TRACE(name + " n=" + std::to_string(n) + " tile=" + std::to_string(tile));
+        o.labels = labels;
+        o.tiling.tile = tile;
+        auto plain = run(p, q, o, LossPath::Plain);
+        auto tiled = run(p, q, o, LossPath::Tiled);
+        EXPECT_TRUE(close(tiled.loss, plain.loss, rel, floor)) << "loss";
+        EXPECT_TRUE(close(tiled.grad_p, plain.grad_p, rel, floor)) << "grad p";
+        EXPECT_TRUE(close(tiled.grad_q, plain.grad_q, rel, floor)) << "grad q";
+        EXPECT_TRUE(close(tiled.grad_scale, plain.grad_scale, rel, floor)) << "grad scale";
+        EXPECT_TRUE(close(tiled.grad_bias, plain.grad_bias, rel, floor)) << "grad bias";
+      }
+    }
+  }
+}
+
+TEST(TiledLoss, EqualsPlainInDouble) { compare_paths(torch::kDouble, 1e-10, 1e-30); }
+
+TEST(TiledLoss, EqualsPlainInFloat) { compare_paths(torch::kFloat, 1e-5, 0.1); }
+
+TEST(TiledLoss, GradientOnlyWhereAsked) {
+  torch::manual_seed(3);
+  auto p = torch::randn({9, 4}), q = torch::randn({9, 4}).requires_grad_(true);
+  LossOptions o;
+  o.tiling.path = LossPath::Tiled;
+  o.tiling.tile = 4;
+  cwcl::contrastive_loss(p, q, o).backward();
+  EXPECT_FALSE(p.grad().defined());
+  EXPECT_TRUE(torch::isfinite(q.grad()).all().item<bool>());
+}
+
+TEST(TiledLoss, ExtremeScaleStaysFinite) {
+  torch::manual_seed(4);
+  auto base = torch::randn({1, 16});
+  auto p = (base + 1e-6 * torch::randn({50, 16})).requires_grad_(true);
+  auto q = (-base + 1e-6 * torch::randn({50, 16})).requires_grad_(true);  // all logits at -100
+  for (auto kind : {LossKind::CL, LossKind::CWCL, LossKind::SigLIP}) {
+    LossOptions o;
+    o.kind = kind;
+    o.temperature = 0.01;
+    o.tiling.path = LossPath::Tiled;
+    o.tiling.tile = 8;
+    auto loss = cwcl::contrastive_loss(p, q, o);
+    loss.backward();
+    EXPECT_TRUE(std::isfinite(loss.item<double>())) << cwcl::to_string(kind);
+    EXPECT_TRUE(torch::isfinite(q.grad()).all().item<bool>()) << cwcl::to_string(kind);
+    q.mutable_grad().reset();
+    p.mutable_grad().reset();
+  }
+}
+
+TEST(TiledLoss, AutoPicksByThreshold) {
+  torch::manual_seed(5);
+  auto p = torch::randn({12, 4}), q = torch::randn({12, 4});
+  LossOptions o;
+  o.tiling.auto_threshold = 10;
+  o.tiling.tile = 0;  // invalid for the tiled path only
+  EXPECT_THROW(cwcl::contrastive_loss(p, q, o), c10::Error);
+  o.tiling.auto_threshold = 13;
+  EXPECT_NO_THROW(cwcl::contrastive_loss(p, q, o));
+  EXPECT_EQ(cwcl::parse_loss_path("tiled"), LossPath::Tiled);
+}
+
+}  // namespace
