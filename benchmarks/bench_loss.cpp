@@ -34,12 +34,15 @@ void BM_MatmulFloor(benchmark::State& state) {
 
 void run_loss(benchmark::State& state, cwcl::LossKind kind) {
   const int64_t n = state.range(0);
+  const bool tiled = state.range(1) != 0;
   torch::manual_seed(0);
   auto p = torch::randn({n, kDim});
   auto q = torch::randn({n, kDim}).requires_grad_(true);
   cwcl::LossOptions opt;
   opt.kind = kind;
   opt.logit_scale = torch::tensor(std::log(1 / 0.07)).requires_grad_(true);
+  opt.tiling.path = tiled ? cwcl::LossPath::Tiled : cwcl::LossPath::Plain;
+  if (const char* tile = std::getenv("CWCL_TILE")) opt.tiling.tile = std::atoi(tile);
   for (auto _ : state) {
     auto loss = cwcl::contrastive_loss(p, q, opt);
     loss.backward();
@@ -55,11 +58,15 @@ void BM_LossCL(benchmark::State& state) { run_loss(state, cwcl::LossKind::CL); }
 void BM_LossCWCL(benchmark::State& state) { run_loss(state, cwcl::LossKind::CWCL); }
 void BM_LossSigLIP(benchmark::State& state) { run_loss(state, cwcl::LossKind::SigLIP); }
 
-#define CWCL_SIZES ->Arg(1024)->Arg(4096)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime()
-BENCHMARK(BM_MatmulFloor) CWCL_SIZES;
-BENCHMARK(BM_LossCL) CWCL_SIZES;
-BENCHMARK(BM_LossCWCL) CWCL_SIZES;
-BENCHMARK(BM_LossSigLIP) CWCL_SIZES;
+BENCHMARK(BM_MatmulFloor)
+    ->ArgName("N")->Arg(1024)->Arg(4096)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Second argument: 0 plain (N x N tensors), 1 tiled.
+#define CWCL_LOSS_ARGS                                                         \
+  ->ArgsProduct({{1024, 4096, 8192}, {0, 1}})->ArgNames({"N", "tiled"})      \
+      ->Unit(benchmark::kMillisecond)->UseRealTime()
+BENCHMARK(BM_LossCL) CWCL_LOSS_ARGS;
+BENCHMARK(BM_LossCWCL) CWCL_LOSS_ARGS;
+BENCHMARK(BM_LossSigLIP) CWCL_LOSS_ARGS;
 
 }  // namespace
 
