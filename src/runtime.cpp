@@ -6,6 +6,7 @@
 #include <ATen/Version.h>
 #include <c10/util/Exception.h>
 
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -17,6 +18,28 @@ int set_num_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   return at::get_num_threads();
+}
+
+namespace {
+int64_t status_kib(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.compare(0, key.size(), key) == 0 && line.size() > key.size() &&
+        line[key.size()] == ':')
+      return std::stoll(line.substr(key.size() + 1));
+  return 0;
+}
+}  // namespace
+
+int64_t resident_bytes() { return status_kib("VmRSS") * 1024; }
+int64_t peak_resident_bytes() { return status_kib("VmHWM") * 1024; }
+
+bool reset_peak_resident_bytes() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return out.good();
 }
 
 std::string runtime_info() {

@@ -5,6 +5,8 @@
 
 #include <cwcl/runtime.h>
 
+#include "commands.h"
+
 #include <exception>
 #include <iostream>
 
@@ -32,6 +34,29 @@ int main(int argc, char** argv) {
 
   auto* info = app.add_subcommand("info", "versions, thread count and BLAS configuration");
 
+  auto* bench = app.add_subcommand("bench", "measure speed and memory");
+  bench->require_subcommand(1);
+  cwcl::app::BenchLossOptions bench_loss;
+  auto* bench_loss_cmd =
+      bench->add_subcommand("loss", "forward + backward time and peak extra memory of a loss");
+  bench_loss_cmd->add_option("--kind", bench_loss.kind, "cl, cwcl, supcon, siglip, cwsiglip")
+      ->capture_default_str();
+  bench_loss_cmd->add_option("--weights", bench_loss.weights, "weight map")->capture_default_str();
+  bench_loss_cmd->add_option("--path", bench_loss.path, "plain, tiled or auto")
+      ->capture_default_str();
+  bench_loss_cmd->add_option("-n,--batch", bench_loss.n, "batch size N")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench_loss_cmd->add_option("--dim", bench_loss.dim, "embedding size D")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench_loss_cmd->add_option("--tile", bench_loss.tile, "tile size of the tiled path")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench_loss_cmd->add_option("--repeats", bench_loss.repeats, "timed runs (0: 3, or 1 at N >= 32768)")
+      ->check(CLI::NonNegativeNumber);
+  bench_loss_cmd->add_flag("!--no-floor", bench_loss.floor, "skip timing the matrix-product floor");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -42,6 +67,16 @@ int main(int argc, char** argv) {
 
   try {
     if (*info) return run_info(global);
+    if (*bench_loss_cmd) {
+      cwcl::set_num_threads(global.threads);
+      return cwcl::app::run_bench_loss(bench_loss);
+    }
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "cwcl: error: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "cwcl: error: " << e.what_without_backtrace() << "\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "cwcl: error: " << e.what() << "\n";
     return 1;

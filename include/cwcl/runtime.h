@@ -1,6 +1,7 @@
 // Process-wide runtime settings of libtorch that cwcl code relies on.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace cwcl {
@@ -12,6 +13,14 @@ const char* version();
 /// (std::thread::hardware_concurrency). Returns the count now in force.
 /// libtorch from Debian starts with 1; OpenBLAS keeps its own threads.
 int set_num_threads(int threads);
+
+/// Resident memory of this process in bytes (Linux /proc/self/status:
+/// VmRSS), and its peak since start or the last reset (VmHWM). 0 when unknown.
+int64_t resident_bytes();
+int64_t peak_resident_bytes();
+/// Resets the peak to the current resident memory (Linux >= 4.0). Returns
+/// false when the kernel refuses.
+bool reset_peak_resident_bytes();
 
 /// One line per fact: cwcl and torch versions, threads, BLAS in use.
 std::string runtime_info();

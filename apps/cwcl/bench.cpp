@@ -1,0 +1,107 @@
+#include "commands.h"
+
+#include <cwcl/loss.h>
+#include <cwcl/runtime.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+
+namespace cwcl::app {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Three [N, D] x [D, N] products, in blocks of rows so that N = 65,536 fits:
+// the least work any forward + backward of an N x N loss must do.
+double time_floor(const torch::Tensor& p, const torch::Tensor& q) {
+  const int64_t n = p.size(0), block = 1024;
+  auto out = torch::empty({block, n}, p.options());
+  auto start = std::chrono::steady_clock::now();
+  for (int product = 0; product < 3; ++product)
+    for (int64_t i = 0; i < n; i += block) {
+      const int64_t rows = std::min(block, n - i);
+      auto o = out.narrow(0, 0, rows);
+      torch::mm_out(o, p.narrow(0, i, rows), q.t());
+    }
+  return seconds_since(start);
+}
+
+}  // namespace
+
+int run_bench_loss(const BenchLossOptions& b) {
+  LossOptions opt;
+  opt.kind = parse_loss_kind(b.kind);
+  opt.weights.map = parse_weight_map(b.weights);
+  opt.tiling.path = parse_loss_path(b.path);
+  opt.tiling.tile = b.tile;
+  opt.logit_scale = torch::tensor(std::log(1 / 0.07)).requires_grad_(true);
+  if (is_sigmoid_kind(opt.kind)) opt.logit_bias = torch::tensor(-10.0).requires_grad_(true);
+  const int repeats = b.repeats > 0 ? b.repeats : (b.n < 32768 ? 3 : 1);
+
+  torch::manual_seed(b.seed);
+  auto p = torch::randn({b.n, b.dim});
+  auto q = torch::randn({b.n, b.dim}).requires_grad_(true);
+  q.mutable_grad() = torch::zeros_like(q);  // gradient buffer counts as input memory
+
+  auto step = [&] {
+    auto loss = contrastive_loss(p, q, opt);
+    loss.backward();
+    return loss.item<double>();
+  };
+  // One-time runtime set-up (thread pools, BLAS buffers) is not the loss's.
+  {
+    auto small_p = torch::randn({256, b.dim}), small_q = torch::randn({256, b.dim});
+    auto warm = opt;
+    warm.logit_scale = opt.logit_scale.detach();
+    warm.logit_bias = opt.logit_bias.defined() ? opt.logit_bias.detach() : torch::Tensor();
+    contrastive_loss(small_p, small_q.requires_grad_(true), warm).backward();
+    torch::mm(p.narrow(0, 0, std::min<int64_t>(1024, b.n)), q.detach().t());
+  }
+  // jemalloc retains freed pages, so the peak is read over the first run
+  // (which doubles as the warm-up at sizes where a warm-up is cheap).
+  const int64_t rss_before = resident_bytes();
+  const bool peak_ok = reset_peak_resident_bytes();
+  auto start = std::chrono::steady_clock::now();
+  double loss = step();
+  const double first = seconds_since(start);
+  const int64_t peak = peak_resident_bytes();
+  std::vector<double> times;
+  if (b.n >= 32768) times.push_back(first);
+  while (static_cast<int>(times.size()) < repeats) {
+    start = std::chrono::steady_clock::now();
+    loss = step();
+    times.push_back(seconds_since(start));
+  }
+
+  nlohmann::json out = {{"impl", "cwcl"},
+                        {"kind", b.kind},
+                        {"weights", b.weights},
+                        {"path", b.path},
+                        {"n", b.n},
+                        {"d", b.dim},
+                        {"tile", b.tile},
+                        {"torch_threads", at::get_num_threads()},
+                        {"repeats", repeats},
+                        {"seconds", median(times)},
+                        {"loss", loss},
+                        {"extra_mib", peak_ok ? (peak - rss_before) / 1048576.0 : -1.0}};
+  if (b.floor) {
+    time_floor(p, q.detach());  // warm-up
+    double floor = time_floor(p, q.detach());
+    out["floor_seconds"] = floor;
+    out["ratio_to_floor"] = median(times) / floor;
+  }
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace cwcl::app

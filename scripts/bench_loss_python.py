@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""The plain CL / CWCL loss in Python PyTorch, timed like `cwcl bench loss`.
+
+Run with the same allocator and thread count as the C++ side, e.g.
+
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \\
+    MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1 \\
+    /usr/bin/python3 scripts/bench_loss_python.py --kind cwcl -n 8192 --threads 1
+
+Prints one JSON line: median seconds of forward + backward, peak extra
+resident memory over the first run, and the time of three N x D x N products.
+The loss is written the way a PyTorch user writes it (OpenCLIP-style
+cross-entropy; CWCL with the paper's affine weights as soft targets).
+"""
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def status_kib(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def loss_fn(kind, p, q, logit_scale):
+    p = F.normalize(p, dim=1)
+    q = F.normalize(q, dim=1)
+    logits = logit_scale.clamp(max=math.log(100)).exp() * p @ q.T
+    n = p.shape[0]
+    if kind == "cl":
+        target = torch.arange(n)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    with torch.no_grad():
+        w = (p @ p.T) * 0.5 + 0.5
+        w = w / w.sum(dim=1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, w) + F.cross_entropy(logits.T, w))
+
+
+def time_floor(p, q):
+    n, block = p.shape[0], 1024
+    out = torch.empty(block, n)
+    start = time.perf_counter()
+    for _ in range(3):
+        for i in range(0, n, block):
+            rows = min(block, n - i)
+            torch.mm(p[i:i + rows], q.T, out=out[:rows])
+    return time.perf_counter() - start
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kind", default="cwcl", choices=["cl", "cwcl"])
+    ap.add_argument("-n", type=int, default=8192)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    p = torch.randn(args.n, args.dim)
+    q = torch.randn(args.n, args.dim, requires_grad=True)
+    q.grad = torch.zeros_like(q)
+    scale = torch.tensor(math.log(1 / 0.07), requires_grad=True)
+
+    small = torch.randn(256, args.dim, requires_grad=True)
+    loss_fn(args.kind, small.detach(), small, scale.detach()).backward()
+    torch.mm(p[:1024], q.detach().T)
+
+    def step():
+        loss = loss_fn(args.kind, p, q, scale)
+        loss.backward()
+        return loss.item()
+
+    rss_before = status_kib("VmRSS")
+    peak_ok = reset_peak()
+    start = time.perf_counter()
+    loss = step()
+    times = [time.perf_counter() - start] if args.n >= 32768 else []
+    peak = status_kib("VmHWM")
+    while len(times) < args.repeats:
+        start = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    seconds = times[len(times) // 2]
+    time_floor(p, q.detach())
+    floor = time_floor(p, q.detach())
+    print(json.dumps({"impl": "python", "torch": torch.__version__, "kind": args.kind,
+                      "path": "plain", "n": args.n, "d": args.dim,
+                      "torch_threads": torch.get_num_threads(), "seconds": seconds, "loss": loss,
+                      "extra_mib": (peak - rss_before) / 1024 if peak_ok else -1,
+                      "floor_seconds": floor, "ratio_to_floor": seconds / floor}))
+
+
+if __name__ == "__main__":
+    main()
