@@ -38,6 +38,12 @@ struct ScoredBatch {
 /// CL, CWCL and SupCon without any N x N tensor (docs/performance.md).
 torch::Tensor tiled_softmax_loss(const ScoredBatch& batch, const LossOptions& options);
 
+/// The same for one process, from the raw (unnormalised) p and q, in one
+/// autograd function whose memory beyond the inputs is O(N + D^2 + tile^2)
+/// plus the gradients.
+torch::Tensor fused_softmax_loss(const torch::Tensor& p, const torch::Tensor& q,
+                                 const torch::Tensor& scale, const LossOptions& options);
+
 /// SigLIP and CWSigLIP without any N x N tensor.
 torch::Tensor tiled_sigmoid_loss(const ScoredBatch& batch, const LossOptions& options);
 

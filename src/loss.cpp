@@ -240,6 +240,7 @@ torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
   if (tiled) {
     TORCH_CHECK(o.tiling.tile >= 1, "contrastive_loss: tiling.tile must be >= 1, got ",
                 o.tiling.tile);
+    if (!sigmoid && !o.gather) return detail::fused_softmax_loss(p, q, s, o);
     detail::ScoredBatch batch;
     batch.p_rows = p_rows;
     batch.q_rows = q_rows;

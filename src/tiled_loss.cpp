@@ -13,6 +13,7 @@
 #include "detail.h"
 
 #include <limits>
+#include <optional>
 
 namespace cwcl::detail {
 namespace {
@@ -323,6 +324,298 @@ struct TiledSigmoidLoss : public torch::autograd::Function<TiledSigmoidLoss> {
   }
 };
 
+
+// ---------------------------------------------------------------------------
+// The single-process softmax loss in one autograd function: normalisation,
+// log-sum-exp and targets, with a hand-written backward that writes every
+// gradient contribution into one [N, D] buffer per input. Beyond the inputs
+// it holds O(N) vectors, D x D statistics and a few tiles (docs/performance.md).
+
+enum class Target { Diagonal, Affine, Tiles };
+
+struct FusedConfig {
+  Target pq = Target::Diagonal, qp = Target::Diagonal;  // rows p vs q; rows q vs p
+  WeightOptions weights;  // Tiles: the map; Affine: weights.center
+  torch::Tensor labels;   // Tiles with the labels map
+  int64_t tile = 1024;
+
+  // Weight tiles over p against itself, row-normalised (the softmax targets).
+  std::optional<WeightTiles> make_tiles(const torch::Tensor& p) const {
+    if (pq != Target::Tiles && qp != Target::Tiles) return std::nullopt;
+    ScoredBatch b;
+    b.p_rows = b.p_cols = p;
+    b.labels_rows = b.labels_cols = labels;
+    return WeightTiles(weights, b, tile, /*normalise=*/true);
+  }
+
+  // The autograd context keeps only IValues: store and rebuild field by field.
+  void save(AutogradContext* ctx) const {
+    ctx->saved_data["pq"] = static_cast<int64_t>(pq);
+    ctx->saved_data["qp"] = static_cast<int64_t>(qp);
+    ctx->saved_data["map"] = static_cast<int64_t>(weights.map);
+    ctx->saved_data["gamma"] = weights.gamma;
+    ctx->saved_data["kernel_tau"] = weights.kernel_tau;
+    ctx->saved_data["center"] = weights.center;
+    ctx->saved_data["custom"] = weights.custom;
+    ctx->saved_data["labels"] = labels;
+    ctx->saved_data["tile"] = tile;
+  }
+  static FusedConfig load(AutogradContext* ctx) {
+    auto optional = [&](const char* key) {
+      return ctx->saved_data[key].toOptional<torch::Tensor>().value_or(torch::Tensor());
+    };
+    FusedConfig c;
+    c.pq = static_cast<Target>(ctx->saved_data["pq"].toInt());
+    c.qp = static_cast<Target>(ctx->saved_data["qp"].toInt());
+    c.weights.map = static_cast<WeightMap>(ctx->saved_data["map"].toInt());
+    c.weights.gamma = ctx->saved_data["gamma"].toDouble();
+    c.weights.kernel_tau = ctx->saved_data["kernel_tau"].toDouble();
+    c.weights.center = optional("center");
+    c.weights.custom = optional("custom");
+    c.labels = optional("labels");
+    c.tile = ctx->saved_data["tile"].toInt();
+    return c;
+  }
+};
+
+// Rows [i0, i0 + t) of x scaled by their inverse norms.
+torch::Tensor unit_rows(const torch::Tensor& x, const torch::Tensor& inv_norm, int64_t i0,
+                        int64_t t) {
+  return x.narrow(0, i0, t) * inv_norm.narrow(0, i0, t).unsqueeze(1);
+}
+
+torch::Tensor inverse_norms(const torch::Tensor& x) {
+  // As F::normalize: x / max(||x||, 1e-12).
+  return x.norm(2, 1).clamp_min(1e-12).reciprocal();
+}
+
+// Affine targets through D x D statistics (PAPER.md): a = normalised (and
+// optionally centred) p, W_i = sum_j (<a_i, a_j> + 1) / 2, aw_i = a_i / W_i.
+// For the direction with rows r and columns c (r, c in {p^, q^}):
+//   sum_ij T_ij <r_i, c_j> = (<A^T C, AW^T R> + <sum_i r_i / W_i, sum_j c_j>) / 2.
+struct AffineStats {
+  torch::Tensor row_sums;          // W [N]
+  torch::Tensor at_q, at_p;        // A^T Q^, A^T P^  [D, D]
+  torch::Tensor awt_p, awt_q;      // AW^T P^, AW^T Q^ [D, D]
+  torch::Tensor p_over_w, q_over_w;  // sum_i p^_i / W_i, sum_i q^_i / W_i [D]
+  torch::Tensor p_sum, q_sum;      // sum_j p^_j, sum_j q^_j [D]
+
+  double value_pq() const {
+    return 0.5 * ((at_q * awt_p).sum() + p_over_w.dot(q_sum)).item<double>();
+  }
+  double value_qp() const {
+    return 0.5 * ((at_p * awt_q).sum() + q_over_w.dot(p_sum)).item<double>();
+  }
+};
+
+torch::Tensor affine_rows(const torch::Tensor& p_hat, const torch::Tensor& center) {
+  return center.defined() ? normalize_rows(p_hat - center) : p_hat;
+}
+
+AffineStats affine_stats(const torch::Tensor& p, const torch::Tensor& q,
+                         const torch::Tensor& inv_p, const torch::Tensor& inv_q,
+                         const torch::Tensor& center, int64_t block) {
+  const int64_t n = p.size(0), d = p.size(1);
+  const auto opts = p.options();
+  AffineStats st;
+  auto a_sum = torch::zeros({d}, opts);
+  for (int64_t i0 = 0; i0 < n; i0 += block) {
+    const int64_t t = std::min(block, n - i0);
+    a_sum += affine_rows(unit_rows(p, inv_p, i0, t), center).sum(0);
+  }
+  st.row_sums = torch::empty({n}, opts);
+  st.at_q = torch::zeros({d, d}, opts);
+  st.at_p = torch::zeros({d, d}, opts);
+  st.awt_p = torch::zeros({d, d}, opts);
+  st.awt_q = torch::zeros({d, d}, opts);
+  st.p_over_w = torch::zeros({d}, opts);
+  st.q_over_w = torch::zeros({d}, opts);
+  st.p_sum = torch::zeros({d}, opts);
+  st.q_sum = torch::zeros({d}, opts);
+  for (int64_t i0 = 0; i0 < n; i0 += block) {
+    const int64_t t = std::min(block, n - i0);
+    auto ph = unit_rows(p, inv_p, i0, t), qh = unit_rows(q, inv_q, i0, t);
+    auto a = affine_rows(ph, center);
+    auto w = (torch::mv(a, a_sum) + static_cast<double>(n)) * 0.5;
+    st.row_sums.narrow(0, i0, t).copy_(w);
+    auto inv_w = w.reciprocal().unsqueeze(1);
+    auto aw = a * inv_w;
+    st.at_q.addmm_(a.t(), qh);
+    st.at_p.addmm_(a.t(), ph);
+    st.awt_p.addmm_(aw.t(), ph);
+    st.awt_q.addmm_(aw.t(), qh);
+    st.p_over_w += (ph * inv_w).sum(0);
+    st.q_over_w += (qh * inv_w).sum(0);
+    st.p_sum += ph.sum(0);
+    st.q_sum += qh.sum(0);
+  }
+  return st;
+}
+
+struct FusedSoftmaxLoss : public torch::autograd::Function<FusedSoftmaxLoss> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p,
+                               const torch::Tensor& q, const torch::Tensor& scale,
+                               const FusedConfig& config) {
+    const FusedConfig* cfg = &config;
+    const double s = scale.item<double>();
+    const int64_t n = p.size(0), tile = cfg->tile;
+    const auto opts = p.options();
+    auto inv_p = inverse_norms(p), inv_q = inverse_norms(q);
+    const auto tiles = cfg->make_tiles(p);
+
+    // Log-sum-exp over rows (p_i vs all q) and columns (q_j vs all p), and
+    // the tiled targets <T, l> of either direction, in one pass.
+    const double neg_inf = -std::numeric_limits<double>::infinity();
+    auto row_max = torch::full({n}, neg_inf, opts), row_sum = torch::zeros({n}, opts);
+    auto col_max = torch::full({n}, neg_inf, opts), col_sum = torch::zeros({n}, opts);
+    auto logits = torch::empty({tile * tile}, opts), scratch = torch::empty({tile * tile}, opts);
+    double tiled_targets = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += tile) {
+      const int64_t ti = std::min(tile, n - i0);
+      auto pi = unit_rows(p, inv_p, i0, ti);
+      for (int64_t j0 = 0; j0 < n; j0 += tile) {
+        const int64_t tj = std::min(tile, n - j0);
+        auto l = tile_logits(logits, pi, unit_rows(q, inv_q, j0, tj), s);
+        merge_lse(l, 1, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti), scratch);
+        merge_lse(l, 0, col_max.narrow(0, j0, tj), col_sum.narrow(0, j0, tj), scratch);
+        if (cfg->pq == Target::Tiles)
+          tiled_targets += l.view(-1).dot((*tiles)(i0, ti, j0, tj).reshape(-1)).item<double>();
+        // Rows q_j against columns p_i: logit l_ij with target T_ji.
+        if (cfg->qp == Target::Tiles)
+          tiled_targets +=
+              (l * (*tiles)(j0, tj, i0, ti).t()).sum().item<double>();
+      }
+    }
+    auto lse_rows = row_max + row_sum.log(), lse_cols = col_max + col_sum.log();
+
+    double targets = tiled_targets;
+    double diagonal = 0;  // sum_i <p^_i, q^_i>
+    if (cfg->pq == Target::Diagonal || cfg->qp == Target::Diagonal) {
+      for (int64_t i0 = 0; i0 < n; i0 += tile) {
+        const int64_t t = std::min(tile, n - i0);
+        diagonal += (unit_rows(p, inv_p, i0, t) * unit_rows(q, inv_q, i0, t)).sum().item<double>();
+      }
+      targets += s * diagonal * ((cfg->pq == Target::Diagonal) + (cfg->qp == Target::Diagonal));
+    }
+    AffineStats affine;
+    if (cfg->pq == Target::Affine || cfg->qp == Target::Affine) {
+      affine = affine_stats(p, q, inv_p, inv_q, cfg->weights.center, tile);
+      if (cfg->pq == Target::Affine) targets += s * affine.value_pq();
+      if (cfg->qp == Target::Affine) targets += s * affine.value_qp();
+    }
+    const double lse = lse_rows.sum().item<double>() + lse_cols.sum().item<double>();
+
+    ctx->save_for_backward({p, q, scale});
+    ctx->saved_data["inv_p"] = inv_p;
+    ctx->saved_data["inv_q"] = inv_q;
+    ctx->saved_data["lse_rows"] = lse_rows;
+    ctx->saved_data["lse_cols"] = lse_cols;
+    ctx->saved_data["diagonal"] = diagonal;
+    ctx->saved_data["targets_over_s"] = targets / s;
+    cfg->save(ctx);
+    if (affine.row_sums.defined()) {
+      ctx->saved_data["row_sums"] = affine.row_sums;
+      ctx->saved_data["at_q"] = affine.at_q;
+      ctx->saved_data["at_p"] = affine.at_p;
+      ctx->saved_data["awt_p"] = affine.awt_p;
+      ctx->saved_data["awt_q"] = affine.awt_q;
+      ctx->saved_data["p_over_w"] = affine.p_over_w;
+      ctx->saved_data["q_over_w"] = affine.q_over_w;
+      ctx->saved_data["p_sum"] = affine.p_sum;
+      ctx->saved_data["q_sum"] = affine.q_sum;
+    }
+    return torch::full({}, (lse - targets) / (2.0 * static_cast<double>(n)), opts);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const auto &p = saved[0], &q = saved[1], &scale = saved[2];
+    const FusedConfig config = FusedConfig::load(ctx);
+    const FusedConfig* cfg = &config;
+    auto tensor = [&](const char* key) { return ctx->saved_data[key].toTensor(); };
+    auto inv_p = tensor("inv_p"), inv_q = tensor("inv_q");
+    auto lse_rows = tensor("lse_rows"), lse_cols = tensor("lse_cols");
+    const double s = scale.item<double>();
+    const int64_t n = p.size(0), tile = cfg->tile;
+    const auto opts = p.options();
+    // d loss / d l_ij = c [softmax_row + softmax_col - targets], c = g / 2N.
+    const double c = grad_outputs[0].item<double>() / (2.0 * static_cast<double>(n));
+    const bool need_p = ctx->needs_input_grad(0), need_s = ctx->needs_input_grad(2);
+    const auto tiles = cfg->make_tiles(p);
+
+    // Gradients with respect to the normalised rows p^, q^ first.
+    auto dq = torch::zeros_like(q);
+    torch::Tensor dp = need_p ? torch::zeros_like(p) : torch::Tensor();
+    double ds = need_s ? -c * ctx->saved_data["targets_over_s"].toDouble() : 0.0;
+
+    auto logits = torch::empty({tile * tile}, opts), grad = torch::empty({tile * tile}, opts),
+         scratch = torch::empty({tile * tile}, opts);
+    for (int64_t i0 = 0; i0 < n; i0 += tile) {
+      const int64_t ti = std::min(tile, n - i0);
+      auto pi = unit_rows(p, inv_p, i0, ti);
+      for (int64_t j0 = 0; j0 < n; j0 += tile) {
+        const int64_t tj = std::min(tile, n - j0);
+        auto qj = unit_rows(q, inv_q, j0, tj);
+        auto l = tile_logits(logits, pi, qj, s);
+        auto g = tile_view(grad, ti, tj);
+        auto e = tile_view(scratch, ti, tj);
+        torch::sub_out(g, l, lse_rows.narrow(0, i0, ti).unsqueeze(1));
+        g.exp_();
+        torch::sub_out(e, l, lse_cols.narrow(0, j0, tj).unsqueeze(0));
+        g.add_(e.exp_());
+        if (need_s) ds += c * g.view(-1).dot(l.view(-1)).item<double>() / s;
+        if (cfg->pq == Target::Tiles) g.sub_((*tiles)(i0, ti, j0, tj));
+        if (cfg->qp == Target::Tiles) g.sub_((*tiles)(j0, tj, i0, ti).t());
+        // l = s <p^_i, q^_j>
+        if (need_p) dp.narrow(0, i0, ti).addmm_(g, qj, 1.0, c * s);
+        dq.narrow(0, j0, tj).addmm_(g.t(), pi, 1.0, c * s);
+      }
+    }
+
+    // Diagonal and affine targets: each direction's sum_ij T_ij <r_i, c_j>.
+    const int diagonal_dirs = (cfg->pq == Target::Diagonal) + (cfg->qp == Target::Diagonal);
+    const bool affine = cfg->pq == Target::Affine || cfg->qp == Target::Affine;
+    torch::Tensor row_sums, at_q, at_p, awt_p, awt_q, p_over_w, q_over_w, p_sum, q_sum;
+    if (affine) {
+      row_sums = tensor("row_sums");
+      at_q = tensor("at_q"), at_p = tensor("at_p"), awt_p = tensor("awt_p"),
+      awt_q = tensor("awt_q");
+      p_over_w = tensor("p_over_w"), q_over_w = tensor("q_over_w");
+      p_sum = tensor("p_sum"), q_sum = tensor("q_sum");
+    }
+    const double k = -c * s;  // coefficient of a target's gradient
+    for (int64_t i0 = 0; i0 < n; i0 += tile) {
+      const int64_t t = std::min(tile, n - i0);
+      auto pi = unit_rows(p, inv_p, i0, t), qi = unit_rows(q, inv_q, i0, t);
+      auto dpi = need_p ? dp.narrow(0, i0, t) : torch::Tensor();
+      auto dqi = dq.narrow(0, i0, t);
+      if (diagonal_dirs > 0) {
+        dqi.add_(pi, k * diagonal_dirs);
+        if (need_p) dpi.add_(qi, k * diagonal_dirs);
+      }
+      if (affine) {
+        auto a = affine_rows(pi, cfg->weights.center);
+        auto inv_w = row_sums.narrow(0, i0, t).reciprocal().unsqueeze(1);
+        auto aw = a * inv_w;
+        if (cfg->pq == Target::Affine) {
+          // value = (<A^T Q^, AW^T P^> + <sum p^/W, sum q^>) / 2
+          dqi.add_(torch::mm(a, awt_p) + p_over_w, 0.5 * k);
+          if (need_p) dpi.add_(torch::mm(aw, at_q) + inv_w * q_sum, 0.5 * k);
+        }
+        if (cfg->qp == Target::Affine) {
+          // value = (<A^T P^, AW^T Q^> + <sum q^/W, sum p^>) / 2
+          dqi.add_(torch::mm(aw, at_p) + inv_w * p_sum, 0.5 * k);
+          if (need_p) dpi.add_(torch::mm(a, awt_q) + q_over_w, 0.5 * k);
+        }
+      }
+      // Through the normalisation x^ = x / |x|: dx = (dx^ - x^ <x^, dx^>) / |x|.
+      dqi.sub_(qi * (qi * dqi).sum(1, true)).mul_(inv_q.narrow(0, i0, t).unsqueeze(1));
+      if (need_p) dpi.sub_(pi * (pi * dpi).sum(1, true)).mul_(inv_p.narrow(0, i0, t).unsqueeze(1));
+    }
+    torch::Tensor dscale = need_s ? torch::full({}, ds, scale.options()) : torch::Tensor();
+    return {dp, dq, dscale, torch::Tensor()};
+  }
+};
 }  // namespace
 
 torch::Tensor tiled_sigmoid_loss(const ScoredBatch& b, const LossOptions& o) {
@@ -334,6 +627,35 @@ torch::Tensor tiled_sigmoid_loss(const ScoredBatch& b, const LossOptions& o) {
   WeightTiles targets(weights, b, o.tiling.tile, /*normalise=*/false);
   return TiledSigmoidLoss::apply(b.p_rows, b.q_cols, b.scale, b.bias, &targets, o.tiling.tile,
                                  static_cast<double>(b.p_cols.size(0)));
+}
+
+torch::Tensor fused_softmax_loss(const torch::Tensor& p, const torch::Tensor& q,
+                                 const torch::Tensor& scale, const LossOptions& o) {
+  FusedConfig cfg;
+  cfg.tile = o.tiling.tile;
+  cfg.weights = o.weights;
+  bool weigh_pq = false, weigh_qp = false;
+  if (o.kind == LossKind::SupCon) {
+    cfg.weights = WeightOptions();
+    cfg.weights.map = WeightMap::Labels;
+    weigh_pq = weigh_qp = true;
+  } else if (o.kind == LossKind::CWCL && o.weights.map != WeightMap::Identity) {
+    weigh_pq = o.directions != WeightedDirections::TrainedToFrozen;
+    weigh_qp = o.directions != WeightedDirections::FrozenToTrained;
+  }
+  if (cfg.weights.map == WeightMap::Labels) cfg.labels = o.labels;
+  const Target weighted =
+      cfg.weights.map == WeightMap::Affine ? Target::Affine : Target::Tiles;
+  cfg.pq = weigh_pq ? weighted : Target::Diagonal;
+  cfg.qp = weigh_qp ? weighted : Target::Diagonal;
+  if (cfg.weights.center.defined()) {
+    // Validated and cast once here (weight_space does the same for the other paths).
+    TORCH_CHECK(cfg.weights.center.dim() == 1 && cfg.weights.center.size(0) == p.size(1),
+                "contrastive_weights: center must be [", p.size(1), "], got ",
+                cfg.weights.center.sizes());
+    cfg.weights.center = cfg.weights.center.detach().to(p.options());
+  }
+  return FusedSoftmaxLoss::apply(p, q, scale, cfg);
 }
 
 torch::Tensor tiled_softmax_loss(const ScoredBatch& b, const LossOptions& o) {
