@@ -35,17 +35,80 @@ torch::Tensor tile_logits(torch::Tensor& buffer, const torch::Tensor& xi, const 
   return l;
 }
 
-// Online log-sum-exp merge along one dimension of a tile: (max, sum) of
-// exp(l - max) are combined with the running values of those rows/columns.
-void merge_lse(const torch::Tensor& l, int64_t dim, torch::Tensor running_max,
-               torch::Tensor running_sum, torch::Tensor& scratch) {
-  auto tile_max = l.amax(dim);
+// How far apart (in log space) two shifts may be for one to stand in for
+// the other: float keeps e^-87 as a normal number, and the margin keeps what
+// rounds away below e^-27 of the largest term that matters.
+double shared_shift_limit(const torch::Tensor& like) {
+  return like.scalar_type() == torch::kDouble ? 600.0 : 60.0;
+}
+
+// Online log-sum-exp: combines running (max, sum of exp(x - max)) with a tile's.
+void merge_running(torch::Tensor running_max, torch::Tensor running_sum,
+                   const torch::Tensor& tile_max, const torch::Tensor& tile_sum) {
   auto new_max = torch::maximum(running_max, tile_max);
-  auto e = tile_view(scratch, l.size(0), l.size(1));
-  torch::sub_out(e, l, dim == 1 ? new_max.unsqueeze(1) : new_max.unsqueeze(0));
-  e.exp_();
-  running_sum.mul_((running_max - new_max).exp_()).add_(e.sum(dim));
+  running_sum.mul_((running_max - new_max).exp_()).add_(tile_sum * (tile_max - new_max).exp_());
   running_max.copy_(new_max);
+}
+
+// Merges a tile of logits into running row and/or column log-sum-exps (an
+// undefined accumulator is skipped). The rows' exponentials E = exp(l - rowmax)
+// also give the columns' sums, sum_i exp(l_ij - M) = (E^T a)_j with
+// a_i = exp(rowmax_i - M) and M the tile's max, when every column's max is
+// within shared_shift_limit of M; otherwise the columns take their own exp.
+void merge_tile_lse(const torch::Tensor& l, torch::Tensor row_max, torch::Tensor row_sum,
+                    torch::Tensor col_max, torch::Tensor col_sum, torch::Tensor& scratch) {
+  auto e = tile_view(scratch, l.size(0), l.size(1));
+  torch::Tensor rmax;
+  if (row_max.defined()) {
+    rmax = l.amax(1);
+    torch::sub_out(e, l, rmax.unsqueeze(1));
+    e.exp_();
+    merge_running(row_max, row_sum, rmax, e.sum(1));
+  }
+  if (!col_max.defined()) return;
+  auto cmax = l.amax(0);
+  torch::Tensor csum;
+  if (rmax.defined()) {
+    auto m = rmax.max();
+    if ((m - cmax.min()).item<double>() <= shared_shift_limit(l))
+      csum = torch::mv(e.t(), (rmax - m).exp_()).mul_((m - cmax).exp_());
+  }
+  if (!csum.defined()) {
+    torch::sub_out(e, l, cmax.unsqueeze(0));
+    csum = e.exp_().sum(0);
+  }
+  merge_running(col_max, col_sum, cmax, csum);
+}
+
+// g = g_rows * softmax over each row + g_cols * softmax over each column of a
+// tile, given the final log-sum-exps (an undefined one counts 0). With one
+// exponential when the shifts are close: exp(l_ij - lse_c_j) =
+// exp(l_ij - lse_r_i) u_i v_j with u_i = exp(lse_r_i - K), v_j = exp(K - lse_c_j).
+void softmax_grad_tile(const torch::Tensor& l, const torch::Tensor& lse_r,
+                       const torch::Tensor& lse_c, double g_rows, double g_cols, torch::Tensor g,
+                       torch::Tensor& scratch) {
+  if (!lse_r.defined()) {
+    torch::sub_out(g, l, lse_c.unsqueeze(0));
+    g.exp_().mul_(g_cols);
+    return;
+  }
+  torch::sub_out(g, l, lse_r.unsqueeze(1));
+  g.exp_();
+  if (!lse_c.defined()) {
+    g.mul_(g_rows);
+    return;
+  }
+  auto w = tile_view(scratch, l.size(0), l.size(1));
+  auto k = lse_r.max();
+  if ((k - lse_c.min()).item<double>() <= shared_shift_limit(l)) {
+    auto u = (lse_r - k).exp_().mul_(g_cols), v = (k - lse_c).exp_();
+    torch::mul_out(w, u.unsqueeze(1), v.unsqueeze(0));
+    g.mul_(w.add_(g_rows));
+    return;
+  }
+  g.mul_(g_rows);
+  torch::sub_out(w, l, lse_c.unsqueeze(0));
+  g.add_(w.exp_(), g_cols);
 }
 
 // Sum over rows and/or columns of LSE(s * x y^T): returns [sum_i LSE_i,
@@ -67,8 +130,10 @@ struct TiledLogSumExp : public torch::autograd::Function<TiledLogSumExp> {
       for (int64_t j0 = 0; j0 < m; j0 += tile) {
         const int64_t tj = std::min(tile, m - j0);
         auto l = tile_logits(logits, xi, y.narrow(0, j0, tj), s);
-        if (rows) merge_lse(l, 1, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti), scratch);
-        if (cols) merge_lse(l, 0, col_max.narrow(0, j0, tj), col_sum.narrow(0, j0, tj), scratch);
+        merge_tile_lse(l, rows ? row_max.narrow(0, i0, ti) : torch::Tensor(),
+                       rows ? row_sum.narrow(0, i0, ti) : torch::Tensor(),
+                       cols ? col_max.narrow(0, j0, tj) : torch::Tensor(),
+                       cols ? col_sum.narrow(0, j0, tj) : torch::Tensor(), scratch);
       }
     }
     auto lse_rows = rows ? row_max + row_sum.log() : torch::Tensor();
@@ -108,17 +173,9 @@ struct TiledLogSumExp : public torch::autograd::Function<TiledLogSumExp> {
         auto l = tile_logits(logits, xi, yj, s);
         // dLSE_i/dl_ij = softmax over the row; likewise for columns.
         auto gl = tile_view(grad, ti, tj);
-        gl.zero_();
-        if (lse_rows.defined()) {
-          auto e = tile_view(scratch, ti, tj);
-          torch::sub_out(e, l, lse_rows.narrow(0, i0, ti).unsqueeze(1));
-          gl.add_(e.exp_(), g_rows);
-        }
-        if (lse_cols.defined()) {
-          auto e = tile_view(scratch, ti, tj);
-          torch::sub_out(e, l, lse_cols.narrow(0, j0, tj).unsqueeze(0));
-          gl.add_(e.exp_(), g_cols);
-        }
+        softmax_grad_tile(l, lse_rows.defined() ? lse_rows.narrow(0, i0, ti) : torch::Tensor(),
+                          lse_cols.defined() ? lse_cols.narrow(0, j0, tj) : torch::Tensor(),
+                          g_rows, g_cols, gl, scratch);
         // l = s <x, y>: dl/ds = l / s.
         if (need_s) ds += gl.view(-1).dot(l.view(-1)).item<double>() / s;
         if (need_x) dx.narrow(0, i0, ti).addmm_(gl, yj, 1.0, s);
@@ -476,8 +533,8 @@ struct FusedSoftmaxLoss : public torch::autograd::Function<FusedSoftmaxLoss> {
       for (int64_t j0 = 0; j0 < n; j0 += tile) {
         const int64_t tj = std::min(tile, n - j0);
         auto l = tile_logits(logits, pi, unit_rows(q, inv_q, j0, tj), s);
-        merge_lse(l, 1, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti), scratch);
-        merge_lse(l, 0, col_max.narrow(0, j0, tj), col_sum.narrow(0, j0, tj), scratch);
+        merge_tile_lse(l, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti),
+                       col_max.narrow(0, j0, tj), col_sum.narrow(0, j0, tj), scratch);
         if (cfg->pq == Target::Tiles)
           tiled_targets += l.view(-1).dot((*tiles)(i0, ti, j0, tj).reshape(-1)).item<double>();
         // Rows q_j against columns p_i: logit l_ij with target T_ji.
@@ -558,11 +615,8 @@ struct FusedSoftmaxLoss : public torch::autograd::Function<FusedSoftmaxLoss> {
         auto qj = unit_rows(q, inv_q, j0, tj);
         auto l = tile_logits(logits, pi, qj, s);
         auto g = tile_view(grad, ti, tj);
-        auto e = tile_view(scratch, ti, tj);
-        torch::sub_out(g, l, lse_rows.narrow(0, i0, ti).unsqueeze(1));
-        g.exp_();
-        torch::sub_out(e, l, lse_cols.narrow(0, j0, tj).unsqueeze(0));
-        g.add_(e.exp_());
+        softmax_grad_tile(l, lse_rows.narrow(0, i0, ti), lse_cols.narrow(0, j0, tj), 1.0, 1.0, g,
+                          scratch);
         if (need_s) ds += c * g.view(-1).dot(l.view(-1)).item<double>() / s;
         if (cfg->pq == Target::Tiles) g.sub_((*tiles)(i0, ti, j0, tj));
         if (cfg->qp == Target::Tiles) g.sub_((*tiles)(j0, tj, i0, ti).t());

@@ -17,7 +17,7 @@ struct Result {
 
 Result run(const torch::Tensor& p0, const torch::Tensor& q0, LossOptions o, LossPath path) {
   auto p = p0.clone().requires_grad_(true), q = q0.clone().requires_grad_(true);
-  auto scale = torch::tensor(std::log(1 / 0.1), p0.options()).requires_grad_(true);
+  auto scale = torch::tensor(std::log(1 / o.temperature), p0.options()).requires_grad_(true);
   auto bias = torch::tensor(-2.5, p0.options()).requires_grad_(true);
   o.logit_scale = scale;
   if (cwcl::is_sigmoid_kind(o.kind)) o.logit_bias = bias;
@@ -136,6 +136,31 @@ TEST(TiledLoss, ExtremeScaleStaysFinite) {
     EXPECT_TRUE(torch::isfinite(q.grad()).all().item<bool>()) << cwcl::to_string(kind);
     q.mutable_grad().reset();
     p.mutable_grad().reset();
+  }
+}
+
+// Logits spread over [-100, 100]: tile and column maxima far apart, so the
+// tiled path must leave its one-exponential shortcut for the exact fallback.
+TEST(TiledLoss, WidelySpreadLogitsMatchDoublePrecision) {
+  torch::manual_seed(6);
+  const int64_t n = 40, d = 8;
+  // Frozen rows in one narrow cone; half the trained rows point the other way.
+  auto p = torch::randn({1, d}, torch::kDouble) + 0.1 * torch::randn({n, d}, torch::kDouble);
+  auto sign = torch::ones({n, 1}, torch::kDouble);
+  sign.narrow(0, 0, n / 2).fill_(-1);
+  auto q = p * sign + 0.05 * torch::randn({n, d}, torch::kDouble);
+  for (auto kind : {LossKind::CL, LossKind::CWCL}) {
+    LossOptions o;
+    o.kind = kind;
+    o.temperature = 0.01;
+    o.weights.map = WeightMap::Kernel;
+    o.tiling.tile = 8;
+    auto want = run(p, q, o, LossPath::Plain);
+    auto got = run(p.to(torch::kFloat), q.to(torch::kFloat), o, LossPath::Tiled);
+    SCOPED_TRACE(cwcl::to_string(kind));
+    EXPECT_TRUE(close(got.loss.to(torch::kDouble), want.loss, 1e-5, 1e-30));
+    EXPECT_TRUE(close(got.grad_q.to(torch::kDouble), want.grad_q, 1e-4, 1e-30));
+    EXPECT_TRUE(close(got.grad_p.to(torch::kDouble), want.grad_p, 1e-4, 1e-30));
   }
 }
 
