@@ -35,6 +35,26 @@ torch::Tensor tile_logits(torch::Tensor& buffer, const torch::Tensor& xi, const 
   return l;
 }
 
+// Runs a tiled pass with torch's intra-op threads at 1, restoring them after.
+// Each tile alternates a BLAS product (OpenBLAS runs its own threads, which
+// spin between calls) with elementwise work; letting torch's threads compete
+// with the spinning BLAS threads made the tiled loss 2.4x slower on 2 cores
+// (0.88 s vs 2.1 s at N = 8,192; docs/performance.md).
+class SerialElementwise {
+ public:
+  SerialElementwise() : saved_(at::get_num_threads()) {
+    if (saved_ != 1) at::set_num_threads(1);
+  }
+  ~SerialElementwise() {
+    if (saved_ != 1) at::set_num_threads(saved_);
+  }
+  SerialElementwise(const SerialElementwise&) = delete;
+  SerialElementwise& operator=(const SerialElementwise&) = delete;
+
+ private:
+  int saved_;
+};
+
 // How far apart (in log space) two shifts may be for one to stand in for
 // the other: float keeps e^-87 as a normal number, and the margin keeps what
 // rounds away below e^-27 of the largest term that matters.
@@ -117,6 +137,7 @@ struct TiledLogSumExp : public torch::autograd::Function<TiledLogSumExp> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& y, const torch::Tensor& scale, bool rows,
                                bool cols, int64_t tile) {
+    SerialElementwise serial;
     const double s = scale.item<double>();
     const int64_t n = x.size(0), m = y.size(0);
     const auto opts = x.options();
@@ -151,6 +172,7 @@ struct TiledLogSumExp : public torch::autograd::Function<TiledLogSumExp> {
     const auto &x = saved[0], &y = saved[1], &scale = saved[2];
     auto lse_rows = ctx->saved_data["lse_rows"].toOptional<torch::Tensor>().value_or(torch::Tensor());
     auto lse_cols = ctx->saved_data["lse_cols"].toOptional<torch::Tensor>().value_or(torch::Tensor());
+    SerialElementwise serial;
     const int64_t tile = ctx->saved_data["tile"].toInt();
     const double s = scale.item<double>();
     auto g = grad_outputs[0].to(torch::kDouble).cpu();
@@ -335,6 +357,7 @@ struct TiledSigmoidLoss : public torch::autograd::Function<TiledSigmoidLoss> {
                                const torch::Tensor& q, const torch::Tensor& scale,
                                const torch::Tensor& bias, const WeightTiles* targets,
                                int64_t tile, double n_global) {
+    SerialElementwise serial;
     const double s = scale.item<double>(), b = bias.item<double>();
     const int64_t n = p.size(0), m = q.size(0);
     const auto opts = p.options();
@@ -513,6 +536,7 @@ struct FusedSoftmaxLoss : public torch::autograd::Function<FusedSoftmaxLoss> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p,
                                const torch::Tensor& q, const torch::Tensor& scale,
                                const FusedConfig& config) {
+    SerialElementwise serial;
     const FusedConfig* cfg = &config;
     const double s = scale.item<double>();
     const int64_t n = p.size(0), tile = cfg->tile;
@@ -587,6 +611,7 @@ struct FusedSoftmaxLoss : public torch::autograd::Function<FusedSoftmaxLoss> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     auto saved = ctx->get_saved_variables();
     const auto &p = saved[0], &q = saved[1], &scale = saved[2];
+    SerialElementwise serial;
     const FusedConfig config = FusedConfig::load(ctx);
     const FusedConfig* cfg = &config;
     auto tensor = [&](const char* key) { return ctx->saved_data[key].toTensor(); };
