@@ -4,6 +4,7 @@
 #include "cwcl/text_encoder.h"
 
 #include "cwcl/safetensors.h"
+#include "serial_elementwise.h"
 
 #include <nlohmann/json.hpp>
 
@@ -211,6 +212,7 @@ torch::Tensor SentenceEncoder::encode(const std::vector<std::string>& texts) con
 
 torch::Tensor SentenceEncoder::encode_ids(const std::vector<std::vector<int64_t>>& ids) const {
   torch::NoGradGuard no_grad;
+  detail::SerialElementwise serial;
   const int64_t n = static_cast<int64_t>(ids.size());
   auto out = torch::empty({n, dim()});
   // Longest first, so that each batch pads to a length close to its own.

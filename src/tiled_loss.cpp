@@ -11,6 +11,7 @@
 // with weight tiles made on the fly. Sigmoid losses need no normaliser, so
 // their gradients are computed in the same pass as the value.
 #include "detail.h"
+#include "serial_elementwise.h"
 
 #include <limits>
 #include <optional>
@@ -34,26 +35,6 @@ torch::Tensor tile_logits(torch::Tensor& buffer, const torch::Tensor& xi, const 
   l.mul_(s);
   return l;
 }
-
-// Runs a tiled pass with torch's intra-op threads at 1, restoring them after.
-// Each tile alternates a BLAS product (OpenBLAS runs its own threads, which
-// spin between calls) with elementwise work; letting torch's threads compete
-// with the spinning BLAS threads made the tiled loss 2.4x slower on 2 cores
-// (0.88 s vs 2.1 s at N = 8,192; docs/performance.md).
-class SerialElementwise {
- public:
-  SerialElementwise() : saved_(at::get_num_threads()) {
-    if (saved_ != 1) at::set_num_threads(1);
-  }
-  ~SerialElementwise() {
-    if (saved_ != 1) at::set_num_threads(saved_);
-  }
-  SerialElementwise(const SerialElementwise&) = delete;
-  SerialElementwise& operator=(const SerialElementwise&) = delete;
-
- private:
-  int saved_;
-};
 
 // How far apart (in log space) two shifts may be for one to stand in for
 // the other: float keeps e^-87 as a normal number, and the margin keeps what

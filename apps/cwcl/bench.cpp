@@ -1,12 +1,16 @@
 #include "commands.h"
 
 #include <cwcl/loss.h>
+#include <cwcl/text_encoder.h>
 #include <cwcl/runtime.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <stdexcept>
 
 namespace cwcl::app {
 namespace {
@@ -36,6 +40,51 @@ double time_floor(const torch::Tensor& p, const torch::Tensor& q) {
 }
 
 }  // namespace
+
+std::string model_folder(const std::string& name) {
+  const char* env = std::getenv("CWCL_MODELS");
+  const char* home = std::getenv("HOME");
+  std::string root = env ? env : std::string(home ? home : ".") + "/.cache/cwcl/models";
+  return root + "/" + name;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(path + ": cannot open");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(line);
+  return lines;
+}
+
+int run_bench_text(const BenchTextOptions& b) {
+  const auto folder = b.model.empty() ? model_folder("all-MiniLM-L6-v2") : b.model;
+  SentenceEncoderOptions eo;
+  eo.batch_size = b.batch_size;
+  auto encoder = SentenceEncoder::from_folder(folder, eo);
+  auto lines = read_lines(b.sentences);
+  if (lines.empty()) throw std::invalid_argument(b.sentences + ": no sentences");
+  std::vector<std::string> texts;
+  for (int64_t i = 0; i < b.count; ++i) texts.push_back(lines[static_cast<size_t>(i) % lines.size()]);
+  encoder.encode(std::vector<std::string>(texts.begin(), texts.begin() + std::min<int64_t>(64, b.count)));
+  auto start = std::chrono::steady_clock::now();
+  int64_t tokens = 0;
+  for (const auto& t : texts) tokens += static_cast<int64_t>(encoder.tokenizer().encode(t).size());
+  const double tokenize_seconds = seconds_since(start);
+  start = std::chrono::steady_clock::now();
+  encoder.encode(texts);
+  const double seconds = seconds_since(start);
+  nlohmann::json out = {{"model", folder},
+                        {"sentences", b.count},
+                        {"batch_size", b.batch_size},
+                        {"torch_threads", at::get_num_threads()},
+                        {"mean_tokens", static_cast<double>(tokens) / static_cast<double>(b.count)},
+                        {"seconds", seconds},
+                        {"sentences_per_second", static_cast<double>(b.count) / seconds},
+                        {"tokenizer_sentences_per_second", static_cast<double>(b.count) / tokenize_seconds}};
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
 
 int run_bench_loss(const BenchLossOptions& b) {
   LossOptions opt;

@@ -3,6 +3,14 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+namespace cwcl::app {
+/// $CWCL_MODELS/<name>, default ~/.cache/cwcl/models/<name> (scripts/fetch_models.sh).
+std::string model_folder(const std::string& name);
+/// Lines of a text file; throws naming the file when it cannot be read.
+std::vector<std::string> read_lines(const std::string& path);
+}  // namespace cwcl::app
 
 namespace cwcl::app {
 
@@ -17,6 +25,16 @@ struct BenchLossOptions {
   bool floor = true;             // also time three N x D x N products
   uint64_t seed = 0;
 };
+
+struct BenchTextOptions {
+  std::string model;           // Hugging Face folder; empty: the models cache
+  std::string sentences;       // one sentence per line
+  int64_t count = 2000;        // sentences to embed (cycled if the file has fewer)
+  int64_t batch_size = 64;
+};
+
+/// Sentences per second of the sentence encoder, one JSON line on stdout.
+int run_bench_text(const BenchTextOptions& options);
 
 /// Times forward + backward of one loss configuration and reports its peak
 /// extra resident memory, as one JSON line on stdout.

@@ -16,8 +16,7 @@ struct GlobalOptions {
   int threads = 0;  // 0: all cores
 };
 
-int run_info(const GlobalOptions& global) {
-  cwcl::set_num_threads(global.threads);
+int run_info() {
   std::cout << cwcl::runtime_info();
   return 0;
 }
@@ -57,6 +56,19 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   bench_loss_cmd->add_flag("!--no-floor", bench_loss.floor, "skip timing the matrix-product floor");
 
+  cwcl::app::BenchTextOptions bench_text;
+  auto* bench_text_cmd = bench->add_subcommand("text", "sentences per second of the MiniLM encoder");
+  bench_text_cmd->add_option("--model", bench_text.model, "Hugging Face model folder (default: models cache)");
+  bench_text_cmd->add_option("--sentences", bench_text.sentences, "text file, one sentence per line")
+      ->required()
+      ->check(CLI::ExistingFile);
+  bench_text_cmd->add_option("--count", bench_text.count, "sentences to embed")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench_text_cmd->add_option("--batch-size", bench_text.batch_size, "sentences per forward pass")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -66,11 +78,10 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*info) return run_info(global);
-    if (*bench_loss_cmd) {
-      cwcl::set_num_threads(global.threads);
-      return cwcl::app::run_bench_loss(bench_loss);
-    }
+    cwcl::set_num_threads(global.threads);
+    if (*info) return run_info();
+    if (*bench_loss_cmd) return cwcl::app::run_bench_loss(bench_loss);
+    if (*bench_text_cmd) return cwcl::app::run_bench_text(bench_text);
   } catch (const std::invalid_argument& e) {
     std::cerr << "cwcl: error: " << e.what() << "\n";
     return 2;
