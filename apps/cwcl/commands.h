@@ -36,6 +36,27 @@ struct BenchTextOptions {
 /// Sentences per second of the sentence encoder, one JSON line on stdout.
 int run_bench_text(const BenchTextOptions& options);
 
+struct EmbedOptions {
+  std::string tower = "minilm";
+  std::string model;               // Hugging Face folder; empty: the models cache
+  std::string input;               // .txt (one text per line) or .jsonl manifest
+  std::string out;                 // embedding store (safetensors); reused rows stay
+  std::string text_field = "text";
+  std::string id_field = "id";     // missing: the line number
+  int64_t batch_size = 64;
+};
+
+struct TextInputs {
+  std::vector<std::string> ids, texts;
+};
+
+/// Texts and ids from a .txt or .jsonl file; errors name file and line.
+TextInputs read_text_inputs(const std::string& path, const std::string& text_field,
+                            const std::string& id_field);
+
+/// Embeds texts into a store, computing only what the store lacks.
+int run_embed(const EmbedOptions& options);
+
 /// Times forward + backward of one loss configuration and reports its peak
 /// extra resident memory, as one JSON line on stdout.
 int run_bench_loss(const BenchLossOptions& options);

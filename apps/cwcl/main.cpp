@@ -69,6 +69,22 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 
+  cwcl::app::EmbedOptions embed;
+  auto* embed_cmd = app.add_subcommand("embed", "embed texts with a frozen tower into an embedding store");
+  embed_cmd->add_option("--tower", embed.tower, "frozen tower: minilm")->capture_default_str();
+  embed_cmd->add_option("--model", embed.model, "Hugging Face model folder (default: models cache)");
+  embed_cmd->add_option("input", embed.input, ".txt (one text per line) or .jsonl manifest")
+      ->required()
+      ->check(CLI::ExistingFile);
+  embed_cmd->add_option("-o,--out", embed.out, "embedding store to write or extend (.safetensors)")
+      ->required();
+  embed_cmd->add_option("--text-field", embed.text_field, "JSONL field with the text")->capture_default_str();
+  embed_cmd->add_option("--id-field", embed.id_field, "JSONL field with the id (default: line number)")
+      ->capture_default_str();
+  embed_cmd->add_option("--batch-size", embed.batch_size, "sentences per forward pass")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -82,6 +98,7 @@ int main(int argc, char** argv) {
     if (*info) return run_info();
     if (*bench_loss_cmd) return cwcl::app::run_bench_loss(bench_loss);
     if (*bench_text_cmd) return cwcl::app::run_bench_text(bench_text);
+    if (*embed_cmd) return cwcl::app::run_embed(embed);
   } catch (const std::invalid_argument& e) {
     std::cerr << "cwcl: error: " << e.what() << "\n";
     return 2;

@@ -85,12 +85,16 @@ class SentenceEncoder {
   torch::Tensor encode_ids(const std::vector<std::vector<int64_t>>& ids) const;
 
   int64_t dim() const { return model_->config.hidden_size; }
+  /// Hash of the model files it was loaded from (empty when built in memory):
+  /// part of every embedding store key (see <cwcl/store.h>).
+  const std::string& fingerprint() const { return fingerprint_; }
   const WordPieceTokenizer& tokenizer() const { return tokenizer_; }
 
  private:
   WordPieceTokenizer tokenizer_;
   mutable BertModel model_;  // forward is not const in libtorch; inference changes nothing
   SentenceEncoderOptions options_;
+  std::string fingerprint_;
 };
 
 }  // namespace cwcl

@@ -1,0 +1,93 @@
+// cwcl embed: texts from a file through a frozen tower into an embedding store.
+#include "commands.h"
+
+#include <cwcl/store.h>
+#include <cwcl/text_encoder.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <stdexcept>
+#include <unordered_set>
+
+#include <unistd.h>
+
+namespace cwcl::app {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+TextInputs read_text_inputs(const std::string& path, const std::string& text_field,
+                            const std::string& id_field) {
+  TextInputs in;
+  const bool jsonl = ends_with(path, ".jsonl") || ends_with(path, ".json");
+  const auto lines = read_lines(path);
+  std::unordered_set<std::string> seen;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string where = path + ":" + std::to_string(i + 1);
+    std::string id = std::to_string(i + 1), text;
+    if (jsonl) {
+      if (lines[i].find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(lines[i]);
+      } catch (const nlohmann::json::exception& e) {
+        throw std::invalid_argument(where + ": not a JSON object: " + e.what());
+      }
+      if (!j.is_object() || !j.contains(text_field) || !j[text_field].is_string())
+        throw std::invalid_argument(where + ": no string field '" + text_field + "'");
+      text = j[text_field].get<std::string>();
+      if (j.contains(id_field)) {
+        const auto& v = j[id_field];
+        if (v.is_string()) id = v.get<std::string>();
+        else if (v.is_number_integer()) id = std::to_string(v.get<int64_t>());
+        else throw std::invalid_argument(where + ": field '" + id_field + "' is neither a string nor an integer");
+      }
+    } else {
+      text = lines[i];
+      if (!text.empty() && text.back() == '\r') text.pop_back();
+    }
+    if (!seen.insert(id).second) throw std::invalid_argument(where + ": duplicate id '" + id + "'");
+    in.ids.push_back(std::move(id));
+    in.texts.push_back(std::move(text));
+  }
+  if (in.texts.empty()) throw std::invalid_argument(path + ": no texts");
+  return in;
+}
+
+int run_embed(const EmbedOptions& o) {
+  if (o.tower != "minilm") throw std::invalid_argument("--tower: unknown tower '" + o.tower + "' (accepted: minilm)");
+  const auto inputs = read_text_inputs(o.input, o.text_field, o.id_field);
+  const auto folder = o.model.empty() ? model_folder("all-MiniLM-L6-v2") : o.model;
+  SentenceEncoderOptions eo;
+  eo.batch_size = o.batch_size;
+  auto encoder = SentenceEncoder::from_folder(folder, eo);
+  const bool tty = ::isatty(STDERR_FILENO);
+  int64_t computed = 0;
+  auto encode = [&](const std::vector<std::string>& texts) {
+    computed = static_cast<int64_t>(texts.size());
+    const size_t chunk = 1024;
+    std::vector<torch::Tensor> parts;
+    for (size_t start = 0; start < texts.size(); start += chunk) {
+      const size_t end = std::min(texts.size(), start + chunk);
+      parts.push_back(encoder.encode({texts.begin() + static_cast<long>(start), texts.begin() + static_cast<long>(end)}));
+      if (tty) std::cerr << "\rembed: " << end << "/" << texts.size() << std::flush;
+    }
+    if (tty) std::cerr << "\n";
+    return torch::cat(parts, 0);
+  };
+  auto embeddings = embed_with_store(o.out, "minilm:" + folder, encoder.fingerprint(), inputs.ids,
+                                     inputs.texts, encode);
+  std::cout << "embed: " << inputs.texts.size() << " texts, " << computed << " computed, "
+            << inputs.texts.size() - static_cast<size_t>(computed) << " from the store; "
+            << o.out << " holds " << EmbeddingStore::read(o.out).size() << " rows of dimension "
+            << embeddings.size(1) << "\n";
+  return 0;
+}
+
+}  // namespace cwcl::app

@@ -1,0 +1,83 @@
+#include <gtest/gtest.h>
+
+#include <cwcl/safetensors.h>
+#include <cwcl/store.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+class Store : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("cwcl_store_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+  std::string path(const std::string& name) const { return (dir / name).string(); }
+  fs::path dir;
+};
+
+// A stand-in tower that counts its calls and embeds a text by its length.
+struct CountingTower {
+  int calls = 0;
+  int64_t texts = 0;
+  torch::Tensor operator()(const std::vector<std::string>& batch) {
+    ++calls;
+    texts += static_cast<int64_t>(batch.size());
+    auto out = torch::zeros({static_cast<int64_t>(batch.size()), 3});
+    for (size_t i = 0; i < batch.size(); ++i) out[static_cast<int64_t>(i)][0] = static_cast<float>(batch[i].size());
+    return out;
+  }
+};
+
+TEST_F(Store, ComputesOnceAndNeverServesStaleVectors) {
+  CountingTower tower;
+  auto encode = [&](const std::vector<std::string>& b) { return tower(b); };
+  const auto p = path("s.safetensors");
+  auto first = cwcl::embed_with_store(p, "t", "fp1", {"a", "b", "c"}, {"x", "yy", "x"}, encode);
+  EXPECT_EQ(tower.texts, 2);  // "x" twice is computed once
+  EXPECT_EQ(first[0][0].item<float>(), 1.0f);
+  EXPECT_EQ(first[1][0].item<float>(), 2.0f);
+  auto again = cwcl::embed_with_store(p, "t", "fp1", {"a", "b"}, {"x", "yy"}, encode);
+  EXPECT_EQ(tower.calls, 1);  // everything came from the store
+  EXPECT_TRUE(torch::equal(again, first.narrow(0, 0, 2)));
+  // A changed text or a changed model is computed afresh.
+  cwcl::embed_with_store(p, "t", "fp1", {"a"}, {"x changed"}, encode);
+  cwcl::embed_with_store(p, "t", "fp2", {"a"}, {"x"}, encode);
+  EXPECT_EQ(tower.calls, 3);
+  EXPECT_EQ(cwcl::EmbeddingStore::read(p).size(), 4);
+}
+
+TEST_F(Store, RoundTripAndLookupById) {
+  cwcl::EmbeddingStore s(torch::eye(3), {"u1", "u2", "u3"}, {"", "", ""}, "external");
+  s.write(path("e.safetensors"));
+  auto r = cwcl::EmbeddingStore::read(path("e.safetensors"));
+  EXPECT_EQ(r.dim(), 3);
+  EXPECT_EQ(r.tower(), "external");
+  EXPECT_TRUE(torch::equal(r.lookup_ids({"u3", "u1"}), torch::eye(3).index_select(0, torch::tensor({2, 0}))));
+  EXPECT_THROW(r.lookup_ids({"nope"}), std::runtime_error);
+  EXPECT_THROW(r.append(torch::zeros({1, 4}), {"x"}, {""}), c10::Error);  // dimension mismatch
+}
+
+TEST_F(Store, RejectsFilesThatAreNotStores) {
+  cwcl::write_safetensors(path("plain.safetensors"), {{"embeddings", torch::zeros({2, 3})}});
+  EXPECT_THROW(cwcl::EmbeddingStore::read(path("plain.safetensors")), cwcl::FormatError);
+  cwcl::write_safetensors(path("short.safetensors"), {{"embeddings", torch::zeros({2, 3})}},
+                          {{"format", "cwcl-embedding-store/1"}, {"ids", "[\"a\"]"}, {"keys", "[\"\", \"\"]"}});
+  try {
+    cwcl::EmbeddingStore::read(path("short.safetensors"));
+    ADD_FAILURE();
+  } catch (const cwcl::FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("2 embeddings but 1 ids"), std::string::npos) << e.what();
+  }
+  EXPECT_NE(cwcl::fingerprint_files({path("plain.safetensors")}),
+            cwcl::fingerprint_files({path("short.safetensors")}));
+  EXPECT_NE(cwcl::content_key("fp", "a"), cwcl::content_key("fp", "b"));
+  EXPECT_THROW(cwcl::fingerprint_files({path("missing")}), std::runtime_error);
+}
+
+}  // namespace
