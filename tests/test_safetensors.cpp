@@ -2,6 +2,8 @@
 
 #include <cwcl/safetensors.h>
 
+#include "temp_dir.h"
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -35,16 +37,7 @@ void expect_format_error(const std::vector<uint8_t>& b, const std::string& needl
   }
 }
 
-class SafetensorsFile : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cwcl_st_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-};
+using SafetensorsFile = cwcl::testing::TempDirTest;
 
 TEST_F(SafetensorsFile, RoundTripsEveryDtypeAndMetadata) {
   torch::manual_seed(1);

@@ -3,23 +3,14 @@
 #include <cwcl/safetensors.h>
 #include <cwcl/store.h>
 
+#include "temp_dir.h"
+
 #include <filesystem>
 #include <fstream>
 
 namespace {
 
-namespace fs = std::filesystem;
-
-class Store : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir = fs::temp_directory_path() / ("cwcl_store_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-  fs::path dir;
-};
+using Store = cwcl::testing::TempDirTest;
 
 // A stand-in tower that counts its calls and embeds a text by its length.
 struct CountingTower {

@@ -6,6 +6,8 @@
 #include <cwcl/safetensors.h>
 #include <cwcl/text_encoder.h>
 
+#include "temp_dir.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -56,20 +58,12 @@ TEST(WordPiece, VocabularyWithoutSpecialTokensIsRejected) {
   }
 }
 
-class TempDir : public ::testing::Test {
+class ModelFolder : public cwcl::testing::TempDirTest {
  protected:
-  void SetUp() override {
-    dir = fs::temp_directory_path() / ("cwcl_text_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
-  void write(const std::string& name, const std::string& text) {
-    std::ofstream(dir / name) << text;
-  }
-  fs::path dir;
+  void write(const std::string& name, const std::string& text) { std::ofstream(dir / name) << text; }
 };
 
-TEST_F(TempDir, ConfigErrorsNameFileAndKey) {
+TEST_F(ModelFolder, ConfigErrorsNameFileAndKey) {
   write("config.json", R"({"model_type": "gpt2"})");
   try {
     cwcl::BertConfig::from_json_file((dir / "config.json").string());
