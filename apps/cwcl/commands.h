@@ -47,12 +47,26 @@ struct EmbedOptions {
 };
 
 struct TextInputs {
-  std::vector<std::string> ids, texts;
+  std::vector<std::string> ids, texts, labels;
 };
 
-/// Texts and ids from a .txt or .jsonl file; errors name file and line.
+/// Texts and ids (and, with a label field, labels) from a .txt or .jsonl
+/// file; errors name file and line.
 TextInputs read_text_inputs(const std::string& path, const std::string& text_field,
-                            const std::string& id_field);
+                            const std::string& id_field, const std::string& label_field = "");
+
+struct EvalTextIntentOptions {
+  std::string tower = "minilm";
+  std::string model;                 // Hugging Face folder; empty: the models cache
+  std::string labels;                // TSV: class name, label text
+  std::string data;                  // JSONL with a text and a class field
+  std::string text_field = "sentence";
+  std::string label_field = "intent";
+};
+
+/// Zero-shot text classification by the nearest label text (the text-only
+/// bound of speech-to-intent); one JSON line on stdout.
+int run_eval_text_intent(const EvalTextIntentOptions& options);
 
 /// Embeds texts into a store, computing only what the store lacks.
 int run_embed(const EmbedOptions& options);

@@ -23,7 +23,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 TextInputs read_text_inputs(const std::string& path, const std::string& text_field,
-                            const std::string& id_field) {
+                            const std::string& id_field, const std::string& label_field) {
   TextInputs in;
   const bool jsonl = ends_with(path, ".jsonl") || ends_with(path, ".json");
   const auto lines = read_lines(path);
@@ -42,6 +42,11 @@ TextInputs read_text_inputs(const std::string& path, const std::string& text_fie
       if (!j.is_object() || !j.contains(text_field) || !j[text_field].is_string())
         throw std::invalid_argument(where + ": no string field '" + text_field + "'");
       text = j[text_field].get<std::string>();
+      if (!label_field.empty()) {
+        if (!j.contains(label_field) || !j[label_field].is_string())
+          throw std::invalid_argument(where + ": no string field '" + label_field + "'");
+        in.labels.push_back(j[label_field].get<std::string>());
+      }
       if (j.contains(id_field)) {
         const auto& v = j[id_field];
         if (v.is_string()) id = v.get<std::string>();
@@ -49,6 +54,8 @@ TextInputs read_text_inputs(const std::string& path, const std::string& text_fie
         else throw std::invalid_argument(where + ": field '" + id_field + "' is neither a string nor an integer");
       }
     } else {
+      if (!label_field.empty())
+        throw std::invalid_argument(path + ": labels need a .jsonl manifest with field '" + label_field + "'");
       text = lines[i];
       if (!text.empty() && text.back() == '\r') text.pop_back();
     }

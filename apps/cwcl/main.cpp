@@ -85,6 +85,22 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 
+  auto* eval = app.add_subcommand("eval", "zero-shot evaluations");
+  eval->require_subcommand(1);
+  cwcl::app::EvalTextIntentOptions text_intent;
+  auto* text_intent_cmd =
+      eval->add_subcommand("text-intent", "classify texts by the nearest label text (the text-only bound)");
+  text_intent_cmd->add_option("--tower", text_intent.tower, "frozen tower: minilm")->capture_default_str();
+  text_intent_cmd->add_option("--model", text_intent.model, "Hugging Face model folder (default: models cache)");
+  text_intent_cmd->add_option("--labels", text_intent.labels, "TSV: class name, label text")
+      ->required()
+      ->check(CLI::ExistingFile);
+  text_intent_cmd->add_option("--data", text_intent.data, "JSONL with text and class fields")
+      ->required()
+      ->check(CLI::ExistingFile);
+  text_intent_cmd->add_option("--text-field", text_intent.text_field)->capture_default_str();
+  text_intent_cmd->add_option("--label-field", text_intent.label_field)->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -99,6 +115,7 @@ int main(int argc, char** argv) {
     if (*bench_loss_cmd) return cwcl::app::run_bench_loss(bench_loss);
     if (*bench_text_cmd) return cwcl::app::run_bench_text(bench_text);
     if (*embed_cmd) return cwcl::app::run_embed(embed);
+    if (*text_intent_cmd) return cwcl::app::run_eval_text_intent(text_intent);
   } catch (const std::invalid_argument& e) {
     std::cerr << "cwcl: error: " << e.what() << "\n";
     return 2;

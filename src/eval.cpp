@@ -1,0 +1,89 @@
+#include "cwcl/eval.h"
+
+#include <fstream>
+#include <limits>
+#include <stdexcept>
+#include <unordered_set>
+
+namespace cwcl {
+
+LabelSet LabelSet::read_tsv(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(path + ": cannot open");
+  LabelSet out;
+  std::unordered_set<std::string> names, texts;
+  std::string line;
+  int64_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::string where = path + ":" + std::to_string(number);
+    if (number == 1) continue;  // header
+    if (line.empty()) throw std::invalid_argument(where + ": empty line");
+    auto tab = line.find('\t');
+    if (tab == std::string::npos || line.find('\t', tab + 1) != std::string::npos)
+      throw std::invalid_argument(where + ": expected two tab-separated columns");
+    auto name = line.substr(0, tab), text = line.substr(tab + 1);
+    if (name.empty() || text.empty()) throw std::invalid_argument(where + ": empty class name or label text");
+    if (!names.insert(name).second) throw std::invalid_argument(where + ": duplicate class '" + name + "'");
+    if (!texts.insert(text).second)
+      throw std::invalid_argument(where + ": label text '" + text + "' is used twice (classes would be indistinguishable)");
+    out.names.push_back(name);
+    out.texts.push_back(text);
+  }
+  if (out.names.empty()) throw std::invalid_argument(path + ": no classes");
+  return out;
+}
+
+int64_t LabelSet::index_of(const std::string& name) const {
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<int64_t>(i);
+  return -1;
+}
+
+LabelSet LabelSet::subset(const std::vector<std::string>& wanted, const std::string& source) const {
+  LabelSet out;
+  for (const auto& name : wanted) {
+    auto i = index_of(name);
+    if (i < 0) throw std::invalid_argument(source + ": class '" + name + "' has no label text");
+    out.names.push_back(name);
+    out.texts.push_back(texts[static_cast<size_t>(i)]);
+  }
+  return out;
+}
+
+ClassificationResult zero_shot_classify(const torch::Tensor& inputs, const torch::Tensor& classes,
+                                        const torch::Tensor& targets, int64_t k) {
+  TORCH_CHECK(inputs.dim() == 2 && classes.dim() == 2 && inputs.size(1) == classes.size(1),
+              "zero_shot_classify: inputs ", inputs.sizes(), " and classes ", classes.sizes(),
+              " must be [N, D] and [C, D]");
+  TORCH_CHECK(targets.dim() == 1 && targets.size(0) == inputs.size(0), "zero_shot_classify: targets ",
+              targets.sizes(), " for ", inputs.size(0), " inputs");
+  const int64_t n = inputs.size(0), c = classes.size(0);
+  TORCH_CHECK(n > 0 && c > 0, "zero_shot_classify: nothing to classify");
+  auto t = targets.to(torch::kLong).cpu();
+  TORCH_CHECK(t.min().item<int64_t>() >= 0 && t.max().item<int64_t>() < c,
+              "zero_shot_classify: a target is outside [0, ", c, ")");
+  namespace F = torch::nn::functional;
+  auto norm = F::NormalizeFuncOptions().dim(1);
+  auto sim = torch::mm(F::normalize(inputs.to(torch::kFloat), norm),
+                       F::normalize(classes.to(torch::kFloat), norm).t()).cpu();
+  auto top = std::get<1>(sim.topk(std::min(k, c), 1));
+  auto hit_k = top.eq(t.unsqueeze(1)).any(1);
+  auto pred = top.select(1, 0).contiguous();
+  ClassificationResult r;
+  r.n = n;
+  r.top1 = pred.eq(t).to(torch::kDouble).mean().item<double>();
+  r.top5 = hit_k.to(torch::kDouble).mean().item<double>();
+  r.predictions.assign(pred.data_ptr<int64_t>(), pred.data_ptr<int64_t>() + n);
+  r.confusion = torch::zeros({c, c}, torch::kLong);
+  r.confusion.index_put_({t, pred}, torch::ones({n}, torch::kLong), /*accumulate=*/true);
+  auto correct = r.confusion.diagonal().to(torch::kDouble), total = r.confusion.sum(1).to(torch::kDouble);
+  for (int64_t i = 0; i < c; ++i)
+    r.per_class_accuracy.push_back(total[i].item<double>() > 0
+                                       ? correct[i].item<double>() / total[i].item<double>()
+                                       : std::numeric_limits<double>::quiet_NaN());
+  return r;
+}
+
+}  // namespace cwcl
