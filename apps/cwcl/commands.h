@@ -2,8 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <torch/torch.h>
 
 namespace cwcl::app {
 /// $CWCL_MODELS/<name>, default ~/.cache/cwcl/models/<name> (scripts/fetch_models.sh).
@@ -36,14 +39,29 @@ struct BenchTextOptions {
 /// Sentences per second of the sentence encoder, one JSON line on stdout.
 int run_bench_text(const BenchTextOptions& options);
 
+/// A frozen text tower chosen by name on the command line.
+struct TextTower {
+  std::string name;
+  std::string fingerprint;  ///< keys the embedding store
+  std::function<torch::Tensor(const std::vector<std::string>&)> encode;
+};
+
+struct TextTowerOptions {
+  std::string tower = "minilm";  ///< minilm, glove-mean or glove-sif
+  std::string model;             ///< model folder; empty: the models cache
+  std::string sif_reference = "data/slurp/lm.txt";  ///< glove-sif: corpus for the common component
+  int64_t batch_size = 64;
+};
+
+/// Loads a tower; an unknown name is a usage error listing the known ones.
+TextTower load_text_tower(const TextTowerOptions& options);
+
 struct EmbedOptions {
-  std::string tower = "minilm";
-  std::string model;               // Hugging Face folder; empty: the models cache
+  TextTowerOptions tower;
   std::string input;               // .txt (one text per line) or .jsonl manifest
   std::string out;                 // embedding store (safetensors); reused rows stay
   std::string text_field = "text";
   std::string id_field = "id";     // missing: the line number
-  int64_t batch_size = 64;
 };
 
 struct TextInputs {
@@ -56,8 +74,7 @@ TextInputs read_text_inputs(const std::string& path, const std::string& text_fie
                             const std::string& id_field, const std::string& label_field = "");
 
 struct EvalTextIntentOptions {
-  std::string tower = "minilm";
-  std::string model;                 // Hugging Face folder; empty: the models cache
+  TextTowerOptions tower;
   std::string labels;                // TSV: class name, label text
   std::string data;                  // JSONL with a text and a class field
   std::string text_field = "sentence";

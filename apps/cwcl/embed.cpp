@@ -1,6 +1,7 @@
 // cwcl embed: texts from a file through a frozen tower into an embedding store.
 #include "commands.h"
 
+#include <cwcl/glove.h>
 #include <cwcl/store.h>
 #include <cwcl/text_encoder.h>
 #include <nlohmann/json.hpp>
@@ -67,13 +68,30 @@ TextInputs read_text_inputs(const std::string& path, const std::string& text_fie
   return in;
 }
 
+TextTower load_text_tower(const TextTowerOptions& o) {
+  if (o.tower == "minilm") {
+    const auto folder = o.model.empty() ? model_folder("all-MiniLM-L6-v2") : o.model;
+    SentenceEncoderOptions eo;
+    eo.batch_size = o.batch_size;
+    auto encoder = std::make_shared<SentenceEncoder>(SentenceEncoder::from_folder(folder, eo));
+    return {o.tower, encoder->fingerprint(),
+            [encoder](const std::vector<std::string>& t) { return encoder->encode(t); }};
+  }
+  if (o.tower == "glove-mean" || o.tower == "glove-sif") {
+    GloveOptions go;
+    go.pooling = o.tower == "glove-sif" ? GlovePooling::SIF : GlovePooling::Mean;
+    auto encoder = std::make_shared<GloveEncoder>(
+        GloveEncoder::from_folder(o.model.empty() ? model_folder("glove-6B-100d") : o.model, go));
+    if (go.pooling == GlovePooling::SIF) encoder->fit_sif(read_lines(o.sif_reference));
+    return {o.tower, encoder->fingerprint(),
+            [encoder](const std::vector<std::string>& t) { return encoder->encode(t); }};
+  }
+  throw std::invalid_argument("--tower: unknown tower '" + o.tower + "' (accepted: minilm, glove-mean, glove-sif)");
+}
+
 int run_embed(const EmbedOptions& o) {
-  if (o.tower != "minilm") throw std::invalid_argument("--tower: unknown tower '" + o.tower + "' (accepted: minilm)");
   const auto inputs = read_text_inputs(o.input, o.text_field, o.id_field);
-  const auto folder = o.model.empty() ? model_folder("all-MiniLM-L6-v2") : o.model;
-  SentenceEncoderOptions eo;
-  eo.batch_size = o.batch_size;
-  auto encoder = SentenceEncoder::from_folder(folder, eo);
+  const auto tower = load_text_tower(o.tower);
   const bool tty = ::isatty(STDERR_FILENO);
   int64_t computed = 0;
   auto encode = [&](const std::vector<std::string>& texts) {
@@ -82,14 +100,13 @@ int run_embed(const EmbedOptions& o) {
     std::vector<torch::Tensor> parts;
     for (size_t start = 0; start < texts.size(); start += chunk) {
       const size_t end = std::min(texts.size(), start + chunk);
-      parts.push_back(encoder.encode({texts.begin() + static_cast<long>(start), texts.begin() + static_cast<long>(end)}));
+      parts.push_back(tower.encode({texts.begin() + static_cast<long>(start), texts.begin() + static_cast<long>(end)}));
       if (tty) std::cerr << "\rembed: " << end << "/" << texts.size() << std::flush;
     }
     if (tty) std::cerr << "\n";
     return torch::cat(parts, 0);
   };
-  auto embeddings = embed_with_store(o.out, "minilm:" + folder, encoder.fingerprint(), inputs.ids,
-                                     inputs.texts, encode);
+  auto embeddings = embed_with_store(o.out, tower.name, tower.fingerprint, inputs.ids, inputs.texts, encode);
   std::cout << "embed: " << inputs.texts.size() << " texts, " << computed << " computed, "
             << inputs.texts.size() - static_cast<size_t>(computed) << " from the store; "
             << o.out << " holds " << EmbeddingStore::read(o.out).size() << " rows of dimension "

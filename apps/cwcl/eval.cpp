@@ -2,7 +2,6 @@
 #include "commands.h"
 
 #include <cwcl/eval.h>
-#include <cwcl/text_encoder.h>
 #include <nlohmann/json.hpp>
 
 #include <iostream>
@@ -12,7 +11,6 @@
 namespace cwcl::app {
 
 int run_eval_text_intent(const EvalTextIntentOptions& o) {
-  if (o.tower != "minilm") throw std::invalid_argument("--tower: unknown tower '" + o.tower + "' (accepted: minilm)");
   const auto data = read_text_inputs(o.data, o.text_field, "", o.label_field);
   // The candidates are the classes that occur in the data (77 for SLURP test).
   const std::set<std::string> present(data.labels.begin(), data.labels.end());
@@ -20,10 +18,10 @@ int run_eval_text_intent(const EvalTextIntentOptions& o) {
   std::vector<int64_t> targets;
   for (const auto& l : data.labels) targets.push_back(labels.index_of(l));
 
-  auto encoder = SentenceEncoder::from_folder(o.model.empty() ? model_folder("all-MiniLM-L6-v2") : o.model);
-  auto result = zero_shot_classify(encoder.encode(data.texts), encoder.encode(labels.texts),
+  const auto tower = load_text_tower(o.tower);
+  auto result = zero_shot_classify(tower.encode(data.texts), tower.encode(labels.texts),
                                    torch::tensor(targets, torch::kLong));
-  nlohmann::json out = {{"task", "text-intent"}, {"tower", o.tower},       {"data", o.data},
+  nlohmann::json out = {{"task", "text-intent"}, {"tower", tower.name},    {"data", o.data},
                         {"labels", o.labels},    {"n", result.n},          {"classes", labels.names.size()},
                         {"top1", result.top1},   {"top5", result.top5}};
   nlohmann::json per_class = nlohmann::json::object();

@@ -16,6 +16,17 @@ struct GlobalOptions {
   int threads = 0;  // 0: all cores
 };
 
+void add_tower_options(CLI::App* cmd, cwcl::app::TextTowerOptions& o) {
+  cmd->add_option("--tower", o.tower, "frozen text tower: minilm, glove-mean, glove-sif")
+      ->capture_default_str();
+  cmd->add_option("--model", o.model, "model folder (default: the models cache)");
+  cmd->add_option("--sif-reference", o.sif_reference, "glove-sif: reference corpus, one text per line")
+      ->capture_default_str();
+  cmd->add_option("--batch-size", o.batch_size, "sentences per forward pass (minilm)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
 int run_info() {
   std::cout << cwcl::runtime_info();
   return 0;
@@ -71,8 +82,7 @@ int main(int argc, char** argv) {
 
   cwcl::app::EmbedOptions embed;
   auto* embed_cmd = app.add_subcommand("embed", "embed texts with a frozen tower into an embedding store");
-  embed_cmd->add_option("--tower", embed.tower, "frozen tower: minilm")->capture_default_str();
-  embed_cmd->add_option("--model", embed.model, "Hugging Face model folder (default: models cache)");
+  add_tower_options(embed_cmd, embed.tower);
   embed_cmd->add_option("input", embed.input, ".txt (one text per line) or .jsonl manifest")
       ->required()
       ->check(CLI::ExistingFile);
@@ -81,17 +91,13 @@ int main(int argc, char** argv) {
   embed_cmd->add_option("--text-field", embed.text_field, "JSONL field with the text")->capture_default_str();
   embed_cmd->add_option("--id-field", embed.id_field, "JSONL field with the id (default: line number)")
       ->capture_default_str();
-  embed_cmd->add_option("--batch-size", embed.batch_size, "sentences per forward pass")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
 
   auto* eval = app.add_subcommand("eval", "zero-shot evaluations");
   eval->require_subcommand(1);
   cwcl::app::EvalTextIntentOptions text_intent;
   auto* text_intent_cmd =
       eval->add_subcommand("text-intent", "classify texts by the nearest label text (the text-only bound)");
-  text_intent_cmd->add_option("--tower", text_intent.tower, "frozen tower: minilm")->capture_default_str();
-  text_intent_cmd->add_option("--model", text_intent.model, "Hugging Face model folder (default: models cache)");
+  add_tower_options(text_intent_cmd, text_intent.tower);
   text_intent_cmd->add_option("--labels", text_intent.labels, "TSV: class name, label text")
       ->required()
       ->check(CLI::ExistingFile);

@@ -24,6 +24,11 @@ struct WordPieceOptions {
               pad_token = "[PAD]";
 };
 
+/// BERT's basic tokenisation alone (clean, split CJK, lower-case and strip
+/// accents as the options say, split punctuation): words and punctuation
+/// marks. Used before WordPiece and by word-vector towers.
+std::vector<std::string> basic_tokenize(const std::string& text, const WordPieceOptions& options);
+
 class WordPieceTokenizer {
  public:
   /// vocab: one token per line, id = line number. Throws std::runtime_error
@@ -48,7 +53,6 @@ class WordPieceTokenizer {
   const WordPieceOptions& options() const { return options_; }
 
  private:
-  std::vector<std::string> basic_tokens(const std::string& text) const;
   void word_pieces(const std::string& word, std::vector<std::string>& out) const;
 
   std::vector<std::string> vocab_;
