@@ -47,8 +47,8 @@ struct TextTower {
 };
 
 struct TextTowerOptions {
-  std::string tower = "minilm";  ///< minilm, glove-mean or glove-sif
-  std::string model;             ///< model folder; empty: the models cache
+  std::string tower = "minilm";  ///< minilm, glove-mean, glove-sif or script
+  std::string model;             ///< model folder (empty: the models cache); script: the .pt
   std::string sif_reference = "data/slurp/lm.txt";  ///< glove-sif: corpus for the common component
   int64_t batch_size = 64;
 };

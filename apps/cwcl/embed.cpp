@@ -2,6 +2,7 @@
 #include "commands.h"
 
 #include <cwcl/glove.h>
+#include <cwcl/script_tower.h>
 #include <cwcl/store.h>
 #include <cwcl/text_encoder.h>
 #include <nlohmann/json.hpp>
@@ -86,7 +87,14 @@ TextTower load_text_tower(const TextTowerOptions& o) {
     return {o.tower, encoder->fingerprint(),
             [encoder](const std::vector<std::string>& t) { return encoder->encode(t); }};
   }
-  throw std::invalid_argument("--tower: unknown tower '" + o.tower + "' (accepted: minilm, glove-mean, glove-sif)");
+  if (o.tower == "script") {
+    if (o.model.empty()) throw std::invalid_argument("--tower script needs --model <module.pt>");
+    auto tower = std::make_shared<ScriptTextTower>(ScriptTextTower::load(o.model));
+    return {o.tower, tower->fingerprint(),
+            [tower](const std::vector<std::string>& t) { return tower->encode(t); }};
+  }
+  throw std::invalid_argument("--tower: unknown tower '" + o.tower +
+                              "' (accepted: minilm, glove-mean, glove-sif, script)");
 }
 
 int run_embed(const EmbedOptions& o) {
