@@ -2,6 +2,9 @@
 # they need (scripts/setup.sh), build with the `release` CMake preset, and run.
 PRESET ?= release
 BUILD_DIR := build/$(PRESET)
+# Where scripts/fetch_models.sh puts models and where cwcl and the tests look.
+CWCL_MODELS ?= $(HOME)/.cache/cwcl/models
+export CWCL_MODELS
 
 .PHONY: all setup models configure build test test-unit demo bench clean
 
