@@ -57,3 +57,19 @@ expect_exit(2 eval text-intent --labels ${tmp}/partial.tsv --data ${tmp}/data.js
 if(NOT last_out MATCHES "class 'play_music' has no label text")
   message(FATAL_ERROR "unclear error for a missing label:\n${last_out}")
 endif()
+
+# cwcl embed --tower store: rows of an external store picked by id.
+expect_exit(0 embed ${tmp}/ok.jsonl -o ${tmp}/picked.safetensors --tower store --model ${tmp}/store.safetensors)
+if(NOT last_out MATCHES "2 rows of dimension 384")
+  message(FATAL_ERROR "cwcl embed --tower store:\n${last_out}")
+endif()
+file(WRITE ${tmp}/other.jsonl "{\"id\": \"nobody\", \"text\": \"x\"}\n")
+expect_exit(1 embed ${tmp}/other.jsonl -o ${tmp}/none.safetensors --tower store --model ${tmp}/store.safetensors)
+if(NOT last_out MATCHES "no row with id 'nobody'")
+  message(FATAL_ERROR "cwcl embed --tower store: unclear error for a missing id:\n${last_out}")
+endif()
+# A store of another dimension cannot take MiniLM rows.
+expect_exit(1 embed ${tmp}/ok.jsonl -o ${tmp}/store.safetensors --tower script --model ${SOURCE_DIR}/fixtures/char_bag.pt)
+if(NOT last_out MATCHES "cannot append")
+  message(FATAL_ERROR "cwcl embed: unclear error for a dimension mismatch:\n${last_out}")
+endif()

@@ -72,6 +72,8 @@ TextInputs read_text_inputs(const std::string& path, const std::string& text_fie
 TextTower load_text_tower(const TextTowerOptions& o) {
   if (o.tower == "minilm") {
     const auto folder = o.model.empty() ? model_folder("all-MiniLM-L6-v2") : o.model;
+    if (o.model.empty() && !std::filesystem::exists(folder))
+      throw std::runtime_error(folder + ": not found; fetch it with scripts/fetch_models.sh minilm");
     SentenceEncoderOptions eo;
     eo.batch_size = o.batch_size;
     auto encoder = std::make_shared<SentenceEncoder>(SentenceEncoder::from_folder(folder, eo));
@@ -81,8 +83,10 @@ TextTower load_text_tower(const TextTowerOptions& o) {
   if (o.tower == "glove-mean" || o.tower == "glove-sif") {
     GloveOptions go;
     go.pooling = o.tower == "glove-sif" ? GlovePooling::SIF : GlovePooling::Mean;
-    auto encoder = std::make_shared<GloveEncoder>(
-        GloveEncoder::from_folder(o.model.empty() ? model_folder("glove-6B-100d") : o.model, go));
+    const auto folder = o.model.empty() ? model_folder("glove-6B-100d") : o.model;
+    if (o.model.empty() && !std::filesystem::exists(folder))
+      throw std::runtime_error(folder + ": not found; fetch it with scripts/fetch_models.sh glove");
+    auto encoder = std::make_shared<GloveEncoder>(GloveEncoder::from_folder(folder, go));
     if (go.pooling == GlovePooling::SIF) encoder->fit_sif(read_lines(o.sif_reference));
     return {o.tower, encoder->fingerprint(),
             [encoder](const std::vector<std::string>& t) { return encoder->encode(t); }};
@@ -97,8 +101,23 @@ TextTower load_text_tower(const TextTowerOptions& o) {
                               "' (accepted: minilm, glove-mean, glove-sif, script)");
 }
 
+// --tower store: rows of an existing store (made by any toolkit), picked by id.
+int embed_from_store(const EmbedOptions& o, const TextInputs& inputs) {
+  if (o.tower.model.empty()) throw std::invalid_argument("--tower store needs --model <store.safetensors>");
+  const auto source = EmbeddingStore::read(o.tower.model);
+  const auto fingerprint = fingerprint_files({o.tower.model});
+  std::vector<std::string> keys;
+  for (const auto& t : inputs.texts) keys.push_back(content_key(fingerprint, t));
+  EmbeddingStore out(source.lookup_ids(inputs.ids), inputs.ids, keys, "store:" + o.tower.model);
+  out.write(o.out);
+  std::cout << "embed: " << out.size() << " rows of dimension " << out.dim() << " from " << o.tower.model
+            << " into " << o.out << "\n";
+  return 0;
+}
+
 int run_embed(const EmbedOptions& o) {
   const auto inputs = read_text_inputs(o.input, o.text_field, o.id_field);
+  if (o.tower.tower == "store") return embed_from_store(o, inputs);
   const auto tower = load_text_tower(o.tower);
   const bool tty = ::isatty(STDERR_FILENO);
   int64_t computed = 0;

@@ -17,9 +17,10 @@ struct GlobalOptions {
 };
 
 void add_tower_options(CLI::App* cmd, cwcl::app::TextTowerOptions& o) {
-  cmd->add_option("--tower", o.tower, "frozen text tower: minilm, glove-mean, glove-sif, script")
+  cmd->add_option("--tower", o.tower, "frozen text tower: minilm, glove-mean, glove-sif, script (embed: also store)")
       ->capture_default_str();
-  cmd->add_option("--model", o.model, "model folder (default: the models cache); script: the .pt file");
+  cmd->add_option("--model", o.model,
+                  "model folder (default: the models cache); script: the .pt file; store: the store");
   cmd->add_option("--sif-reference", o.sif_reference, "glove-sif: reference corpus, one text per line")
       ->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "sentences per forward pass (minilm)")
