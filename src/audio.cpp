@@ -41,8 +41,9 @@ torch::Tensor resample_ratio(const torch::Tensor& samples, double ratio) {
   d.data_out = out.data_ptr<float>();
   d.output_frames = static_cast<long>(out.numel());
   d.src_ratio = ratio;
-  // Medium-quality sinc: 97 dB SNR, 90 % bandwidth; plenty for speech.
-  int err = src_simple(&d, SRC_SINC_MEDIUM_QUALITY, 1);
+  // libsamplerate's fastest sinc: 97 dB SNR over 80 % of the band (6.4 kHz at
+  // 16 kHz); plenty for speech, and 2.4x the speed of its medium quality.
+  int err = src_simple(&d, SRC_SINC_FASTEST, 1);
   TORCH_CHECK(err == 0, "resample: ", src_strerror(err));
   return out.narrow(0, 0, d.output_frames_gen).clone();
 }
@@ -128,30 +129,37 @@ torch::Tensor mel_filterbank(const LogMelOptions& o) {
 namespace {
 // |STFT|^2 [n_fft / 2 + 1, frames] with a periodic Hann window and centred,
 // reflect-padded frames (torch.stft's defaults, as Whisper and torchaudio use).
-torch::Tensor power_spectrum(const torch::Tensor& samples, int n_fft, int hop) {
+torch::Tensor power_spectrum(const torch::Tensor& samples, int n_fft, int hop,
+                             const torch::Tensor& window) {
   TORCH_CHECK(samples.dim() == 1, "log_mel: samples must be mono [T], got ", samples.sizes());
   TORCH_CHECK(samples.numel() > 0, "log_mel: no samples");
   auto x = samples.to(torch::kFloat);
   // Reflect padding needs more than n_fft / 2 samples; shorter clips get zeros.
   if (x.numel() <= n_fft / 2) x = torch::constant_pad_nd(x, {0, n_fft / 2 + 1 - x.numel()});
-  auto window = torch::hann_window(n_fft, torch::TensorOptions().dtype(torch::kFloat));
   auto spec = torch::stft(x, n_fft, hop, n_fft, window, /*center=*/true, "reflect",
                           /*normalized=*/false, /*onesided=*/true, /*return_complex=*/true);
-  return spec.abs().pow(2);
+  return torch::view_as_real(spec).pow(2).sum(-1);
 }
+
+torch::Tensor hann(int n) { return torch::hann_window(n, torch::TensorOptions().dtype(torch::kFloat)); }
 }  // namespace
 
-torch::Tensor log_mel(const torch::Tensor& samples, const LogMelOptions& o) {
-  auto power = power_spectrum(samples, o.n_fft, o.hop_length);
-  auto mel = torch::mm(mel_filterbank(o), power);
-  return mel.clamp_min(o.floor).log().t().contiguous();
+LogMel::LogMel(LogMelOptions options)
+    : options_(options), filters_(mel_filterbank(options)), window_(hann(options.n_fft)) {
+  TORCH_CHECK(options_.hop_length > 0, "LogMel: hop_length must be > 0");
 }
 
-torch::Tensor whisper_log_mel(const torch::Tensor& samples) {
-  LogMelOptions o;  // 16 kHz, n_fft 400, hop 160, 80 Slaney filters with Slaney norm
-  auto power = power_spectrum(samples, o.n_fft, o.hop_length);
+torch::Tensor LogMel::operator()(const torch::Tensor& samples) const {
+  auto power = power_spectrum(samples, options_.n_fft, options_.hop_length, window_);
+  return torch::mm(filters_, power).clamp_min(options_.floor).log().t().contiguous();
+}
+
+WhisperLogMel::WhisperLogMel() : filters_(mel_filterbank(LogMelOptions{})), window_(hann(400)) {}
+
+torch::Tensor WhisperLogMel::operator()(const torch::Tensor& samples) const {
+  auto power = power_spectrum(samples, 400, 160, window_);
   power = power.narrow(1, 0, power.size(1) - 1);  // Whisper drops the last frame
-  auto log_spec = torch::mm(mel_filterbank(o), power).clamp_min(1e-10).log10();
+  auto log_spec = torch::mm(filters_, power).clamp_min(1e-10).log10();
   log_spec = torch::maximum(log_spec, log_spec.max() - 8.0);
   return ((log_spec + 4.0) / 4.0).t().contiguous();
 }

@@ -38,7 +38,7 @@ TEST(AudioFrontEnd, LogMelMatchesTorchaudioOnSpeech) {
   o.sample_rate = 48000;
   o.n_fft = 1200;  // 25 ms
   o.hop_length = 480;  // 10 ms
-  auto feats = cwcl::log_mel(x, o);
+  auto feats = cwcl::LogMel(o)(x);
   ASSERT_EQ(feats.size(0), g.at("log_mel_frames").get<int64_t>());
   ASSERT_EQ(feats.size(1), 80);
   auto want = rows(g.at("log_mel"));
@@ -51,7 +51,7 @@ TEST(AudioFrontEnd, WhisperLogMelMatchesItsRecipe) {
   auto g = golden();
   auto x = cwcl::load_audio(kSpeech, 0);
   auto x16 = x.index_select(0, torch::arange(0, x.numel(), 3));  // as the reference decimates
-  auto feats = cwcl::whisper_log_mel(x16);
+  auto feats = cwcl::WhisperLogMel()(x16);
   ASSERT_EQ(feats.size(0), g.at("whisper_frames").get<int64_t>());
   auto want = rows(g.at("whisper"));
   auto got = feats.index_select(0, torch::arange(0, feats.size(0), g.at("every").get<int64_t>()));
@@ -67,7 +67,7 @@ TEST(AudioFrontEnd, MelFiltersCoverTheBandAndHtkDiffers) {
   o.scale = cwcl::MelScale::HTK;
   EXPECT_FALSE(torch::allclose(cwcl::mel_filterbank(o), fb));
   // Shorter than half a window: zero-padded to n_fft / 2 + 1 = 201 samples, 2 frames.
-  EXPECT_EQ(cwcl::log_mel(torch::zeros({50})).size(0), 2);
+  EXPECT_EQ(cwcl::LogMel()(torch::zeros({50})).size(0), 2);
 }
 
 TEST(AudioFrontEnd, ResamplingKeepsATonesFrequencyAndLevel) {

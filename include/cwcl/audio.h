@@ -52,14 +52,32 @@ torch::Tensor mel_filterbank(const LogMelOptions& options);
 
 /// Natural-log mel power spectrogram [frames, n_mels] of mono samples [T]:
 /// Hann window of n_fft samples, centred frames (reflect padding), power
-/// spectrum, mel filters, log. frames = 1 + T / hop_length.
-torch::Tensor log_mel(const torch::Tensor& samples, const LogMelOptions& options = {});
+/// spectrum, mel filters, log. frames = 1 + T / hop_length (a clip shorter
+/// than half a window is zero-padded first). Holds its filters and window,
+/// so build one and reuse it.
+class LogMel {
+ public:
+  explicit LogMel(LogMelOptions options = {});
+  torch::Tensor operator()(const torch::Tensor& samples) const;
+  const LogMelOptions& options() const { return options_; }
+
+ private:
+  LogMelOptions options_;
+  torch::Tensor filters_, window_;
+};
 
 /// Whisper's log-mel front end (Radford et al. 2022, whisper/audio.py): 16 kHz,
 /// n_fft 400, hop 160, 80 Slaney mel filters, log10 clamped at 1e-10, then
 /// max(x, max(x) - 8) and (x + 4) / 4. Returns [frames, 80] with
 /// frames = T / 160 (Whisper drops the last STFT frame).
-torch::Tensor whisper_log_mel(const torch::Tensor& samples);
+class WhisperLogMel {
+ public:
+  WhisperLogMel();
+  torch::Tensor operator()(const torch::Tensor& samples) const;
+
+ private:
+  torch::Tensor filters_, window_;
+};
 
 /// Training-time augmentation, deterministic given the generator.
 struct SpecAugmentOptions {
