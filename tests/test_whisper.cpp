@@ -1,0 +1,150 @@
+// The CTranslate2 reader and Whisper tiny.en's encoder against CTranslate2.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cwcl/audio.h>
+#include <cwcl/whisper.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace {
+
+std::string whisper_dir() {
+  const char* env = std::getenv("CWCL_MODELS");
+  const char* home = std::getenv("HOME");
+  return (env ? std::string(env) : std::string(home ? home : "") + "/.cache/cwcl/models") +
+         "/whisper-tiny.en-ct2";
+}
+
+// A minimal model.bin: version, spec, revision, one float32 [2] variable, one alias.
+std::vector<uint8_t> tiny_ct2() {
+  std::vector<uint8_t> b;
+  auto u32 = [&](uint32_t v) { for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i))); };
+  auto str = [&](const std::string& s) {
+    uint16_t n = static_cast<uint16_t>(s.size() + 1);
+    b.push_back(static_cast<uint8_t>(n));
+    b.push_back(static_cast<uint8_t>(n >> 8));
+    b.insert(b.end(), s.begin(), s.end());
+    b.push_back(0);
+  };
+  u32(6);
+  str("WhisperSpec");
+  u32(3);
+  u32(1);
+  str("w");
+  b.push_back(1);  // rank
+  u32(2);          // shape
+  b.push_back(0);  // float32
+  u32(8);
+  float v[2] = {1.5f, -2.0f};
+  const auto* p = reinterpret_cast<const uint8_t*>(v);
+  b.insert(b.end(), p, p + 8);
+  u32(1);
+  str("alias");
+  str("w");
+  return b;
+}
+
+TEST(Ct2Reader, ParsesAndRejectsEveryTruncation) {
+  auto b = tiny_ct2();
+  auto m = cwcl::parse_ct2_model(b.data(), b.size(), "tiny.bin");
+  EXPECT_EQ(m.spec, "WhisperSpec");
+  EXPECT_EQ(m.revision, 3u);
+  EXPECT_TRUE(torch::equal(m.get("alias", "tiny.bin"), torch::tensor({1.5f, -2.0f})));
+  EXPECT_THROW(m.get("missing", "tiny.bin"), cwcl::FormatError);
+  for (size_t len = 0; len < b.size(); ++len)
+    EXPECT_THROW(cwcl::parse_ct2_model(b.data(), len, "tiny.bin"), cwcl::FormatError) << len;
+  auto longer = b;
+  longer.push_back(0);
+  EXPECT_THROW(cwcl::parse_ct2_model(longer.data(), longer.size(), "tiny.bin"), cwcl::FormatError);
+  auto version = b;
+  version[0] = 5;
+  try {
+    cwcl::parse_ct2_model(version.data(), version.size(), "tiny.bin");
+    ADD_FAILURE();
+  } catch (const cwcl::FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("tiny.bin: not a valid CTranslate2 model.bin: binary version 5"),
+              std::string::npos)
+        << e.what();
+  }
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 2000; ++trial) {
+    auto c = b;
+    c[rng() % c.size()] = static_cast<uint8_t>(rng());
+    try {
+      cwcl::parse_ct2_model(c.data(), c.size(), "mutant");
+    } catch (const cwcl::FormatError&) {
+    }
+  }
+}
+
+std::vector<float> floats(const nlohmann::json& j) { return j.get<std::vector<float>>(); }
+
+class WhisperTinyEn : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(std::filesystem::exists(whisper_dir() + "/model.bin"))
+        << whisper_dir() << " is missing: run scripts/fetch_models.sh whisper (make test does)";
+    std::ifstream in(CWCL_TEST_DATA_DIR "/golden/whisper_golden.json");
+    golden = nlohmann::json::parse(in);
+    auto x = cwcl::load_audio("/usr/share/sounds/alsa/Front_Center.wav", 0);
+    speech16 = x.index_select(0, torch::arange(0, x.numel(), 3));  // as the reference
+  }
+  nlohmann::json golden;
+  torch::Tensor speech16;
+};
+
+TEST_F(WhisperTinyEn, EncoderMatchesCTranslate2) {
+  auto encoder = cwcl::load_whisper_encoder(whisper_dir());
+  EXPECT_EQ(encoder->config.layers, 4);
+  EXPECT_EQ(encoder->config.heads, 6);
+  torch::NoGradGuard no_grad;
+  cwcl::WhisperLogMel log_mel;
+  for (const char* name : {"padded", "unpadded"}) {
+    SCOPED_TRACE(name);
+    const auto& g = golden.at(name);
+    auto audio = std::string(name) == "padded"
+                     ? torch::constant_pad_nd(speech16, {0, 480000 - speech16.numel()})
+                     : speech16;
+    auto mel = log_mel(audio);
+    ASSERT_EQ(mel.size(0), g.at("frames").get<int64_t>());
+    auto out = encoder->forward(mel.unsqueeze(0))[0];
+    ASSERT_EQ(out.size(0), g.at("outputs").get<int64_t>());
+    const auto rows = golden.at("rows").get<std::vector<int64_t>>();
+    double worst = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      auto want = torch::tensor(floats(g.at("rows")[i]));
+      worst = std::max(worst, (out[rows[i]] - want).abs().max().item<double>());
+    }
+    worst = std::max(worst, (out.mean(0) - torch::tensor(floats(g.at("mean")))).abs().max().item<double>());
+    // Hidden states are O(1); float16 weights, float32 compute on both sides.
+    EXPECT_LT(worst, 1e-4);  // measured: 1.6e-5 padded, 1.2e-5 unpadded (golden rounded to 1e-5)
+  }
+}
+
+TEST_F(WhisperTinyEn, PaddingNeverChangesAnItemsOutput) {
+  auto encoder = cwcl::load_whisper_encoder(whisper_dir());
+  torch::NoGradGuard no_grad;
+  cwcl::WhisperLogMel log_mel;
+  auto a = log_mel(speech16);                                   // 142 frames
+  auto b = log_mel(speech16.narrow(0, 2000, 15000));            // 93 frames
+  auto alone_a = encoder->forward(a.unsqueeze(0))[0];
+  auto alone_b = encoder->forward(b.unsqueeze(0))[0];
+  auto batch = torch::zeros({2, a.size(0), 80});
+  batch[0].copy_(a);
+  batch[1].narrow(0, 0, b.size(0)).copy_(b);
+  batch[1].narrow(0, b.size(0), a.size(0) - b.size(0)).fill_(7.0);  // garbage where padding is
+  auto lengths = torch::tensor({a.size(0), b.size(0)});
+  auto out = encoder->forward(batch, lengths);
+  auto out_lengths = cwcl::WhisperEncoderImpl::output_lengths(lengths);
+  EXPECT_EQ(out_lengths[1].item<int64_t>(), alone_b.size(0));
+  EXPECT_LT((out[0] - alone_a).abs().max().item<double>(), 1e-4);
+  EXPECT_LT((out[1].narrow(0, 0, alone_b.size(0)) - alone_b).abs().max().item<double>(), 1e-4);
+  auto pooled = cwcl::masked_mean(out, out_lengths);
+  EXPECT_LT((pooled[1] - alone_b.mean(0)).abs().max().item<double>(), 1e-4);
+}
+
+}  // namespace
