@@ -145,6 +145,34 @@ WhisperEncoder load_whisper_encoder(const std::string& folder) {
   return load_whisper_encoder(read_ct2_model(path), path);
 }
 
+std::vector<torch::optim::OptimizerParamGroup> whisper_parameter_groups(
+    WhisperEncoder& encoder, const WhisperTrainingOptions& o) {
+  TORCH_CHECK(o.learning_rate > 0 && o.layer_decay > 0 && o.layer_decay <= 1,
+              "whisper_parameter_groups: need learning_rate > 0 and 0 < layer_decay <= 1");
+  const int64_t layers = encoder->config.layers;
+  TORCH_CHECK(o.mode != WhisperTraining::TopBlocks || (o.top_blocks >= 1 && o.top_blocks <= layers),
+              "whisper_parameter_groups: top_blocks must lie in [1, ", layers, "], got ", o.top_blocks);
+  for (auto& p : encoder->parameters()) p.set_requires_grad(false);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (o.mode == WhisperTraining::Frozen) return groups;
+  auto add = [&](std::vector<torch::Tensor> params, int64_t depth_below_top) {
+    for (auto& p : params) p.set_requires_grad(true);
+    auto options = std::make_unique<torch::optim::AdamWOptions>(
+        o.learning_rate * std::pow(o.layer_decay, static_cast<double>(depth_below_top)));
+    groups.emplace_back(std::move(params), std::move(options));
+  };
+  add(encoder->final_norm->parameters(), 0);
+  const int64_t first = o.mode == WhisperTraining::Full ? 0 : layers - o.top_blocks;
+  for (int64_t i = layers - 1; i >= first; --i)
+    add(encoder->blocks[static_cast<size_t>(i)]->parameters(), layers - 1 - i);
+  if (o.mode == WhisperTraining::Full) {
+    auto convs = encoder->conv1->parameters();
+    for (auto& p : encoder->conv2->parameters()) convs.push_back(p);
+    add(convs, layers);
+  }
+  return groups;
+}
+
 torch::Tensor masked_mean(const torch::Tensor& hidden, const torch::Tensor& lengths) {
   TORCH_CHECK(hidden.dim() == 3 && lengths.dim() == 1 && lengths.size(0) == hidden.size(0),
               "masked_mean: hidden [B, T, D] and lengths [B]");

@@ -147,4 +147,40 @@ TEST_F(WhisperTinyEn, PaddingNeverChangesAnItemsOutput) {
   EXPECT_LT((pooled[1] - alone_b.mean(0)).abs().max().item<double>(), 1e-4);
 }
 
+TEST(WhisperTraining, GroupsFollowTheModeWithLayerWiseRates) {
+  cwcl::WhisperEncoderConfig c;
+  c.d_model = 8;
+  c.heads = 2;
+  c.layers = 3;
+  c.n_mels = 4;
+  c.max_positions = 10;
+  cwcl::WhisperEncoder enc(c);
+  auto trainable = [&] {
+    int64_t n = 0;
+    for (const auto& p : enc->parameters()) n += p.requires_grad() ? p.numel() : 0;
+    return n;
+  };
+  cwcl::WhisperTrainingOptions o;
+  o.mode = cwcl::WhisperTraining::Frozen;
+  EXPECT_TRUE(cwcl::whisper_parameter_groups(enc, o).empty());
+  EXPECT_EQ(trainable(), 0);
+  o.mode = cwcl::WhisperTraining::TopBlocks;
+  o.top_blocks = 1;
+  o.learning_rate = 1.0;
+  o.layer_decay = 0.5;
+  auto top = cwcl::whisper_parameter_groups(enc, o);
+  ASSERT_EQ(top.size(), 2u);  // final norm, last block
+  int64_t last_block = 0;
+  for (const auto& p : enc->blocks[2]->parameters()) last_block += p.numel();
+  EXPECT_EQ(trainable(), 2 * 8 + last_block);  // final norm (gamma, beta) and the last block
+  o.mode = cwcl::WhisperTraining::Full;
+  auto full = cwcl::whisper_parameter_groups(enc, o);
+  ASSERT_EQ(full.size(), 5u);  // norm, 3 blocks, convolutions
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(full.back().options()).lr(), 0.125);
+  EXPECT_FALSE(enc->positions.requires_grad());
+  o.mode = cwcl::WhisperTraining::TopBlocks;
+  o.top_blocks = 4;
+  EXPECT_THROW(cwcl::whisper_parameter_groups(enc, o), c10::Error);
+}
+
 }  // namespace

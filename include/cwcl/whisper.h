@@ -7,6 +7,8 @@
 #include <cwcl/ctranslate2.h>
 #include <torch/torch.h>
 
+#include <vector>
+
 namespace cwcl {
 
 struct WhisperEncoderConfig {
@@ -59,6 +61,27 @@ WhisperEncoder load_whisper_encoder(const Ct2Model& model, const std::string& so
 
 /// Reads `folder`/model.bin.
 WhisperEncoder load_whisper_encoder(const std::string& folder);
+
+/// Which parts of the pre-trained encoder train (the sinusoidal positions never do).
+enum class WhisperTraining {
+  Frozen,     ///< nothing: only what sits on top (pooling, head) trains
+  TopBlocks,  ///< the top `top_blocks` transformer blocks and the final norm
+  Full,       ///< every block, the convolutions and the final norm
+};
+
+struct WhisperTrainingOptions {
+  WhisperTraining mode = WhisperTraining::TopBlocks;
+  int64_t top_blocks = 2;
+  double learning_rate = 1e-4;
+  /// Layer-wise learning-rate decay: the block k below the top trains at
+  /// learning_rate * layer_decay^k, the convolutions one step below the first block.
+  double layer_decay = 0.8;
+};
+
+/// Sets requires_grad on the encoder's parameters as `options.mode` says and
+/// returns one optimizer group per trained depth, with its learning rate.
+std::vector<torch::optim::OptimizerParamGroup> whisper_parameter_groups(
+    WhisperEncoder& encoder, const WhisperTrainingOptions& options);
 
 /// Mean of the real output frames of each item: [B, D].
 torch::Tensor masked_mean(const torch::Tensor& hidden, const torch::Tensor& lengths);

@@ -1,0 +1,78 @@
+// Training steps per second of the Whisper tiny.en speech tower on 2 cores:
+// encoder (frozen, top 2 blocks, or all trained) + masked mean pooling + a
+// linear head into a 384-d frozen space, CL loss, AdamW step. Batch of 16
+// utterances of 2 s (200 log-mel frames).
+//
+//   scripts/fetch_models.sh whisper && build/release/benchmarks/cwcl_bench_whisper
+#include <benchmark/benchmark.h>
+
+#include <cwcl/loss.h>
+#include <cwcl/runtime.h>
+#include <cwcl/whisper.h>
+
+#include <cstdlib>
+#include <iostream>
+
+namespace {
+
+std::string model_dir() {
+  const char* env = std::getenv("CWCL_MODELS");
+  const char* home = std::getenv("HOME");
+  return (env ? std::string(env) : std::string(home ? home : "") + "/.cache/cwcl/models") +
+         "/whisper-tiny.en-ct2";
+}
+
+void BM_WhisperTrainStep(benchmark::State& state) {
+  const auto mode = static_cast<cwcl::WhisperTraining>(state.range(0));
+  const int64_t batch = 16, frames = 200;
+  auto encoder = cwcl::load_whisper_encoder(model_dir());
+  encoder->train();
+  cwcl::WhisperTrainingOptions o;
+  o.mode = mode;
+  auto groups = cwcl::whisper_parameter_groups(encoder, o);
+  torch::nn::Linear head(384, 384);
+  groups.emplace_back(head->parameters(), std::make_unique<torch::optim::AdamWOptions>(1e-3));
+  torch::optim::AdamW optimizer(groups);
+  torch::manual_seed(0);
+  auto mel = torch::randn({batch, frames, 80}) * 0.3;
+  auto lengths = torch::full({batch}, frames, torch::kLong);
+  auto targets = torch::randn({batch, 384});
+  cwcl::LossOptions loss_options;
+  loss_options.kind = cwcl::LossKind::CL;
+  for (auto _ : state) {
+    optimizer.zero_grad();
+    torch::Tensor hidden;
+    if (mode == cwcl::WhisperTraining::Frozen) {
+      torch::NoGradGuard no_grad;  // nothing below the head needs a graph
+      hidden = encoder->forward(mel, lengths);
+    } else {
+      hidden = encoder->forward(mel, lengths);
+    }
+    auto q = head(cwcl::masked_mean(hidden, cwcl::WhisperEncoderImpl::output_lengths(lengths)));
+    auto loss = cwcl::contrastive_loss(targets, q, loss_options);
+    loss.backward();
+    optimizer.step();
+    benchmark::DoNotOptimize(loss.item<float>());
+  }
+  state.counters["utterances_per_s"] =
+      benchmark::Counter(static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
+}
+
+BENCHMARK(BM_WhisperTrainStep)
+    ->ArgName("mode")  // 0 frozen, 1 top 2 blocks, 2 full
+    ->Arg(0)->Arg(1)->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* threads = std::getenv("CWCL_THREADS");
+  int n = cwcl::set_num_threads(threads ? std::atoi(threads) : 0);
+  benchmark::AddCustomContext("torch_threads", std::to_string(n));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
