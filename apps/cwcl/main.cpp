@@ -108,6 +108,25 @@ int main(int argc, char** argv) {
   text_intent_cmd->add_option("--text-field", text_intent.text_field)->capture_default_str();
   text_intent_cmd->add_option("--label-field", text_intent.label_field)->capture_default_str();
 
+  cwcl::app::SynthCommandOptions synth;
+  auto* synth_cmd = app.add_subcommand("synth", "synthesise a speech corpus from text (espeak-ng, flite)");
+  synth_cmd->add_option("input", synth.input, ".txt (one utterance per line) or .jsonl manifest")
+      ->required()
+      ->check(CLI::ExistingFile);
+  synth_cmd->add_option("-o,--out", synth.out, "output folder (audio/ and manifest.jsonl)")->required();
+  synth_cmd->add_option("--voices", synth.voices, "espeak:<voice> or flite:<kal|kal16|slt|rms|awb>, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  synth_cmd->add_option("--seed", synth.seed, "voice choice and jitter")->capture_default_str();
+  synth_cmd->add_option("--workers", synth.workers, "worker processes")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  synth_cmd->add_option("--format", synth.format, "wav or flac")
+      ->check(CLI::IsMember({"wav", "flac"}))
+      ->capture_default_str();
+  synth_cmd->add_option("--text-field", synth.text_field)->capture_default_str();
+  synth_cmd->add_option("--id-field", synth.id_field)->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -122,6 +141,7 @@ int main(int argc, char** argv) {
     if (*bench_loss_cmd) return cwcl::app::run_bench_loss(bench_loss);
     if (*bench_text_cmd) return cwcl::app::run_bench_text(bench_text);
     if (*embed_cmd) return cwcl::app::run_embed(embed);
+    if (*synth_cmd) return cwcl::app::run_synth(synth);
     if (*text_intent_cmd) return cwcl::app::run_eval_text_intent(text_intent);
   } catch (const std::invalid_argument& e) {
     std::cerr << "cwcl: error: " << e.what() << "\n";

@@ -1,0 +1,83 @@
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cwcl/audio.h>
+#include <cwcl/synth.h>
+
+#include <fstream>
+
+#include "temp_dir.h"
+
+namespace {
+
+using Synth = cwcl::testing::TempDirTest;
+
+std::string bytes_of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<cwcl::SynthItem> items() {
+  return {{"a1", "wake me up at seven tomorrow", {{"intent", "\"alarm_set\""}}},
+          {"a2", "what's the weather like", {}},
+          {"a3", "play some jazz", {}},
+          {"a4", "yes", {}}};
+}
+
+TEST_F(Synth, EspeakAndFliteMakeADeterministicResumableCorpus) {
+  cwcl::SynthOptions o;
+  o.voices = {"espeak:en-us", "flite:kal16"};
+  o.seed = 5;
+  o.out_dir = path("one");
+  auto r = cwcl::synthesize(items(), o);
+  EXPECT_EQ(r.synthesized, 4);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_GT(r.audio_seconds, 2.0);
+
+  std::ifstream manifest(path("one/manifest.jsonl"));
+  std::string line;
+  int lines = 0;
+  std::set<std::string> voices;
+  while (std::getline(manifest, line)) {
+    auto j = nlohmann::json::parse(line);
+    ++lines;
+    voices.insert(j.at("voice").get<std::string>());
+    EXPECT_GT(j.at("duration").get<double>(), 0.2);
+    int rate = 0;
+    auto audio = cwcl::load_audio(path("one/" + j.at("audio").get<std::string>()), 0, &rate);
+    EXPECT_EQ(rate, 16000);
+    EXPECT_GT(audio.pow(2).mean().item<double>(), 1e-5);  // not silence
+    if (j.at("id") == "a1") {
+      EXPECT_EQ(j.at("intent"), "alarm_set");
+    }
+  }
+  EXPECT_EQ(lines, 4);
+  EXPECT_EQ(voices.size(), 2u) << "both backends are used";
+
+  // Same seed, another folder: the same bytes.
+  o.out_dir = path("two");
+  cwcl::synthesize(items(), o);
+  for (const auto& it : items())
+    EXPECT_EQ(bytes_of(path("one/audio/" + it.id + ".wav")), bytes_of(path("two/audio/" + it.id + ".wav"))) << it.id;
+
+  // Resume: only what is missing is made again.
+  std::filesystem::remove(path("two/audio/a3.wav"));
+  auto again = cwcl::synthesize(items(), o);
+  EXPECT_EQ(again.reused, 3);
+  EXPECT_EQ(again.synthesized, 1);
+}
+
+TEST_F(Synth, BadVoicesAndIdsAreUsageErrors) {
+  cwcl::SynthOptions o;
+  o.out_dir = path("x");
+  o.voices = {"espeak:no-such-voice"};
+  EXPECT_THROW(cwcl::synthesize(items(), o), std::invalid_argument);
+  o.voices = {"flite:bob"};
+  EXPECT_THROW(cwcl::synthesize(items(), o), std::invalid_argument);
+  o.voices = {"festival:kal"};
+  EXPECT_THROW(cwcl::synthesize(items(), o), std::invalid_argument);
+  o.voices = {"espeak:en-us"};
+  EXPECT_THROW(cwcl::synthesize({{"../escape", "hi", {}}}, o), std::invalid_argument);
+}
+
+}  // namespace
