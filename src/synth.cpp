@@ -31,6 +31,7 @@ cst_voice* register_cmu_us_awb(const char*);
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -223,7 +224,8 @@ struct Job {
   for (const auto& job : jobs) {
     const auto& item = items[job.index];
     auto rng = item_rng(o.seed, item.id);
-    const auto& voice = voices[rng() % voices.size()];
+    const auto chosen = voices[rng() % voices.size()];
+    const auto voice = item.voice.empty() ? chosen : parse_voice(item.voice);
     std::string line;
     try {
       auto s = engines.speak(voice, item.text, rng, o);
@@ -254,7 +256,11 @@ SynthReport synthesize(const std::vector<SynthItem>& items, const SynthOptions& 
   if (o.workers < 1) throw std::invalid_argument("synthesize: workers must be >= 1");
   std::vector<Voice> voices;
   for (const auto& v : o.voices) voices.push_back(parse_voice(v));
-  check_espeak_voices(voices);
+  std::vector<Voice> all = voices;
+  std::set<std::string> seen;
+  for (const auto& it : items)
+    if (!it.voice.empty() && seen.insert(it.voice).second) all.push_back(parse_voice(it.voice));
+  check_espeak_voices(all);
   const auto start = std::chrono::steady_clock::now();
   const fs::path audio_dir = fs::path(o.out_dir) / "audio";
   fs::create_directories(audio_dir);
@@ -270,7 +276,7 @@ SynthReport synthesize(const std::vector<SynthItem>& items, const SynthOptions& 
       throw std::invalid_argument("synthesize: id '" + id + "' cannot name a file");
     rel_path[i] = "audio/" + id + "." + o.format;
     auto rng = item_rng(o.seed, id);
-    const auto& v = voices[rng() % voices.size()];
+    const auto v = items[i].voice.empty() ? voices[rng() % voices.size()] : parse_voice(items[i].voice);
     voice_of[i] = v.backend + ":" + v.name;
     const auto path = (fs::path(o.out_dir) / rel_path[i]).string();
     const double existing = fs::exists(path) ? file_duration(path) : -1;

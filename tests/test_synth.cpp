@@ -18,10 +18,10 @@ std::string bytes_of(const std::string& path) {
 }
 
 std::vector<cwcl::SynthItem> items() {
-  return {{"a1", "wake me up at seven tomorrow", {{"intent", "\"alarm_set\""}}},
-          {"a2", "what's the weather like", {}},
-          {"a3", "play some jazz", {}},
-          {"a4", "yes", {}}};
+  return {{"a1", "wake me up at seven tomorrow", {{"intent", "\"alarm_set\""}}, ""},
+          {"a2", "what's the weather like", {}, ""},
+          {"a3", "play some jazz", {}, ""},
+          {"a4", "yes", {}, ""}};
 }
 
 TEST_F(Synth, EspeakAndFliteMakeADeterministicResumableCorpus) {
@@ -54,6 +54,15 @@ TEST_F(Synth, EspeakAndFliteMakeADeterministicResumableCorpus) {
   EXPECT_EQ(lines, 4);
   EXPECT_EQ(voices.size(), 2u) << "both backends are used";
 
+  // A voice given per item wins over the seeded choice.
+  cwcl::SynthOptions forced = o;
+  forced.out_dir = path("forced");
+  cwcl::SynthItem item{"f1", "hello there", {}, "flite:slt"};
+  cwcl::synthesize({item}, forced);
+  std::ifstream fm(path("forced/manifest.jsonl"));
+  std::getline(fm, line);
+  EXPECT_EQ(nlohmann::json::parse(line).at("voice"), "flite:slt");
+
   // Same seed, another folder: the same bytes.
   o.out_dir = path("two");
   cwcl::synthesize(items(), o);
@@ -77,7 +86,7 @@ TEST_F(Synth, BadVoicesAndIdsAreUsageErrors) {
   o.voices = {"festival:kal"};
   EXPECT_THROW(cwcl::synthesize(items(), o), std::invalid_argument);
   o.voices = {"espeak:en-us"};
-  EXPECT_THROW(cwcl::synthesize({{"../escape", "hi", {}}}, o), std::invalid_argument);
+  EXPECT_THROW(cwcl::synthesize({{"../escape", "hi", {}, ""}}, o), std::invalid_argument);
 }
 
 }  // namespace

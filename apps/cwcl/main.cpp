@@ -110,7 +110,8 @@ int main(int argc, char** argv) {
 
   cwcl::app::SynthCommandOptions synth;
   auto* synth_cmd = app.add_subcommand("synth", "synthesise a speech corpus from text (espeak-ng, flite)");
-  synth_cmd->add_option("input", synth.input, ".txt (one utterance per line) or .jsonl manifest")
+  synth_cmd->add_option("input", synth.input,
+                        ".txt (one utterance per line) or .jsonl manifest (a \"voice\" field forces the voice)")
       ->required()
       ->check(CLI::ExistingFile);
   synth_cmd->add_option("-o,--out", synth.out, "output folder (audio/ and manifest.jsonl)")->required();

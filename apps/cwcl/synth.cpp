@@ -18,13 +18,15 @@ int run_synth(const SynthCommandOptions& o) {
   if (jsonl) lines = read_lines(o.input);
   size_t line = 0;
   for (size_t i = 0; i < inputs.texts.size(); ++i) {
-    SynthItem item{inputs.ids[i], inputs.texts[i], {}};
+    SynthItem item{inputs.ids[i], inputs.texts[i], {}, ""};
     if (jsonl) {
       // Carry every other field of the manifest line over (e.g. "intent").
       while (lines[line].find_first_not_of(" \t\r") == std::string::npos) ++line;
       const auto fields = nlohmann::json::parse(lines[line++]);
-      for (const auto& [key, value] : fields.items())
-        if (key != o.text_field && key != o.id_field) item.extra_json[key] = value.dump();
+      for (const auto& [key, value] : fields.items()) {
+        if (key == "voice" && value.is_string()) item.voice = value.get<std::string>();
+        else if (key != o.text_field && key != o.id_field) item.extra_json[key] = value.dump();
+      }
     }
     items.push_back(std::move(item));
   }

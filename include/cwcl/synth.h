@@ -16,6 +16,8 @@ struct SynthItem {
   std::string id;
   std::string text;
   std::map<std::string, std::string> extra_json;
+  /// A voice for this item ("flite:slt"); empty: chosen from the options' voices.
+  std::string voice;
 };
 
 struct SynthOptions {
