@@ -1,0 +1,52 @@
+// A speech tower trained from scratch: convolutional subsampling (x4), a
+// pre-LN transformer, pooling over real frames and a projection into the
+// frozen tower's space.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace cwcl {
+
+enum class Pooling {
+  Mean,       ///< masked mean over real frames
+  Attention,  ///< one learned query attending over real frames
+};
+
+struct SpeechEncoderOptions {
+  int64_t n_mels = 80;
+  int64_t channels = 64;   ///< of the two stride-2 convolutions
+  int64_t d_model = 192;
+  int64_t layers = 4;
+  int64_t heads = 4;
+  int64_t ff = 768;
+  int64_t out_dim = 384;   ///< the frozen tower's dimension
+  double dropout = 0.1;
+  Pooling pooling = Pooling::Mean;
+
+  /// "tiny" (trains in seconds, for tests) or "small" (the default, ~2.6M
+  /// parameters); throws std::invalid_argument for another name.
+  static SpeechEncoderOptions preset(const std::string& name);
+};
+
+struct SpeechEncoderImpl : torch::nn::Module {
+  explicit SpeechEncoderImpl(SpeechEncoderOptions options = {});
+
+  /// mel [B, T, n_mels], frame_lengths [B] (undefined: all T) -> [B, out_dim].
+  /// Padding past an item's length never changes its output.
+  torch::Tensor forward(const torch::Tensor& mel, const torch::Tensor& frame_lengths = {});
+
+  /// Frames left after the two stride-2 convolutions (kernel 3, no padding).
+  static torch::Tensor output_lengths(const torch::Tensor& frame_lengths);
+
+  SpeechEncoderOptions options;
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::Linear input_projection{nullptr}, head{nullptr};
+  torch::nn::TransformerEncoder transformer{nullptr};
+  torch::nn::LayerNorm final_norm{nullptr};
+  torch::Tensor attention_query;  // [d_model] when pooling == Attention
+};
+TORCH_MODULE(SpeechEncoder);
+
+}  // namespace cwcl
