@@ -102,6 +102,25 @@ struct SynthCommandOptions {
 /// cwcl synth: a speech corpus from text; prints a summary with throughput.
 int run_synth(const SynthCommandOptions& options);
 
+struct FeaturesOptions {
+  std::string manifest;  // JSONL from cwcl synth
+  std::string out;       // feature cache (.safetensors)
+  int threads = 2;
+};
+/// Precomputes log-mel features of a manifest into a memory-mapped cache.
+int run_features(const FeaturesOptions& options);
+
+struct BenchStepsOptions {
+  std::string cache;     // from cwcl features
+  std::string store;     // frozen-side embeddings by id (cwcl embed on the same manifest)
+  std::string size = "small";
+  int64_t steps = 5;
+  int64_t batch_size = 64;
+};
+/// A few training steps of the from-scratch speech encoder through the
+/// loader, against the frozen side's embeddings: loss and steps/s.
+int run_bench_steps(const BenchStepsOptions& options);
+
 /// Times forward + backward of one loss configuration and reports its peak
 /// extra resident memory, as one JSON line on stdout.
 int run_bench_loss(const BenchLossOptions& options);

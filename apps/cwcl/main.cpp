@@ -128,6 +128,20 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--text-field", synth.text_field)->capture_default_str();
   synth_cmd->add_option("--id-field", synth.id_field)->capture_default_str();
 
+  cwcl::app::FeaturesOptions features;
+  auto* features_cmd = app.add_subcommand("features", "precompute log-mel features of a manifest into a cache");
+  features_cmd->add_option("manifest", features.manifest, "JSONL manifest (cwcl synth)")->required()->check(CLI::ExistingFile);
+  features_cmd->add_option("-o,--out", features.out, "feature cache (.safetensors)")->required();
+  features_cmd->add_option("--threads", features.threads, "worker threads")->check(CLI::PositiveNumber)->capture_default_str();
+
+  cwcl::app::BenchStepsOptions steps;
+  auto* steps_cmd = bench->add_subcommand("steps", "a few training steps of the from-scratch speech encoder");
+  steps_cmd->add_option("--cache", steps.cache, "feature cache (cwcl features)")->required()->check(CLI::ExistingFile);
+  steps_cmd->add_option("--store", steps.store, "frozen-side embeddings by id (cwcl embed)")->required()->check(CLI::ExistingFile);
+  steps_cmd->add_option("--size", steps.size, "tiny or small")->check(CLI::IsMember({"tiny", "small"}))->capture_default_str();
+  steps_cmd->add_option("--steps", steps.steps)->check(CLI::PositiveNumber)->capture_default_str();
+  steps_cmd->add_option("--batch-size", steps.batch_size)->check(CLI::PositiveNumber)->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -143,6 +157,8 @@ int main(int argc, char** argv) {
     if (*bench_text_cmd) return cwcl::app::run_bench_text(bench_text);
     if (*embed_cmd) return cwcl::app::run_embed(embed);
     if (*synth_cmd) return cwcl::app::run_synth(synth);
+    if (*features_cmd) return cwcl::app::run_features(features);
+    if (*steps_cmd) return cwcl::app::run_bench_steps(steps);
     if (*text_intent_cmd) return cwcl::app::run_eval_text_intent(text_intent);
   } catch (const std::invalid_argument& e) {
     std::cerr << "cwcl: error: " << e.what() << "\n";

@@ -1,0 +1,85 @@
+#include <gtest/gtest.h>
+
+#include <cwcl/data.h>
+#include <cwcl/safetensors.h>
+
+#include <fstream>
+#include <set>
+
+#include "temp_dir.h"
+
+namespace {
+
+class SpeechData : public cwcl::testing::TempDirTest {
+ protected:
+  // Tones of different lengths as WAV files, and a manifest with bad lines.
+  std::string make_manifest() {
+    std::ofstream m(path("manifest.jsonl"));
+    for (int i = 0; i < 10; ++i) {
+      const int64_t n = 1600 * (i + 2);
+      auto t = torch::arange(n, torch::kDouble) / 16000.0;
+      cwcl::save_audio(path("u" + std::to_string(i) + ".wav"),
+                       (0.2 * torch::sin(2 * M_PI * (200.0 + 50 * i) * t)).to(torch::kFloat), 16000);
+      m << R"({"id": "u)" << i << R"(", "audio": "u)" << i << R"(.wav", "text": "utterance )" << i << "\"}\n";
+    }
+    m << "{not json\n" << R"({"id": "x", "text": "no audio"})" << "\n"
+      << R"({"id": "gone", "audio": "missing.wav", "text": "file missing"})" << "\n";
+    return path("manifest.jsonl");
+  }
+};
+
+TEST_F(SpeechData, ManifestCacheAndLoader) {
+  auto manifest = cwcl::read_speech_manifest(make_manifest());
+  EXPECT_EQ(manifest.examples.size(), 11u);  // 10 good + the one whose file is missing
+  EXPECT_EQ(manifest.skipped, 2);
+  EXPECT_NE(manifest.problems[0].find("manifest.jsonl:11: not JSON"), std::string::npos) << manifest.problems[0];
+
+  at::set_num_threads(2);
+  auto report = cwcl::FeatureCache::build(manifest.examples, path("cache.safetensors"));
+  EXPECT_EQ(at::get_num_threads(), 2) << "worker threads must not change the caller's thread count";
+  EXPECT_EQ(report.examples, 10);
+  EXPECT_EQ(report.skipped, 1);  // missing.wav: skipped and counted, not fatal
+  auto cache = cwcl::FeatureCache::open(path("cache.safetensors"));
+  ASSERT_EQ(cache.size(), 10);
+  // Cached features equal freshly computed ones up to float16 rounding.
+  const auto i = cache.index_of("u3");
+  auto fresh = cwcl::LogMel()(cwcl::load_audio(path("u3.wav")));
+  EXPECT_EQ(cache.features(i).sizes(), fresh.sizes());
+  EXPECT_LT((cache.features(i) - fresh).abs().max().item<double>(), 0.02);
+
+  cwcl::LoaderOptions o;
+  o.batch_size = 3;
+  o.seed = 4;
+  std::set<int64_t> seen;
+  int64_t padded = 0, real = 0;
+  {
+    cwcl::SpeechLoader loader(cache, o);
+    EXPECT_EQ(loader.num_batches(), 4);
+    while (auto b = loader.next()) {
+      EXPECT_EQ(b->mel.size(0), b->lengths.size(0));
+      for (size_t r = 0; r < b->indices.size(); ++r) {
+        EXPECT_TRUE(seen.insert(b->indices[r]).second);
+        const auto len = b->lengths[static_cast<int64_t>(r)].item<int64_t>();
+        EXPECT_EQ(len, cache.frames(b->indices[r]));
+        EXPECT_EQ(b->mel[static_cast<int64_t>(r)].narrow(0, len, b->mel.size(1) - len).abs().sum().item<float>(), 0.0f);
+      }
+      padded += b->mel.size(0) * b->mel.size(1);
+      real += b->lengths.sum().item<int64_t>();
+    }
+  }
+  EXPECT_EQ(seen.size(), 10u);  // every example once per epoch
+  EXPECT_LT(static_cast<double>(padded - real) / real, 0.25);  // buckets pad little
+
+  // Deterministic: same seed and epoch, same batches, also with augmentation.
+  o.spec_augment = cwcl::SpecAugmentOptions{};
+  cwcl::SpeechLoader a(cache, o, 1), b(cache, o, 1);
+  while (auto x = a.next()) {
+    auto y = b.next();
+    ASSERT_TRUE(y.has_value());
+    EXPECT_EQ(x->indices, y->indices);
+    EXPECT_TRUE(torch::equal(x->mel, y->mel));
+  }
+  EXPECT_THROW(cwcl::FeatureCache::open(path("manifest.jsonl")), cwcl::FormatError);
+}
+
+}  // namespace
