@@ -4,9 +4,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cwcl/audio.h>
-#include <cwcl/runtime.h>
 
-#include <cstdlib>
 
 namespace {
 
@@ -45,14 +43,3 @@ BENCHMARK(BM_WhisperLogMel)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_Resample22050To16000)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  const char* threads = std::getenv("CWCL_THREADS");
-  int n = cwcl::set_num_threads(threads ? std::atoi(threads) : 0);
-  benchmark::AddCustomContext("torch_threads", std::to_string(n));
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

@@ -2,7 +2,8 @@
 //
 //   build/release/benchmarks/cwcl_bench_loss --benchmark_repetitions=3
 //
-// CWCL_THREADS sets torch's thread count (default: all cores).
+// CWCL_THREADS sets torch's thread count (default: all cores); CWCL_TILE the
+// tiled path's tile size.
 #include <benchmark/benchmark.h>
 
 #include <cwcl/loss.h>
@@ -69,14 +70,3 @@ BENCHMARK(BM_LossCWCL) CWCL_LOSS_ARGS;
 BENCHMARK(BM_LossSigLIP) CWCL_LOSS_ARGS;
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  const char* threads = std::getenv("CWCL_THREADS");
-  int n = cwcl::set_num_threads(threads ? std::atoi(threads) : 0);
-  benchmark::AddCustomContext("torch_threads", std::to_string(n));
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

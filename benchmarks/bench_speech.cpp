@@ -17,17 +17,10 @@
 
 namespace {
 
-std::string model_dir() {
-  const char* env = std::getenv("CWCL_MODELS");
-  const char* home = std::getenv("HOME");
-  return (env ? std::string(env) : std::string(home ? home : "") + "/.cache/cwcl/models") +
-         "/whisper-tiny.en-ct2";
-}
-
 void BM_WhisperTrainStep(benchmark::State& state) {
   const auto mode = static_cast<cwcl::WhisperTraining>(state.range(0));
   const int64_t batch = 16, frames = 200;
-  auto encoder = cwcl::load_whisper_encoder(model_dir());
+  auto encoder = cwcl::load_whisper_encoder(cwcl::model_folder("whisper-tiny.en-ct2"));
   encoder->train();
   cwcl::WhisperTrainingOptions o;
   o.mode = mode;
@@ -90,14 +83,3 @@ BENCHMARK(BM_WhisperTrainStep)
     ->UseRealTime();
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  const char* threads = std::getenv("CWCL_THREADS");
-  int n = cwcl::set_num_threads(threads ? std::atoi(threads) : 0);
-  benchmark::AddCustomContext("torch_threads", std::to_string(n));
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

@@ -1,7 +1,6 @@
 #include "cwcl/ctranslate2.h"
 
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <vector>
 
@@ -111,13 +110,7 @@ Ct2Model parse_ct2_model(const uint8_t* data, size_t size, const std::string& so
 }
 
 Ct2Model read_ct2_model(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw FormatError(path + ": cannot open");
-  const auto size = static_cast<size_t>(in.tellg());
-  std::vector<uint8_t> buffer(size);
-  in.seekg(0);
-  if (size > 0 && !in.read(reinterpret_cast<char*>(buffer.data()), static_cast<std::streamsize>(size)))
-    throw FormatError(path + ": read failed");
+  const auto buffer = read_file_bytes(path);
   return parse_ct2_model(buffer.data(), buffer.size(), path);
 }
 

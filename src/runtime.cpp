@@ -6,6 +6,7 @@
 #include <ATen/Version.h>
 #include <c10/util/Exception.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -31,6 +32,13 @@ int64_t status_kib(const std::string& key) {
   return 0;
 }
 }  // namespace
+
+std::string model_folder(const std::string& name) {
+  const char* env = std::getenv("CWCL_MODELS");
+  const char* home = std::getenv("HOME");
+  const std::string root = env ? env : std::string(home ? home : ".") + "/.cache/cwcl/models";
+  return root + "/" + name;
+}
 
 int64_t resident_bytes() { return status_kib("VmRSS") * 1024; }
 int64_t peak_resident_bytes() { return status_kib("VmHWM") * 1024; }

@@ -141,7 +141,7 @@ Safetensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
   return out;
 }
 
-Safetensors read_safetensors(const std::string& path) {
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw FormatError(path + ": cannot open");
   const auto size = static_cast<size_t>(in.tellg());
@@ -149,6 +149,11 @@ Safetensors read_safetensors(const std::string& path) {
   in.seekg(0);
   if (size > 0 && !in.read(reinterpret_cast<char*>(buffer.data()), static_cast<std::streamsize>(size)))
     throw FormatError(path + ": read failed");
+  return buffer;
+}
+
+Safetensors read_safetensors(const std::string& path) {
+  const auto buffer = read_file_bytes(path);
   return parse_safetensors(buffer.data(), buffer.size(), path);
 }
 

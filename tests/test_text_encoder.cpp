@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cwcl/runtime.h>
 #include <cwcl/safetensors.h>
 #include <cwcl/text_encoder.h>
 
@@ -160,12 +161,7 @@ TEST(SentenceEncoder, PaddingNeverChangesAnEmbedding) {
   EXPECT_NEAR(a.norm(2, 1).min().item<double>(), 1.0, 1e-5);
 }
 
-std::string model_dir() {
-  const char* env = std::getenv("CWCL_MODELS");
-  const char* home = std::getenv("HOME");
-  return (env ? std::string(env) : std::string(home ? home : "") + "/.cache/cwcl/models") +
-         "/all-MiniLM-L6-v2";
-}
+std::string model_dir() { return cwcl::model_folder("all-MiniLM-L6-v2"); }
 
 TEST(MiniLM, MatchesTransformersTokensAndEmbeddings) {
   const auto dir = model_dir();

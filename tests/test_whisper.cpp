@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cwcl/audio.h>
+#include <cwcl/runtime.h>
 #include <cwcl/whisper.h>
 
 #include <cstdlib>
@@ -12,12 +13,7 @@
 
 namespace {
 
-std::string whisper_dir() {
-  const char* env = std::getenv("CWCL_MODELS");
-  const char* home = std::getenv("HOME");
-  return (env ? std::string(env) : std::string(home ? home : "") + "/.cache/cwcl/models") +
-         "/whisper-tiny.en-ct2";
-}
+std::string whisper_dir() { return cwcl::model_folder("whisper-tiny.en-ct2"); }
 
 // A minimal model.bin: version, spec, revision, one float32 [2] variable, one alias.
 std::vector<uint8_t> tiny_ct2() {

@@ -41,13 +41,6 @@ double time_floor(const torch::Tensor& p, const torch::Tensor& q) {
 
 }  // namespace
 
-std::string model_folder(const std::string& name) {
-  const char* env = std::getenv("CWCL_MODELS");
-  const char* home = std::getenv("HOME");
-  std::string root = env ? env : std::string(home ? home : ".") + "/.cache/cwcl/models";
-  return root + "/" + name;
-}
-
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::invalid_argument(path + ": cannot open");

@@ -8,9 +8,9 @@
 
 #include <torch/torch.h>
 
+#include <cwcl/runtime.h>
+
 namespace cwcl::app {
-/// $CWCL_MODELS/<name>, default ~/.cache/cwcl/models/<name> (scripts/fetch_models.sh).
-std::string model_folder(const std::string& name);
 /// Lines of a text file; throws naming the file when it cannot be read.
 std::vector<std::string> read_lines(const std::string& path);
 }  // namespace cwcl::app

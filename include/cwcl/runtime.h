@@ -22,6 +22,10 @@ int64_t peak_resident_bytes();
 /// false when the kernel refuses.
 bool reset_peak_resident_bytes();
 
+/// Where a fetched model lives: $CWCL_MODELS/<name>, by default
+/// ~/.cache/cwcl/models/<name> (scripts/fetch_models.sh puts them there).
+std::string model_folder(const std::string& name);
+
 /// One line per fact: cwcl and torch versions, threads, BLAS in use.
 std::string runtime_info();
 

@@ -53,6 +53,9 @@ Safetensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
 /// Reads a file; errors name the path.
 Safetensors read_safetensors(const std::string& path);
 
+/// A whole file's bytes; throws FormatError naming the path when unreadable.
+std::vector<uint8_t> read_file_bytes(const std::string& path);
+
 /// Writes tensors (made contiguous, moved to CPU) and string metadata
 /// atomically: a temporary file beside the target, fsync, then rename.
 void write_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
