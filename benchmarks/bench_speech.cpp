@@ -25,8 +25,9 @@ void BM_WhisperTrainStep(benchmark::State& state) {
   cwcl::WhisperTrainingOptions o;
   o.mode = mode;
   auto groups = cwcl::whisper_parameter_groups(encoder, o);
-  torch::nn::Linear head(384, 384);
-  groups.emplace_back(head->parameters(), std::make_unique<torch::optim::AdamWOptions>(1e-3));
+  cwcl::WhisperTower tower(encoder, 384);
+  std::vector<torch::Tensor> top_params = tower->head->parameters();
+  groups.emplace_back(top_params, std::make_unique<torch::optim::AdamWOptions>(1e-3));
   torch::optim::AdamW optimizer(groups);
   torch::manual_seed(0);
   auto mel = torch::randn({batch, frames, 80}) * 0.3;
@@ -36,14 +37,7 @@ void BM_WhisperTrainStep(benchmark::State& state) {
   loss_options.kind = cwcl::LossKind::CL;
   for (auto _ : state) {
     optimizer.zero_grad();
-    torch::Tensor hidden;
-    if (mode == cwcl::WhisperTraining::Frozen) {
-      torch::NoGradGuard no_grad;  // nothing below the head needs a graph
-      hidden = encoder->forward(mel, lengths);
-    } else {
-      hidden = encoder->forward(mel, lengths);
-    }
-    auto q = head(cwcl::masked_mean(hidden, cwcl::WhisperEncoderImpl::output_lengths(lengths)));
+    auto q = tower(mel, lengths);
     auto loss = cwcl::contrastive_loss(targets, q, loss_options);
     loss.backward();
     optimizer.step();

@@ -20,6 +20,23 @@ torch::Tensor sinusoids(int64_t t, int64_t d) {
 }
 }  // namespace
 
+FramePoolingImpl::FramePoolingImpl(int64_t dim, Pooling k) : kind(k) {
+  if (kind == Pooling::Attention) query = register_parameter("query", torch::randn({dim}) / std::sqrt(dim));
+}
+
+torch::Tensor FramePoolingImpl::forward(const torch::Tensor& x, const torch::Tensor& lengths) {
+  TORCH_CHECK(x.dim() == 3 && lengths.dim() == 1 && lengths.size(0) == x.size(0),
+              "FramePooling: x [B, T, D] and lengths [B]");
+  auto padding = torch::arange(x.size(1)).unsqueeze(0) >= lengths.to(torch::kLong).unsqueeze(1);  // [B, T]
+  if (kind == Pooling::Mean) {
+    auto real = (~padding).to(x.dtype()).unsqueeze(-1);
+    return (x * real).sum(1) / real.sum(1).clamp_min(1.0);
+  }
+  auto scores = torch::matmul(x, query) / std::sqrt(static_cast<double>(x.size(2)));
+  scores = scores.masked_fill(padding, -std::numeric_limits<float>::infinity());
+  return (torch::softmax(scores, 1).unsqueeze(-1) * x).sum(1);
+}
+
 SpeechEncoderOptions SpeechEncoderOptions::preset(const std::string& name) {
   SpeechEncoderOptions o;
   if (name == "small") return o;
@@ -43,8 +60,7 @@ SpeechEncoderImpl::SpeechEncoderImpl(SpeechEncoderOptions o) : options(o) {
   auto layer = nn::TransformerEncoderLayerOptions(o.d_model, o.heads).dim_feedforward(o.ff).dropout(o.dropout);
   transformer = register_module("transformer", nn::TransformerEncoder(nn::TransformerEncoderOptions(layer, o.layers)));
   final_norm = register_module("final_norm", nn::LayerNorm(nn::LayerNormOptions({o.d_model})));
-  if (o.pooling == Pooling::Attention)
-    attention_query = register_parameter("attention_query", torch::randn({o.d_model}) / std::sqrt(o.d_model));
+  pooling = register_module("pooling", FramePooling(o.d_model, o.pooling));
   head = register_module("head", nn::Linear(o.d_model, o.out_dim));
 }
 
@@ -68,17 +84,7 @@ torch::Tensor SpeechEncoderImpl::forward(const torch::Tensor& mel, const torch::
   auto padding = torch::arange(t_out).unsqueeze(0) >= out_lengths.unsqueeze(1);  // [B, T'] true = pad
   x = transformer->forward(x.transpose(0, 1), /*src_mask=*/torch::Tensor(), /*src_key_padding_mask=*/padding)
           .transpose(0, 1);
-  x = final_norm(x);
-  auto real = (~padding).to(x.dtype()).unsqueeze(-1);  // [B, T', 1]
-  torch::Tensor pooled;
-  if (options.pooling == Pooling::Mean) {
-    pooled = (x * real).sum(1) / real.sum(1).clamp_min(1.0);
-  } else {
-    auto scores = torch::matmul(x, attention_query) / std::sqrt(static_cast<double>(options.d_model));
-    scores = scores.masked_fill(padding, -std::numeric_limits<float>::infinity());
-    pooled = (torch::softmax(scores, 1).unsqueeze(-1) * x).sum(1);
-  }
-  return head(pooled);
+  return head(pooling(final_norm(x), out_lengths));
 }
 
 }  // namespace cwcl

@@ -173,13 +173,17 @@ std::vector<torch::optim::OptimizerParamGroup> whisper_parameter_groups(
   return groups;
 }
 
-torch::Tensor masked_mean(const torch::Tensor& hidden, const torch::Tensor& lengths) {
-  TORCH_CHECK(hidden.dim() == 3 && lengths.dim() == 1 && lengths.size(0) == hidden.size(0),
-              "masked_mean: hidden [B, T, D] and lengths [B]");
-  auto mask = (torch::arange(hidden.size(1)).unsqueeze(0) < lengths.to(torch::kLong).unsqueeze(1))
-                  .to(hidden.dtype())
-                  .unsqueeze(-1);
-  return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0);
+WhisperTowerImpl::WhisperTowerImpl(WhisperEncoder enc, int64_t out_dim, Pooling kind)
+    : encoder(register_module("encoder", std::move(enc))) {
+  pooling = register_module("pooling", FramePooling(encoder->config.d_model, kind));
+  head = register_module("head", torch::nn::Linear(encoder->config.d_model, out_dim));
+}
+
+torch::Tensor WhisperTowerImpl::forward(const torch::Tensor& mel, const torch::Tensor& frame_lengths) {
+  auto lengths = frame_lengths.defined() ? frame_lengths.to(torch::kLong)
+                                         : torch::full({mel.size(0)}, mel.size(1), torch::kLong);
+  auto hidden = encoder->forward(mel, lengths);
+  return head(pooling(hidden, WhisperEncoderImpl::output_lengths(lengths)));
 }
 
 }  // namespace cwcl

@@ -139,8 +139,12 @@ TEST_F(WhisperTinyEn, PaddingNeverChangesAnItemsOutput) {
   EXPECT_EQ(out_lengths[1].item<int64_t>(), alone_b.size(0));
   EXPECT_LT((out[0] - alone_a).abs().max().item<double>(), 1e-4);
   EXPECT_LT((out[1].narrow(0, 0, alone_b.size(0)) - alone_b).abs().max().item<double>(), 1e-4);
-  auto pooled = cwcl::masked_mean(out, out_lengths);
-  EXPECT_LT((pooled[1] - alone_b.mean(0)).abs().max().item<double>(), 1e-4);
+  cwcl::FramePooling mean(384, cwcl::Pooling::Mean);
+  EXPECT_LT((mean(out, out_lengths)[1] - alone_b.mean(0)).abs().max().item<double>(), 1e-4);
+  // The whole tower (attention pooling, head): the same padding invariance.
+  cwcl::WhisperTower tower(encoder, 384, cwcl::Pooling::Attention);
+  auto towered = tower(batch, lengths);
+  EXPECT_LT((towered[1] - tower(b.unsqueeze(0))[0]).abs().max().item<double>(), 1e-4);
 }
 
 TEST(WhisperTraining, GroupsFollowTheModeWithLayerWiseRates) {

@@ -14,6 +14,18 @@ enum class Pooling {
   Attention,  ///< one learned query attending over real frames
 };
 
+/// Pooling over each item's real frames: masked mean, or softmax attention
+/// with one learned query (padding gets no weight either way).
+struct FramePoolingImpl : torch::nn::Module {
+  FramePoolingImpl(int64_t dim, Pooling kind);
+  /// x [B, T, D], lengths [B] real frames -> [B, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths);
+
+  Pooling kind;
+  torch::Tensor query;  // [D], attention only
+};
+TORCH_MODULE(FramePooling);
+
 struct SpeechEncoderOptions {
   int64_t n_mels = 80;
   int64_t channels = 64;   ///< of the two stride-2 convolutions
@@ -45,7 +57,7 @@ struct SpeechEncoderImpl : torch::nn::Module {
   torch::nn::Linear input_projection{nullptr}, head{nullptr};
   torch::nn::TransformerEncoder transformer{nullptr};
   torch::nn::LayerNorm final_norm{nullptr};
-  torch::Tensor attention_query;  // [d_model] when pooling == Attention
+  FramePooling pooling{nullptr};
 };
 TORCH_MODULE(SpeechEncoder);
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cwcl/ctranslate2.h>
+#include <cwcl/speech_encoder.h>  // Pooling, FramePooling
 #include <torch/torch.h>
 
 #include <vector>
@@ -83,7 +84,17 @@ struct WhisperTrainingOptions {
 std::vector<torch::optim::OptimizerParamGroup> whisper_parameter_groups(
     WhisperEncoder& encoder, const WhisperTrainingOptions& options);
 
-/// Mean of the real output frames of each item: [B, D].
-torch::Tensor masked_mean(const torch::Tensor& hidden, const torch::Tensor& lengths);
+/// The speech tower of the paper's setting: the pre-trained Whisper encoder,
+/// pooling over real frames and a projection into the frozen tower's space.
+struct WhisperTowerImpl : torch::nn::Module {
+  WhisperTowerImpl(WhisperEncoder encoder, int64_t out_dim, Pooling pooling = Pooling::Mean);
+  /// Whisper log-mel [B, T, 80] and real frame counts [B] -> [B, out_dim].
+  torch::Tensor forward(const torch::Tensor& mel, const torch::Tensor& frame_lengths = {});
+
+  WhisperEncoder encoder;
+  FramePooling pooling{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(WhisperTower);
 
 }  // namespace cwcl
