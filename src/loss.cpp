@@ -326,6 +326,34 @@ WeightStats weight_stats(const torch::Tensor& weights, int64_t bins) {
   return st;
 }
 
+WeightOptions calibrate_weights(const torch::Tensor& p, WeightOptions o, double target) {
+  if (o.map != WeightMap::Kernel && o.map != WeightMap::Power) return o;
+  TORCH_CHECK(p.dim() == 2 && p.size(0) >= 2, "calibrate_weights: p must be [N, D] with N >= 2");
+  const double n = static_cast<double>(p.size(0));
+  TORCH_CHECK(target > 1.0 && target < n, "calibrate_weights: target effective positives must lie in (1, ",
+              n, "), got ", target);
+  auto effective = [&](double log_sharpness) {
+    WeightOptions w = o;
+    // Kernel: a smaller tau is sharper; power: a larger gamma is sharper.
+    if (o.map == WeightMap::Kernel) w.kernel_tau = std::exp(-log_sharpness);
+    else w.gamma = std::exp(log_sharpness);
+    return weight_stats(contrastive_weights(p, w)).effective_positives_mean;
+  };
+  double lo = std::log(1e-3), hi = std::log(1e5);  // flat end, sharp end
+  const double flat = effective(lo), sharp = effective(hi);
+  TORCH_CHECK(flat >= target && sharp <= target, "calibrate_weights: ", to_string(o.map),
+              " weights reach between ", sharp, " and ", flat, " effective positives on this batch, not ",
+              target);
+  for (int it = 0; it < 60; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (effective(mid) > target ? lo : hi) = mid;  // more positives than wanted: sharpen
+  }
+  const double best = 0.5 * (lo + hi);
+  if (o.map == WeightMap::Kernel) o.kernel_tau = std::exp(-best);
+  else o.gamma = std::exp(best);
+  return o;
+}
+
 std::string WeightStats::to_string() const {
   std::ostringstream os;
   os.precision(4);

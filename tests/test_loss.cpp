@@ -445,6 +445,26 @@ TEST(Weights, StatsSeeFlatAndSharpWeights) {
             3.0);
 }
 
+TEST(Weights, CalibrationHitsTheTargetSharpness) {
+  // Crowded cosines, as a mean-GloVe teacher gives (PAPER.md).
+  torch::manual_seed(15);
+  auto p = torch::randn({1, 16}, kDouble) + 0.3 * torch::randn({64, 16}, kDouble);
+  for (auto map : {WeightMap::Kernel, WeightMap::Power}) {
+    SCOPED_TRACE(cwcl::to_string(map));
+    cwcl::WeightOptions o;
+    o.map = map;
+    for (double target : {2.0, 8.0}) {
+      auto calibrated = cwcl::calibrate_weights(p, o, target);
+      auto eff = cwcl::weight_stats(cwcl::contrastive_weights(p, calibrated)).effective_positives_mean;
+      EXPECT_NEAR(eff, target, 0.01 * target);
+    }
+    EXPECT_THROW(cwcl::calibrate_weights(p, o, 0.5), c10::Error);
+    EXPECT_THROW(cwcl::calibrate_weights(p, o, 64.0), c10::Error);
+  }
+  cwcl::WeightOptions affine;
+  EXPECT_EQ(cwcl::calibrate_weights(p, affine, 4.0).map, WeightMap::Affine);
+}
+
 // ---- distribution hook: local rows against gathered columns -------------------
 
 // An in-process all-gather among `world` threads: call k of every rank meets

@@ -144,6 +144,15 @@ struct WeightStats {
 /// Diagnostics of a square weight matrix (as from contrastive_weights).
 WeightStats weight_stats(const torch::Tensor& weights, int64_t histogram_bins = 10);
 
+/// Automatic calibration of a weight map's sharpness from the frozen side's
+/// similarity statistics: picks kernel_tau (Kernel) or gamma (Power) so that
+/// the mean effective number of positives per row of this batch (see
+/// WeightStats) equals `target_effective_positives`, by bisection in log
+/// space. Other maps have no sharpness and are returned unchanged. Throws
+/// when the target lies outside what the map can reach on this batch.
+WeightOptions calibrate_weights(const torch::Tensor& p, WeightOptions options,
+                                double target_effective_positives);
+
 /// Names used in configs and on the command line: "cl", "cwcl", "supcon",
 /// "siglip", "cwsiglip"; "affine", "relu", "power", "kernel", "row_minmax",
 /// "labels", "identity", "custom"; "both", "frozen_to_trained",
