@@ -178,6 +178,26 @@ double file_duration(const std::string& path) {
   return info.samplerate > 0 ? static_cast<double>(info.frames) / info.samplerate : -1;
 }
 
+// Forks a child that runs `body(write_fd)` and exits; returns its pid and the
+// read end of its pipe. `close_in_child` are the parent's other pipe ends.
+std::pair<pid_t, int> spawn_child(const std::function<void(int)>& body,
+                                  const std::vector<int>& close_in_child = {}) {
+  int fd[2];
+  if (::pipe(fd) != 0) throw std::runtime_error("synthesize: pipe failed");
+  std::cout.flush();
+  std::cerr.flush();
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("synthesize: fork failed");
+  if (pid == 0) {
+    ::close(fd[0]);
+    for (int other : close_in_child) ::close(other);
+    body(fd[1]);
+    _exit(0);  // never return into the parent's code (espeak-ng must not be terminated)
+  }
+  ::close(fd[1]);
+  return {pid, fd[0]};
+}
+
 // espeak-ng voice names are checked in a throwaway child (the library's
 // global state must not live in the parent, which forks the workers).
 void check_espeak_voices(const std::vector<Voice>& voices) {
@@ -185,26 +205,19 @@ void check_espeak_voices(const std::vector<Voice>& voices) {
   for (const auto& v : voices)
     if (v.backend == "espeak") names.push_back(v.name);
   if (names.empty()) return;
-  int fd[2];
-  if (::pipe(fd) != 0) throw std::runtime_error("synthesize: pipe failed");
-  pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("synthesize: fork failed");
-  if (pid == 0) {
-    ::close(fd[0]);
+  auto [pid, fd] = spawn_child([&](int out) {
     std::string bad;
     if (espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, nullptr, 0) <= 0) bad = "(espeak-ng failed to initialise)";
     else
       for (const auto& n : names)
         if (espeak_SetVoiceByName(n.c_str()) != EE_OK) bad += (bad.empty() ? "" : ", ") + n;
-    if (::write(fd[1], bad.data(), bad.size()) < 0) _exit(3);
-    _exit(0);
-  }
-  ::close(fd[1]);
+    if (::write(out, bad.data(), bad.size()) < 0) _exit(3);
+  });
   std::string bad;
   char buf[512];
   ssize_t n;
-  while ((n = ::read(fd[0], buf, sizeof buf)) > 0) bad.append(buf, static_cast<size_t>(n));
-  ::close(fd[0]);
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) bad.append(buf, static_cast<size_t>(n));
+  ::close(fd);
   int status = 0;
   ::waitpid(pid, &status, 0);
   if (!bad.empty())
@@ -292,23 +305,12 @@ SynthReport synthesize(const std::vector<SynthItem>& items, const SynthOptions& 
   const int workers = static_cast<int>(std::min<size_t>(static_cast<size_t>(o.workers), pending.size()));
   std::vector<pid_t> pids;
   std::vector<int> fds;
-  std::cout.flush();
-  std::cerr.flush();
   for (int w = 0; w < workers; ++w) {
     std::vector<Job> share;
     for (size_t k = static_cast<size_t>(w); k < pending.size(); k += static_cast<size_t>(workers)) share.push_back(pending[k]);
-    int pipefd[2];
-    if (::pipe(pipefd) != 0) throw std::runtime_error("synthesize: pipe failed");
-    pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("synthesize: fork failed");
-    if (pid == 0) {
-      ::close(pipefd[0]);
-      for (int fd : fds) ::close(fd);
-      run_worker(items, share, voices, o, pipefd[1]);
-    }
-    ::close(pipefd[1]);
+    auto [pid, fd] = spawn_child([&](int out) { run_worker(items, share, voices, o, out); }, fds);
     pids.push_back(pid);
-    fds.push_back(pipefd[0]);
+    fds.push_back(fd);
   }
 
   int64_t done = report.reused;
