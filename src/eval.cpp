@@ -86,4 +86,64 @@ ClassificationResult zero_shot_classify(const torch::Tensor& inputs, const torch
   return r;
 }
 
+std::vector<std::string> read_templates(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(path + ": cannot open");
+  std::vector<std::string> out;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line.find("{}") == std::string::npos)
+      throw std::invalid_argument(path + ":" + std::to_string(number) + ": a template needs {} for the label");
+    out.push_back(line);
+  }
+  if (out.empty()) throw std::invalid_argument(path + ": no templates");
+  return out;
+}
+
+torch::Tensor class_embeddings(const std::function<torch::Tensor(const std::vector<std::string>&)>& encode,
+                               const std::vector<std::string>& label_texts,
+                               const std::vector<std::string>& templates, int64_t k) {
+  TORCH_CHECK(!label_texts.empty(), "class_embeddings: no labels");
+  std::vector<std::string> used(templates.begin(),
+                                templates.begin() + static_cast<long>(k > 0 && k < static_cast<int64_t>(templates.size())
+                                                                          ? static_cast<size_t>(k)
+                                                                          : templates.size()));
+  if (used.empty()) used.push_back("{}");
+  std::vector<std::string> texts;
+  for (const auto& label : label_texts)
+    for (const auto& t : used) {
+      const auto at = t.find("{}");
+      texts.push_back(at == std::string::npos ? t : t.substr(0, at) + label + t.substr(at + 2));
+    }
+  namespace F = torch::nn::functional;
+  auto norm = F::NormalizeFuncOptions().dim(-1);
+  auto e = F::normalize(encode(texts).to(torch::kFloat), norm);
+  const int64_t c = static_cast<int64_t>(label_texts.size());
+  return F::normalize(e.view({c, static_cast<int64_t>(used.size()), -1}).mean(1), norm);
+}
+
+RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& group) {
+  TORCH_CHECK(a.dim() == 2 && a.sizes() == b.sizes() && a.size(0) > 0, "retrieval: a ", a.sizes(), " and b ",
+              b.sizes(), " must be the same [N, D]");
+  const int64_t n = a.size(0);
+  auto g = group.defined() ? group.to(torch::kLong) : torch::arange(n, torch::kLong);
+  TORCH_CHECK(g.dim() == 1 && g.size(0) == n, "retrieval: group must be [N]");
+  namespace F = torch::nn::functional;
+  auto norm = F::NormalizeFuncOptions().dim(1);
+  auto sim = torch::mm(F::normalize(a.to(torch::kFloat), norm), F::normalize(b.to(torch::kFloat), norm).t());
+  auto same = g.unsqueeze(1).eq(g.unsqueeze(0));  // a retrieved row is right when its group matches
+  RetrievalResult r;
+  const int64_t ks[3] = {1, 5, 10};
+  for (int dir = 0; dir < 2; ++dir) {
+    auto s = dir == 0 ? sim : sim.t();
+    for (int j = 0; j < 3; ++j) {
+      auto top = std::get<1>(s.topk(std::min(ks[j], n), 1));
+      auto hit = same.gather(1, top).any(1).to(torch::kDouble).mean().item<double>();
+      (dir == 0 ? r.a_to_b : r.b_to_a)[j] = hit;
+    }
+  }
+  return r;
+}
+
 }  // namespace cwcl

@@ -173,17 +173,31 @@ std::vector<torch::optim::OptimizerParamGroup> whisper_parameter_groups(
   return groups;
 }
 
-WhisperTowerImpl::WhisperTowerImpl(WhisperEncoder enc, int64_t out_dim, Pooling kind)
+WhisperTowerImpl::WhisperTowerImpl(WhisperEncoder enc, int64_t out_dim, Pooling kind, int64_t head_hidden)
     : encoder(register_module("encoder", std::move(enc))) {
-  pooling = register_module("pooling", FramePooling(encoder->config.d_model, kind));
-  head = register_module("head", torch::nn::Linear(encoder->config.d_model, out_dim));
+  TORCH_CHECK(out_dim > 0 && head_hidden >= 0, "WhisperTower: bad head sizes");
+  const int64_t d = encoder->config.d_model;
+  pooling = register_module("pooling", FramePooling(d, kind));
+  head = torch::nn::Sequential();
+  if (head_hidden == 0) {
+    head->push_back(torch::nn::Linear(d, out_dim));
+  } else {
+    head->push_back(torch::nn::Linear(d, head_hidden));
+    head->push_back(torch::nn::GELU());
+    head->push_back(torch::nn::Linear(head_hidden, out_dim));
+  }
+  register_module("head", head);
 }
 
-torch::Tensor WhisperTowerImpl::forward(const torch::Tensor& mel, const torch::Tensor& frame_lengths) {
+torch::Tensor WhisperTowerImpl::pooled(const torch::Tensor& mel, const torch::Tensor& frame_lengths) {
   auto lengths = frame_lengths.defined() ? frame_lengths.to(torch::kLong)
                                          : torch::full({mel.size(0)}, mel.size(1), torch::kLong);
   auto hidden = encoder->forward(mel, lengths);
-  return head(pooling(hidden, WhisperEncoderImpl::output_lengths(lengths)));
+  return pooling(hidden, WhisperEncoderImpl::output_lengths(lengths));
+}
+
+torch::Tensor WhisperTowerImpl::forward(const torch::Tensor& mel, const torch::Tensor& frame_lengths) {
+  return head->forward(pooled(mel, frame_lengths));
 }
 
 }  // namespace cwcl

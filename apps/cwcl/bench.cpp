@@ -41,15 +41,6 @@ double time_floor(const torch::Tensor& p, const torch::Tensor& q) {
 
 }  // namespace
 
-std::vector<std::string> read_lines(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::invalid_argument(path + ": cannot open");
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(line);
-  return lines;
-}
-
 int run_bench_text(const BenchTextOptions& b) {
   const auto folder = b.model.empty() ? model_folder("all-MiniLM-L6-v2") : b.model;
   SentenceEncoderOptions eo;

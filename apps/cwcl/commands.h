@@ -9,11 +9,7 @@
 #include <torch/torch.h>
 
 #include <cwcl/runtime.h>
-
-namespace cwcl::app {
-/// Lines of a text file; throws naming the file when it cannot be read.
-std::vector<std::string> read_lines(const std::string& path);
-}  // namespace cwcl::app
+#include <cwcl/text_tower.h>
 
 namespace cwcl::app {
 
@@ -39,22 +35,7 @@ struct BenchTextOptions {
 /// Sentences per second of the sentence encoder, one JSON line on stdout.
 int run_bench_text(const BenchTextOptions& options);
 
-/// A frozen text tower chosen by name on the command line.
-struct TextTower {
-  std::string name;
-  std::string fingerprint;  ///< keys the embedding store
-  std::function<torch::Tensor(const std::vector<std::string>&)> encode;
-};
 
-struct TextTowerOptions {
-  std::string tower = "minilm";  ///< minilm, glove-mean, glove-sif or script
-  std::string model;             ///< model folder (empty: the models cache); script: the .pt
-  std::string sif_reference = "data/slurp/lm.txt";  ///< glove-sif: corpus for the common component
-  int64_t batch_size = 64;
-};
-
-/// Loads a tower; an unknown name is a usage error listing the known ones.
-TextTower load_text_tower(const TextTowerOptions& options);
 
 struct EmbedOptions {
   TextTowerOptions tower;
@@ -106,6 +87,7 @@ struct FeaturesOptions {
   std::string manifest;  // JSONL from cwcl synth
   std::string out;       // feature cache (.safetensors)
   int threads = 2;
+  std::string front_end = "log-mel";
 };
 /// Precomputes log-mel features of a manifest into a memory-mapped cache.
 int run_features(const FeaturesOptions& options);
@@ -124,5 +106,57 @@ int run_bench_steps(const BenchStepsOptions& options);
 /// Times forward + backward of one loss configuration and reports its peak
 /// extra resident memory, as one JSON line on stdout.
 int run_bench_loss(const BenchLossOptions& options);
+
+}  // namespace cwcl::app
+
+#include <cwcl/train.h>
+
+namespace cwcl::app {
+
+struct TrainCommandOptions {
+  std::string config;            // TOML
+  std::vector<std::string> set;  // section.key=value overrides
+  bool resume = false;
+};
+/// Console callbacks for train(): a progress line on a terminal (none
+/// otherwise), messages on stderr with a prefix.
+TrainOptions console_train_options(bool resume, const std::string& prefix);
+int run_train(const TrainCommandOptions& options);
+
+struct ZeroshotOptions {
+  std::string model;      // run directory or checkpoint
+  std::string labels;     // TSV, .txt or comma list
+  std::string templates;  // optional, one template with {} per line
+  std::vector<std::string> inputs;
+};
+/// One JSON object per input: {"input", "label", "scores"} (DESIGN.md contract 4).
+int run_zeroshot(const ZeroshotOptions& options);
+
+struct EvalSpeechOptions {
+  std::string model, manifest, labels, templates, filter_field;
+  std::string task = "speech";
+  std::string label_field = "intent";
+  bool details = false;
+};
+int run_eval_speech(const EvalSpeechOptions& options);
+
+struct EvalImageOptions {
+  std::string model;
+  std::string task = "fmnist";
+  std::string classes = "0,1,2,3,4,5,6,7,8,9";
+  int64_t k = 1;
+  bool validation = false;
+  bool details = false;
+};
+int run_eval_image(const EvalImageOptions& options);
+
+struct DemoOptions {
+  std::string preset = "quick";  // quick or full
+  std::string out = "runs/demo";
+  std::string corpus = "runs/corpus";
+  std::vector<std::string> only;  // tasks: speech, image (empty: both)
+};
+/// The experiments of DESIGN.md: CL vs CWCL on speech and images, summary.json/md and plots.
+int run_demo(const DemoOptions& options);
 
 }  // namespace cwcl::app

@@ -69,38 +69,6 @@ TextInputs read_text_inputs(const std::string& path, const std::string& text_fie
   return in;
 }
 
-TextTower load_text_tower(const TextTowerOptions& o) {
-  if (o.tower == "minilm") {
-    const auto folder = o.model.empty() ? model_folder("all-MiniLM-L6-v2") : o.model;
-    if (o.model.empty() && !std::filesystem::exists(folder))
-      throw std::runtime_error(folder + ": not found; fetch it with scripts/fetch_models.sh minilm");
-    SentenceEncoderOptions eo;
-    eo.batch_size = o.batch_size;
-    auto encoder = std::make_shared<SentenceEncoder>(SentenceEncoder::from_folder(folder, eo));
-    return {o.tower, encoder->fingerprint(),
-            [encoder](const std::vector<std::string>& t) { return encoder->encode(t); }};
-  }
-  if (o.tower == "glove-mean" || o.tower == "glove-sif") {
-    GloveOptions go;
-    go.pooling = o.tower == "glove-sif" ? GlovePooling::SIF : GlovePooling::Mean;
-    const auto folder = o.model.empty() ? model_folder("glove-6B-100d") : o.model;
-    if (o.model.empty() && !std::filesystem::exists(folder))
-      throw std::runtime_error(folder + ": not found; fetch it with scripts/fetch_models.sh glove");
-    auto encoder = std::make_shared<GloveEncoder>(GloveEncoder::from_folder(folder, go));
-    if (go.pooling == GlovePooling::SIF) encoder->fit_sif(read_lines(o.sif_reference));
-    return {o.tower, encoder->fingerprint(),
-            [encoder](const std::vector<std::string>& t) { return encoder->encode(t); }};
-  }
-  if (o.tower == "script") {
-    if (o.model.empty()) throw std::invalid_argument("--tower script needs --model <module.pt>");
-    auto tower = std::make_shared<ScriptTextTower>(ScriptTextTower::load(o.model));
-    return {o.tower, tower->fingerprint(),
-            [tower](const std::vector<std::string>& t) { return tower->encode(t); }};
-  }
-  throw std::invalid_argument("--tower: unknown tower '" + o.tower +
-                              "' (accepted: minilm, glove-mean, glove-sif, script)");
-}
-
 // --tower store: rows of an existing store (made by any toolkit), picked by id.
 int embed_from_store(const EmbedOptions& o, const TextInputs& inputs) {
   if (o.tower.model.empty()) throw std::invalid_argument("--tower store needs --model <store.safetensors>");

@@ -16,7 +16,7 @@ struct GlobalOptions {
   int threads = 0;  // 0: all cores
 };
 
-void add_tower_options(CLI::App* cmd, cwcl::app::TextTowerOptions& o) {
+void add_tower_options(CLI::App* cmd, cwcl::TextTowerOptions& o) {
   cmd->add_option("--tower", o.tower, "frozen text tower: minilm, glove-mean, glove-sif, script (embed: also store)")
       ->capture_default_str();
   cmd->add_option("--model", o.model,
@@ -133,6 +133,9 @@ int main(int argc, char** argv) {
   features_cmd->add_option("manifest", features.manifest, "JSONL manifest (cwcl synth)")->required()->check(CLI::ExistingFile);
   features_cmd->add_option("-o,--out", features.out, "feature cache (.safetensors)")->required();
   features_cmd->add_option("--threads", features.threads, "worker threads")->check(CLI::PositiveNumber)->capture_default_str();
+  features_cmd->add_option("--front-end", features.front_end, "log-mel (from-scratch tower) or whisper")
+      ->check(CLI::IsMember({"log-mel", "whisper"}))
+      ->capture_default_str();
 
   cwcl::app::BenchStepsOptions steps;
   auto* steps_cmd = bench->add_subcommand("steps", "a few training steps of the from-scratch speech encoder");
@@ -141,6 +144,50 @@ int main(int argc, char** argv) {
   steps_cmd->add_option("--size", steps.size, "tiny or small")->check(CLI::IsMember({"tiny", "small"}))->capture_default_str();
   steps_cmd->add_option("--steps", steps.steps)->check(CLI::PositiveNumber)->capture_default_str();
   steps_cmd->add_option("--batch-size", steps.batch_size)->check(CLI::PositiveNumber)->capture_default_str();
+
+  cwcl::app::TrainCommandOptions train_opts;
+  auto* train_cmd = app.add_subcommand("train", "train a tower against the frozen text tower (TOML config)");
+  train_cmd->add_option("config", train_opts.config, "TOML configuration (see configs/)")->required()->check(CLI::ExistingFile);
+  train_cmd->add_option("--set", train_opts.set, "override a key: section.key=value (repeatable)");
+  train_cmd->add_flag("--resume", train_opts.resume, "continue from the newest checkpoint in run.out");
+
+  cwcl::app::ZeroshotOptions zeroshot;
+  auto* zeroshot_cmd = app.add_subcommand("zeroshot", "classify audio or image files zero-shot with a trained model");
+  zeroshot_cmd->add_option("--model", zeroshot.model, "run directory or checkpoint (.pt)")->required();
+  zeroshot_cmd->add_option("--labels", zeroshot.labels, "labels: a .tsv (class, text), a .txt (one per line) or a comma list")
+      ->required();
+  zeroshot_cmd->add_option("--templates", zeroshot.templates, "prompt templates with {} (one per line), averaged")
+      ->check(CLI::ExistingFile);
+  zeroshot_cmd->add_option("inputs", zeroshot.inputs, "audio (WAV/FLAC/OGG, any rate) or image files")->required();
+
+  cwcl::app::EvalSpeechOptions eval_speech;
+  auto* eval_speech_cmd = eval->add_subcommand("speech", "zero-shot classification and retrieval of a labelled speech set");
+  eval_speech_cmd->add_option("--model", eval_speech.model, "run directory or checkpoint")->required();
+  eval_speech_cmd->add_option("--manifest", eval_speech.manifest, "JSONL manifest (cwcl synth) with a label field")
+      ->required()
+      ->check(CLI::ExistingFile);
+  eval_speech_cmd->add_option("--labels", eval_speech.labels, "TSV class<TAB>text (default: class names are the texts)");
+  eval_speech_cmd->add_option("--label-field", eval_speech.label_field)->capture_default_str();
+  eval_speech_cmd->add_option("--filter-field", eval_speech.filter_field, "keep lines where this field is true (e.g. kws10)");
+  eval_speech_cmd->add_option("--templates", eval_speech.templates, "prompt templates with {}")->check(CLI::ExistingFile);
+  eval_speech_cmd->add_option("--task", eval_speech.task, "name in the report")->capture_default_str();
+  eval_speech_cmd->add_flag("--details", eval_speech.details, "per-class accuracy and confusion matrix");
+
+  cwcl::app::EvalImageOptions eval_image;
+  auto* eval_image_cmd = eval->add_subcommand("image", "zero-shot Fashion-MNIST classification");
+  eval_image_cmd->add_option("--model", eval_image.model, "run directory or checkpoint")->required();
+  eval_image_cmd->add_option("--classes", eval_image.classes, "class labels, comma-separated")->capture_default_str();
+  eval_image_cmd->add_option("-k,--templates", eval_image.k, "templates averaged (0: all)")->capture_default_str();
+  eval_image_cmd->add_flag("--validation", eval_image.validation, "held-out training images instead of the test set");
+  eval_image_cmd->add_option("--task", eval_image.task)->capture_default_str();
+  eval_image_cmd->add_flag("--details", eval_image.details, "per-class accuracy and confusion matrix");
+
+  cwcl::app::DemoOptions demo;
+  auto* demo_cmd = app.add_subcommand("demo", "CL vs CWCL on speech and images: summary.json, summary.md, plots");
+  demo_cmd->add_option("--preset", demo.preset, "quick or full")->check(CLI::IsMember({"quick", "full"}))->capture_default_str();
+  demo_cmd->add_option("--out", demo.out, "output folder")->capture_default_str();
+  demo_cmd->add_option("--corpus", demo.corpus, "speech corpus (scripts/make_corpus.sh)")->capture_default_str();
+  demo_cmd->add_option("--only", demo.only, "speech and/or image")->check(CLI::IsMember({"speech", "image"}));
 
   try {
     app.parse(argc, argv);
@@ -160,6 +207,11 @@ int main(int argc, char** argv) {
     if (*features_cmd) return cwcl::app::run_features(features);
     if (*steps_cmd) return cwcl::app::run_bench_steps(steps);
     if (*text_intent_cmd) return cwcl::app::run_eval_text_intent(text_intent);
+    if (*train_cmd) return cwcl::app::run_train(train_opts);
+    if (*zeroshot_cmd) return cwcl::app::run_zeroshot(zeroshot);
+    if (*eval_speech_cmd) return cwcl::app::run_eval_speech(eval_speech);
+    if (*eval_image_cmd) return cwcl::app::run_eval_image(eval_image);
+    if (*demo_cmd) return cwcl::app::run_demo(demo);
   } catch (const std::invalid_argument& e) {
     std::cerr << "cwcl: error: " << e.what() << "\n";
     return 2;

@@ -17,9 +17,12 @@ int run_features(const FeaturesOptions& o) {
   auto manifest = read_speech_manifest(o.manifest);
   for (const auto& p : manifest.problems) std::cerr << "features: skipped " << p << "\n";
   const bool tty = ::isatty(STDERR_FILENO);
-  auto report = FeatureCache::build(manifest.examples, o.out, LogMelOptions{}, o.threads, [&](int64_t d, int64_t n) {
-    if (tty && (d % 256 == 0 || d == n)) std::cerr << "\rfeatures: " << d << "/" << n << std::flush;
-  });
+  auto report = FeatureCache::build(
+      manifest.examples, o.out, LogMelOptions{}, o.threads,
+      [&](int64_t d, int64_t n) {
+        if (tty && (d % 256 == 0 || d == n)) std::cerr << "\rfeatures: " << d << "/" << n << std::flush;
+      },
+      o.front_end == "whisper" ? FrontEnd::Whisper : FrontEnd::LogMel);
   if (tty) std::cerr << "\n";
   for (const auto& p : report.problems) std::cerr << "features: skipped " << p << "\n";
   std::cout << "features: " << report.examples << " utterances (" << manifest.skipped + report.skipped

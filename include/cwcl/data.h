@@ -33,6 +33,13 @@ SpeechManifest read_speech_manifest(const std::string& path);
 /// one safetensors file ("features" [total_frames, n_mels], metadata: ids,
 /// offsets, frame counts, options), then memory-mapped: epochs after the
 /// first do no signal processing.
+/// Which log-mel front end a feature cache holds.
+enum class FrontEnd {
+  LogMel,   ///< LogMel with LogMelOptions (the from-scratch tower)
+  Whisper,  ///< WhisperLogMel (the Whisper tower)
+};
+const char* to_string(FrontEnd front_end);
+
 class FeatureCache {
  public:
   struct BuildReport {
@@ -42,7 +49,8 @@ class FeatureCache {
   };
   static BuildReport build(const std::vector<SpeechExample>& examples, const std::string& path,
                            const LogMelOptions& options = {}, int threads = 2,
-                           const std::function<void(int64_t, int64_t)>& progress = {});
+                           const std::function<void(int64_t, int64_t)>& progress = {},
+                           FrontEnd front_end = FrontEnd::LogMel);
 
   /// Maps a cache file; throws FormatError naming it when it is not one.
   static FeatureCache open(const std::string& path);
@@ -53,8 +61,10 @@ class FeatureCache {
   /// Features of example i as float32 [frames, n_mels].
   torch::Tensor features(int64_t i) const;
   int64_t index_of(const std::string& id) const;
+  FrontEnd front_end() const { return front_end_; }
 
  private:
+  FrontEnd front_end_ = FrontEnd::LogMel;
   std::shared_ptr<void> mapping_;  // keeps the mapped file alive
   torch::Tensor all_;              // float16 view into the mapping
   std::vector<std::string> ids_;
@@ -77,6 +87,8 @@ struct LoaderOptions {
   int prefetch = 4;  ///< batches ready ahead
   bool drop_last = false;
   std::optional<SpecAugmentOptions> spec_augment;  ///< training only
+  std::vector<int64_t> rows;  ///< cache rows to iterate over (empty: all)
+  int64_t first_batch = 0;    ///< start the epoch at this batch (resuming); earlier ones are not built
 };
 
 /// Iterates over one epoch of a cache in batches, assembled ahead of time by

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,5 +38,30 @@ struct ClassificationResult {
 /// most similar labels.
 ClassificationResult zero_shot_classify(const torch::Tensor& inputs, const torch::Tensor& classes,
                                         const torch::Tensor& targets, int64_t k = 5);
+
+}  // namespace cwcl
+
+namespace cwcl {
+
+/// Prompt templates with "{}" where the label text goes (CLIP's prompt
+/// ensembling). One per line in a file; lines without "{}" are rejected
+/// naming the file and line.
+std::vector<std::string> read_templates(const std::string& path);
+
+/// Class embeddings [C, D]: each label text through the first k templates
+/// (all when k is 0 or larger than the list; no templates: the text as it
+/// is), each normalised, averaged, and normalised again (Radford et al. 2021).
+torch::Tensor class_embeddings(const std::function<torch::Tensor(const std::vector<std::string>&)>& encode,
+                               const std::vector<std::string>& label_texts,
+                               const std::vector<std::string>& templates = {}, int64_t k = 0);
+
+struct RetrievalResult {
+  double a_to_b[3] = {0, 0, 0};  ///< R@1, R@5, R@10 retrieving b rows for each a row
+  double b_to_a[3] = {0, 0, 0};
+};
+/// Paired rows a [N, D] and b [N, D] (row i of a belongs with row i of b):
+/// recall at 1, 5 and 10 by cosine, in both directions. Rows whose text
+/// repeats count as one item when `group` [N] gives the same id to duplicates.
+RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& group = {});
 
 }  // namespace cwcl

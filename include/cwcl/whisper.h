@@ -87,13 +87,17 @@ std::vector<torch::optim::OptimizerParamGroup> whisper_parameter_groups(
 /// The speech tower of the paper's setting: the pre-trained Whisper encoder,
 /// pooling over real frames and a projection into the frozen tower's space.
 struct WhisperTowerImpl : torch::nn::Module {
-  WhisperTowerImpl(WhisperEncoder encoder, int64_t out_dim, Pooling pooling = Pooling::Mean);
+  /// head_hidden 0: a linear head; otherwise Linear-GELU-Linear with that width.
+  WhisperTowerImpl(WhisperEncoder encoder, int64_t out_dim, Pooling pooling = Pooling::Mean,
+                   int64_t head_hidden = 0);
   /// Whisper log-mel [B, T, 80] and real frame counts [B] -> [B, out_dim].
   torch::Tensor forward(const torch::Tensor& mel, const torch::Tensor& frame_lengths = {});
+  /// The pooled encoder output [B, D], before the head.
+  torch::Tensor pooled(const torch::Tensor& mel, const torch::Tensor& frame_lengths = {});
 
   WhisperEncoder encoder;
   FramePooling pooling{nullptr};
-  torch::nn::Linear head{nullptr};
+  torch::nn::Sequential head{nullptr};
 };
 TORCH_MODULE(WhisperTower);
 

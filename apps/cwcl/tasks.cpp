@@ -1,0 +1,212 @@
+#include "tasks.h"
+
+#include <cwcl/store.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace cwcl::app {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Every line of a JSONL manifest by id (bad lines are skipped by the manifest
+// reader already; here they are ignored).
+std::unordered_map<std::string, json> lines_by_id(const std::string& path) {
+  std::unordered_map<std::string, json> out;
+  for (const auto& line : read_lines(path)) {
+    try {
+      auto j = json::parse(line);
+      if (j.contains("id") && j["id"].is_string()) out.emplace(j["id"].get<std::string>(), j);
+    } catch (const json::exception&) {
+    }
+  }
+  return out;
+}
+
+std::string features_path(const std::string& manifest, FrontEnd front) {
+  return manifest + "." + to_string(front) + ".features.safetensors";
+}
+
+// The feature cache of a set for a front end, built on first use.
+// Unreadable files are left out of the cache (and counted by the caller).
+FeatureCache task_cache(const SpeechTaskData& data, FrontEnd front) {
+  const auto path = features_path(data.spec.manifest, front);
+  if (!fs::exists(path)) FeatureCache::build(data.examples, path, LogMelOptions{}, 2, {}, front);
+  return FeatureCache::open(path);
+}
+
+TaskResult classify(const std::string& task, const torch::Tensor& inputs, const torch::Tensor& classes,
+                    const torch::Tensor& targets, const std::vector<std::string>& names) {
+  TaskResult r;
+  r.task = task;
+  r.classification = zero_shot_classify(inputs, classes, targets, 5);
+  r.class_names = names;
+  r.inputs = inputs;
+  r.class_embeddings = classes;
+  r.targets = targets;
+  return r;
+}
+
+}  // namespace
+
+SpeechTaskData SpeechTaskData::load(const SpeechTaskSpec& spec) {
+  SpeechTaskData d;
+  d.spec = spec;
+  auto manifest = read_speech_manifest(spec.manifest);
+  d.skipped = manifest.skipped;
+  const auto fields = lines_by_id(spec.manifest);
+  std::vector<std::pair<SpeechExample, std::string>> kept;
+  std::set<std::string> classes;
+  for (const auto& e : manifest.examples) {
+    const auto& j = fields.at(e.id);
+    if (!spec.filter_field.empty() && !(j.contains(spec.filter_field) && j[spec.filter_field] == true)) continue;
+    if (!j.contains(spec.label_field) || !j[spec.label_field].is_string()) {
+      ++d.skipped;
+      continue;
+    }
+    const auto label = j[spec.label_field].get<std::string>();
+    kept.emplace_back(e, label);
+    classes.insert(label);
+  }
+  if (kept.empty())
+    throw std::invalid_argument(spec.manifest + ": no line has a '" + spec.label_field + "' label");
+  std::vector<std::string> names(classes.begin(), classes.end());
+  if (spec.labels.empty()) {
+    d.labels.names = names;
+    d.labels.texts = names;
+  } else {
+    d.labels = read_label_argument(spec.labels).subset(names, spec.manifest);
+  }
+  for (auto& [e, label] : kept) {
+    d.examples.push_back(e);
+    d.targets.push_back(d.labels.index_of(label));
+  }
+  if (!spec.templates.empty()) d.templates = read_templates(spec.templates);
+  return d;
+}
+
+TaskResult evaluate_speech(TrainedModel& model, const TextTower& text, const SpeechTaskData& data) {
+  const auto front = model.tower()->front_end();
+  auto cache = task_cache(data, front);
+  auto all = model.embed_cache(cache, features_path(data.spec.manifest, front) + ".pooled.safetensors");
+  std::unordered_map<std::string, int64_t> row_of;
+  for (int64_t i = 0; i < cache.size(); ++i) row_of.emplace(cache.id(i), i);
+  std::vector<int64_t> rows, targets;
+  std::vector<std::string> texts;
+  for (size_t i = 0; i < data.examples.size(); ++i) {
+    auto it = row_of.find(data.examples[i].id);
+    if (it == row_of.end()) continue;  // unreadable audio, counted in skipped
+    rows.push_back(it->second);
+    targets.push_back(data.targets[i]);
+    texts.push_back(data.examples[i].text);
+  }
+  auto inputs = all.index_select(0, torch::tensor(rows, torch::kLong));
+  auto classes = class_embeddings(text.encode, data.labels.texts, data.templates);
+  auto r = classify(data.spec.name, inputs, classes, torch::tensor(targets, torch::kLong), data.labels.names);
+  r.skipped = data.skipped + static_cast<int64_t>(data.examples.size() - rows.size());
+  // Retrieval: each utterance against the ground-truth texts (repeated texts are one item).
+  std::unordered_map<std::string, int64_t> group_of;
+  std::vector<int64_t> groups;
+  for (const auto& t : texts) groups.push_back(group_of.emplace(t, static_cast<int64_t>(group_of.size())).first->second);
+  r.retrieval = retrieval(inputs, text.encode(texts), torch::tensor(groups, torch::kLong));
+  r.has_retrieval = true;
+  return r;
+}
+
+TaskResult evaluate_text_bound(const TextTower& text, const SpeechTaskData& data) {
+  std::vector<std::string> texts;
+  for (const auto& e : data.examples) texts.push_back(e.text);
+  auto classes = class_embeddings(text.encode, data.labels.texts, data.templates);
+  auto r = classify(data.spec.name, text.encode(texts), classes, torch::tensor(data.targets, torch::kLong),
+                    data.labels.names);
+  r.skipped = data.skipped;
+  return r;
+}
+
+TaskResult evaluate_images(TrainedModel& model, const TextTower& text, const ImageTaskSpec& spec) {
+  const auto& c = model.config();
+  ImageSet set = spec.validation ? image_split(c).valid : read_fashion_mnist(c.data.train, "t10k").only(spec.classes);
+  if (spec.validation) set = set.only(spec.classes);
+  if (set.size() == 0) throw std::invalid_argument(spec.name + ": no images of the requested classes");
+  const auto names = CaptionSet::read(c.data.class_names).names;
+  std::vector<std::string> label_texts;
+  for (auto k : spec.classes) label_texts.push_back(names.at(static_cast<size_t>(k)));
+  // Targets are positions within spec.classes.
+  std::vector<int64_t> position(10, -1);
+  for (size_t i = 0; i < spec.classes.size(); ++i) position[static_cast<size_t>(spec.classes[i])] = static_cast<int64_t>(i);
+  auto targets = set.labels.clone();
+  auto t = targets.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < targets.size(0); ++i) t[i] = position[static_cast<size_t>(t[i])];
+  auto classes = class_embeddings(text.encode, label_texts, read_templates(c.data.templates), spec.k);
+  return classify(spec.name, model.embed_images(set.images), classes, targets, label_texts);
+}
+
+json TaskResult::to_json(bool details) const {
+  const auto& c = classification;
+  json j = {{"task", task}, {"n", c.n}, {"top1", c.top1}, {"top5", c.top5}, {"skipped", skipped}};
+  if (has_retrieval)
+    j["retrieval"] = {{"speech_to_text", {{"r1", retrieval.a_to_b[0]}, {"r5", retrieval.a_to_b[1]}, {"r10", retrieval.a_to_b[2]}}},
+                      {"text_to_speech", {{"r1", retrieval.b_to_a[0]}, {"r5", retrieval.b_to_a[1]}, {"r10", retrieval.b_to_a[2]}}}};
+  if (details) {
+    json per_class = json::object();
+    for (size_t i = 0; i < class_names.size(); ++i) {
+      const double a = c.per_class_accuracy[i];
+      per_class[class_names[i]] = std::isnan(a) ? json(nullptr) : json(a);
+    }
+    j["per_class"] = per_class;
+    j["classes"] = class_names;
+    std::vector<std::vector<int64_t>> confusion;
+    auto m = c.confusion.accessor<int64_t, 2>();
+    for (int64_t i = 0; i < c.confusion.size(0); ++i) {
+      confusion.emplace_back();
+      for (int64_t k = 0; k < c.confusion.size(1); ++k) confusion.back().push_back(m[i][k]);
+    }
+    j["confusion"] = confusion;
+  }
+  return j;
+}
+
+LabelSet read_label_argument(const std::string& argument) {
+  if (ends_with(argument, ".tsv")) return LabelSet::read_tsv(argument);
+  LabelSet out;
+  std::vector<std::string> items;
+  std::vector<std::string> where;
+  if (fs::is_regular_file(argument)) {
+    auto lines = read_lines(argument);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (!lines[i].empty() && lines[i].back() == '\r') lines[i].pop_back();
+      items.push_back(lines[i]);
+      where.push_back(argument + ":" + std::to_string(i + 1));
+    }
+  } else {
+    if (ends_with(argument, ".txt")) throw std::invalid_argument(argument + ": cannot open");
+    std::stringstream in(argument);
+    for (std::string item; std::getline(in, item, ',');) {
+      items.push_back(item);
+      where.push_back("--labels item " + std::to_string(items.size()));
+    }
+  }
+  std::unordered_set<std::string> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].empty()) throw std::invalid_argument(where[i] + ": empty label");
+    if (!seen.insert(items[i]).second) throw std::invalid_argument(where[i] + ": duplicate label '" + items[i] + "'");
+    out.names.push_back(items[i]);
+    out.texts.push_back(items[i]);
+  }
+  if (out.names.empty()) throw std::invalid_argument(argument + ": no labels");
+  return out;
+}
+
+}  // namespace cwcl::app

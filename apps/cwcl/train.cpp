@@ -1,0 +1,107 @@
+// cwcl train, cwcl zeroshot, cwcl eval speech|image.
+#include "commands.h"
+#include "tasks.h"
+
+#include <cwcl/audio.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <unistd.h>
+
+namespace cwcl::app {
+namespace {
+
+using json = nlohmann::json;
+
+std::string duration(double seconds) {
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600), static_cast<long long>(s / 60 % 60));
+  else std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+  return buf;
+}
+
+}  // namespace
+
+TrainOptions console_train_options(bool resume, const std::string& prefix) {
+  TrainOptions o;
+  o.resume = resume;
+  const bool tty = ::isatty(STDOUT_FILENO);
+  o.log = [prefix](const std::string& m) { std::cerr << prefix << m << "\n"; };
+  if (tty) {
+    o.progress = [prefix](const TrainProgress& p) {
+      std::printf("\r%sstep %lld/%lld  loss %.4f  scale %.1f  lr %.2e  %.0f samples/s  ETA %s   ", prefix.c_str(),
+                  static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss, p.logit_scale, p.lr,
+                  p.samples_per_second, duration(p.eta_seconds).c_str());
+      if (p.step == p.steps) std::printf("\n");
+      std::fflush(stdout);
+    };
+  }
+  return o;
+}
+
+int run_train(const TrainCommandOptions& o) {
+  auto config = TrainConfig::from_file(o.config);
+  for (const auto& s : o.set) config.set(s);
+  config.validate();
+  auto summary = train(config, console_train_options(o.resume, ""));
+  std::cout << json{{"run_dir", summary.run_dir},
+                    {"steps", summary.steps},
+                    {"resumed_at", summary.start_step},
+                    {"seconds", summary.seconds},
+                    {"final_loss", summary.final_loss},
+                    {"skipped", summary.skipped}}
+                   .dump()
+            << "\n";
+  return 0;
+}
+
+int run_zeroshot(const ZeroshotOptions& o) {
+  auto model = TrainedModel::load(o.model);
+  const auto labels = read_label_argument(o.labels);
+  const auto text = model.text_tower();
+  std::vector<std::string> templates;
+  if (!o.templates.empty()) templates = read_templates(o.templates);
+  auto classes = class_embeddings(text.encode, labels.texts, templates);
+  int failures = 0;
+  for (const auto& input : o.inputs) {
+    torch::Tensor q;
+    try {
+      q = model.is_speech() ? model.embed_audio_files({input}) : model.embed_image_files({input});
+    } catch (const std::exception& e) {
+      std::cerr << "cwcl zeroshot: skipped " << e.what() << "\n";
+      ++failures;
+      continue;
+    }
+    auto scores = torch::mm(q, classes.t()).squeeze(0);
+    json s = json::object();
+    for (size_t i = 0; i < labels.names.size(); ++i) s[labels.names[i]] = scores[static_cast<int64_t>(i)].item<double>();
+    const auto best = scores.argmax().item<int64_t>();
+    std::cout << json{{"input", input}, {"label", labels.names[static_cast<size_t>(best)]}, {"scores", s}}.dump() << "\n";
+  }
+  if (failures) std::cerr << "cwcl zeroshot: " << failures << " of " << o.inputs.size() << " inputs unreadable\n";
+  return failures ? 1 : 0;
+}
+
+int run_eval_speech(const EvalSpeechOptions& o) {
+  auto model = TrainedModel::load(o.model);
+  if (!model.is_speech()) throw std::invalid_argument(o.model + ": an image model; use cwcl eval image");
+  SpeechTaskSpec spec{o.task, o.manifest, o.label_field, o.labels, o.filter_field, o.templates};
+  auto data = SpeechTaskData::load(spec);
+  auto r = evaluate_speech(model, model.text_tower(), data);
+  std::cout << r.to_json(o.details).dump() << "\n";
+  return 0;
+}
+
+int run_eval_image(const EvalImageOptions& o) {
+  auto model = TrainedModel::load(o.model);
+  if (model.is_speech()) throw std::invalid_argument(o.model + ": a speech model; use cwcl eval speech");
+  ImageTaskSpec spec{o.task, parse_int_list(o.classes, "--classes"), o.k, o.validation};
+  auto r = evaluate_images(model, model.text_tower(), spec);
+  std::cout << r.to_json(o.details).dump() << "\n";
+  return 0;
+}
+
+}  // namespace cwcl::app

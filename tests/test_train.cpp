@@ -1,0 +1,408 @@
+// Trainer, configuration, image data, evaluation helpers and plots.
+#include <cwcl/config.h>
+#include <cwcl/eval.h>
+#include <cwcl/image.h>
+#include <cwcl/plot.h>
+#include <cwcl/runtime.h>
+#include <cwcl/train.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "temp_dir.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using cwcl::ConfigError;
+using cwcl::TrainConfig;
+
+const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
+
+std::string source_file(const std::string& relative) {
+  return (fs::path(CWCL_TEST_DATA_DIR) / ".." / relative).string();
+}
+
+// A small image run: every test that trains starts from this.
+TrainConfig tiny_image_config(const std::string& out) {
+  TrainConfig c;
+  c.run.out = out;
+  c.run.steps = 6;
+  c.run.batch_size = 32;
+  c.run.checkpoint_every = 3;
+  c.run.log_every = 2;
+  c.model.tower = "image";
+  c.model.image_width = 4;
+  c.data.train = kFashionMnist;
+  c.data.limit = 256;
+  c.data.class_names = source_file("data/fashion-mnist/classes.tsv");
+  c.data.templates = source_file("data/fashion-mnist/templates.txt");
+  c.optim.warmup = 2;
+  return c;
+}
+
+bool have_training_inputs() {
+  return fs::exists(fs::path(kFashionMnist) / "train-images-idx3-ubyte.gz") &&
+         fs::exists(fs::path(cwcl::model_folder("all-MiniLM-L6-v2")) / "model.safetensors");
+}
+
+// ---- configuration --------------------------------------------------------
+
+TEST(Config, DefaultsRoundTripThroughToml) {
+  TrainConfig c;
+  c.data.train = "x.jsonl";
+  c.loss.kernel_tau = 0.0625;
+  c.run.steps = 77;
+  auto back = TrainConfig::from_string(c.to_toml(), "resolved");
+  EXPECT_EQ(back.values(), c.values());
+}
+
+TEST(Config, UnknownKeyIsNamed) {
+  try {
+    TrainConfig::from_string("[loss]\nkind = \"cl\"\ntemprature = 0.1\n", "my.toml");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("my.toml: unknown key 'loss.temprature'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(TrainConfig::from_string("[nope]\nx = 1\n", "my.toml"), ConfigError);
+}
+
+TEST(Config, WrongTypeAndSyntaxAreNamed) {
+  try {
+    TrainConfig::from_string("[run]\nsteps = \"many\"\n", "a.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'run.steps' must be an integer"), std::string::npos) << e.what();
+  }
+  try {
+    TrainConfig::from_string("[run]\nsteps = = 3\n", "b.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("b.toml:2"), std::string::npos) << e.what();
+  }
+  // An integer is accepted where a number is expected.
+  EXPECT_EQ(TrainConfig::from_string("[optim]\nlr = 1\n", "c.toml").optim.lr, 1.0);
+}
+
+TEST(Config, SetOverridesWithTomlValuesOrBareWords) {
+  TrainConfig c;
+  c.set("run.steps=12");
+  c.set("loss.kind=cl");
+  c.set("loss.center=true");
+  c.set("optim.lr=3e-4");
+  c.set("data.train=some dir/with \"quotes\"");
+  EXPECT_EQ(c.run.steps, 12);
+  EXPECT_EQ(c.loss.kind, "cl");
+  EXPECT_TRUE(c.loss.center);
+  EXPECT_DOUBLE_EQ(c.optim.lr, 3e-4);
+  EXPECT_EQ(c.data.train, "some dir/with \"quotes\"");
+  EXPECT_THROW(c.set("run.stepz=1"), ConfigError);
+  EXPECT_THROW(c.set("novalue"), ConfigError);
+  EXPECT_THROW(c.set("run.steps=ten"), ConfigError);  // a bare word is a string, steps is an integer
+}
+
+TEST(Config, ValidateNamesTheKey) {
+  TrainConfig c;
+  c.data.train = "x";
+  c.validate();
+  auto expect_key = [](TrainConfig bad, const std::string& key) {
+    try {
+      bad.validate();
+      FAIL() << key;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("'" + key + "'"), std::string::npos) << e.what();
+    }
+  };
+  auto b = c;
+  b.loss.weights = "gaussian";
+  expect_key(b, "loss.weights");
+  b = c;
+  b.run.batch_size = 1;
+  expect_key(b, "run.batch_size");
+  b = c;
+  b.model.tower = "video";
+  expect_key(b, "model.tower");
+  b = c;
+  b.loss.calibrate = 4;  // needs a map with a sharpness
+  expect_key(b, "loss.calibrate");
+  b = c;
+  b.data.train = "";
+  expect_key(b, "data.train");
+}
+
+TEST(Config, ParseIntList) {
+  EXPECT_EQ(cwcl::parse_int_list("0,3,9", "k"), (std::vector<int64_t>{0, 3, 9}));
+  EXPECT_THROW(cwcl::parse_int_list("0,x", "k"), ConfigError);
+  EXPECT_THROW(cwcl::parse_int_list("10", "k"), ConfigError);
+  EXPECT_THROW(cwcl::parse_int_list("", "k"), ConfigError);
+}
+
+// ---- images ----------------------------------------------------------------
+
+class ImageFiles : public cwcl::testing::TempDirTest {};
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<long>(bytes.size()));
+}
+
+TEST_F(ImageFiles, ReadsIdxAndRejectsBadFiles) {
+  // Two 2x3 images and their labels, uncompressed.
+  write_bytes(path("train-images-idx3-ubyte"), {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3,
+                                                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  write_bytes(path("train-labels-idx1-ubyte"), {0, 0, 8, 1, 0, 0, 0, 2, 4, 9});
+  auto set = cwcl::read_fashion_mnist(dir.string(), "train");
+  ASSERT_EQ(set.images.sizes(), (std::vector<int64_t>{2, 2, 3}));
+  EXPECT_EQ(set.images[1][1][2].item<int>(), 12);
+  EXPECT_EQ(set.labels[1].item<int64_t>(), 9);
+  EXPECT_EQ(set.only({9}).size(), 1);
+  // Truncated data and a wrong magic number are named.
+  write_bytes(path("t10k-images-idx3-ubyte"), {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2});
+  write_bytes(path("t10k-labels-idx1-ubyte"), {0, 0, 8, 2, 0, 0, 0, 2, 4, 9});
+  try {
+    cwcl::read_fashion_mnist(dir.string(), "t10k");
+    FAIL();
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("t10k-images-idx3-ubyte"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(cwcl::read_fashion_mnist(path("missing"), "train"), std::invalid_argument);
+}
+
+TEST_F(ImageFiles, LoadImageFileAndAugmentDeterministically) {
+  EXPECT_THROW(cwcl::load_image(path("none.png")), std::invalid_argument);
+  auto images = torch::randint(0, 255, {4, 28, 28}, torch::kUInt8);
+  auto g1 = at::detail::createCPUGenerator(5), g2 = at::detail::createCPUGenerator(5);
+  auto a = cwcl::augment_images(images, 2, g1), b = cwcl::augment_images(images, 2, g2);
+  EXPECT_TRUE(torch::equal(a, b));
+  auto none = at::detail::createCPUGenerator(1);
+  // Shift 0 and no flip keeps the image: some image of many draws must be unchanged.
+  auto same = cwcl::augment_images(images, 0, none);
+  int64_t unchanged = 0;
+  for (int64_t i = 0; i < 4; ++i) unchanged += torch::equal(same[i], images[i]) || torch::equal(same[i], images[i].flip({1}));
+  EXPECT_EQ(unchanged, 4);
+  cwcl::write_heatmaps_png(path("h.png"), {torch::rand({8, 8})}, {"t"});
+  auto img = cwcl::load_image(path("h.png"));
+  EXPECT_EQ(img.sizes(), (std::vector<int64_t>{28, 28}));
+}
+
+TEST(ImageEncoder, OutputShape) {
+  cwcl::ImageEncoderOptions o;
+  o.width = 4;
+  o.out_dim = 12;
+  cwcl::ImageEncoder enc(o);
+  EXPECT_EQ(enc->forward(torch::randn({3, 1, 28, 28})).sizes(), (std::vector<int64_t>{3, 12}));
+  EXPECT_THROW(enc->forward(torch::randn({3, 28, 28})), c10::Error);
+}
+
+// ---- evaluation helpers and plots ------------------------------------------
+
+TEST(EvalHelpers, ClassEmbeddingsAverageTemplates) {
+  // A toy encoder: one-hot of the text length.
+  auto encode = [](const std::vector<std::string>& texts) {
+    auto out = torch::zeros({static_cast<int64_t>(texts.size()), 64});
+    for (size_t i = 0; i < texts.size(); ++i) out[static_cast<int64_t>(i)][static_cast<int64_t>(texts[i].size())] = 1;
+    return out;
+  };
+  auto plain = cwcl::class_embeddings(encode, {"ab", "abcd"});
+  EXPECT_EQ(plain[0][2].item<float>(), 1.0f);
+  auto two = cwcl::class_embeddings(encode, {"ab"}, {"{}", "x {} y"}, 2);
+  EXPECT_NEAR(two[0][2].item<float>(), std::sqrt(0.5f), 1e-6);
+  EXPECT_NEAR(two[0][6].item<float>(), std::sqrt(0.5f), 1e-6);
+  auto first = cwcl::class_embeddings(encode, {"ab"}, {"{}", "x {} y"}, 1);
+  EXPECT_TRUE(torch::allclose(first, plain.narrow(0, 0, 1)));
+}
+
+TEST(EvalHelpers, RetrievalRecall) {
+  auto a = torch::eye(12);
+  auto r = cwcl::retrieval(a, a);
+  EXPECT_EQ(r.a_to_b[0], 1.0);
+  EXPECT_EQ(r.b_to_a[2], 1.0);
+  // b rows shifted by one: R@1 is 0.
+  auto shifted = cwcl::retrieval(a, a.roll(1, 0));
+  EXPECT_EQ(shifted.a_to_b[0], 0.0);
+  // Two rows with the same text: either one is right.
+  // Rows 0 and 1 say the same text: retrieving either one for either is right.
+  auto b = a.clone();
+  b[1] = a[0];
+  auto a2 = a.clone();
+  a2[1] = a[0];
+  auto grouped = cwcl::retrieval(a2, b, torch::tensor({0, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+  EXPECT_EQ(grouped.a_to_b[0], 1.0);
+  EXPECT_EQ(grouped.b_to_a[0], 1.0);
+  EXPECT_LT(cwcl::retrieval(a2, b).a_to_b[0], 1.0);  // without groups a tie can pick the other row
+}
+
+class Templates : public cwcl::testing::TempDirTest {};
+
+TEST_F(Templates, FileErrorsNameTheLine) {
+  std::ofstream(path("t.txt")) << "a photo of a {}.\n# comment\nno placeholder\n";
+  try {
+    cwcl::read_templates(path("t.txt"));
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("t.txt:3"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cwcl::read_templates(source_file("data/fashion-mnist/templates.txt")).size(), 10u);
+}
+
+TEST_F(Templates, PlotsArePngFiles) {
+  cwcl::write_line_plot_png(path("l.png"), "t", "x", "y", {{"a", {1, 2, 3}, {0.1, 0.5, 0.2}}, {"b", {1, 3}, {0.3, 0.4}}});
+  std::ifstream in(path("l.png"), std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  EXPECT_THROW(cwcl::write_line_plot_png(path("no/such/dir/x.png"), "t", "x", "y", {{"a", {1}, {1}}}), std::runtime_error);
+}
+
+TEST(Captions, ReadAndExpand) {
+  auto set = cwcl::CaptionSet::read(source_file("data/fashion-mnist/classes.tsv"));
+  EXPECT_EQ(set.names[9], "ankle boot");
+  auto caps = set.captions(1, {"a {}.", "the {}!"});
+  EXPECT_EQ(caps.front(), "a trouser.");
+  EXPECT_EQ(caps.size(), 2 * set.synonyms[1].size());
+}
+
+// ---- training ---------------------------------------------------------------
+
+class Training : public cwcl::testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    if (!have_training_inputs()) GTEST_SKIP() << "needs dataset-fashion-mnist and MiniLM (make test installs both)";
+  }
+};
+
+std::vector<torch::Tensor> weights_of(const std::string& model) {
+  auto m = cwcl::TrainedModel::load(model);
+  std::vector<torch::Tensor> out;
+  for (auto& p : m.tower()->parameters()) out.push_back(p.detach().clone());
+  for (auto& b : m.tower()->buffers()) out.push_back(b.detach().clone());
+  return out;
+}
+
+TEST_F(Training, RunDirectoryHoldsConfigMetricsCheckpointsAndModel) {
+  auto c = tiny_image_config(path("run"));
+  auto summary = cwcl::train(c);
+  EXPECT_EQ(summary.steps, 6);
+  EXPECT_TRUE(std::isfinite(summary.final_loss));
+  for (const char* f : {"config.toml", "metrics.jsonl", "model.pt", "checkpoints/step-00000006.pt", "checkpoints/step-00000003.pt"})
+    EXPECT_TRUE(fs::exists(dir / "run" / f)) << f;
+  auto resolved = TrainConfig::from_file(path("run/config.toml"));
+  EXPECT_EQ(resolved.values(), c.values());
+  std::ifstream metrics(path("run/metrics.jsonl"));
+  std::string line;
+  int lines = 0;
+  while (std::getline(metrics, line)) {
+    ++lines;
+    for (const char* key : {"\"step\"", "\"loss\"", "\"logit_scale\"", "\"lr\"", "\"samples_per_s\""})
+      EXPECT_NE(line.find(key), std::string::npos) << line;
+  }
+  EXPECT_EQ(lines, 3);  // log_every 2 over 6 steps
+  auto model = cwcl::TrainedModel::load(path("run"));
+  EXPECT_EQ(model.step(), 6);
+  auto q = model.embed_images(torch::zeros({3, 28, 28}, torch::kUInt8));
+  EXPECT_EQ(q.sizes(), (std::vector<int64_t>{3, 384}));
+  EXPECT_NEAR(q.norm(2, 1).mean().item<double>(), 1.0, 1e-5);
+  // A second run into the same directory without --resume is refused.
+  EXPECT_THROW(cwcl::train(c), std::invalid_argument);
+}
+
+TEST_F(Training, ResumeAfterACrashEndsWithTheSameWeights) {
+  auto straight = tiny_image_config(path("straight"));
+  cwcl::train(straight);
+  // A run that dies after step 4 (its newest checkpoint is step 3), then resumes.
+  auto crashed = tiny_image_config(path("crashed"));
+  cwcl::TrainOptions dying;
+  dying.progress = [](const cwcl::TrainProgress& p) {
+    if (p.step == 4) throw std::runtime_error("simulated crash");
+  };
+  EXPECT_THROW(cwcl::train(crashed, dying), std::runtime_error);
+  EXPECT_FALSE(fs::exists(dir / "crashed" / "model.pt"));
+  cwcl::TrainOptions resume;
+  resume.resume = true;
+  auto summary = cwcl::train(crashed, resume);
+  EXPECT_EQ(summary.start_step, 3);
+  auto a = weights_of(path("straight")), b = weights_of(path("crashed"));
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "tensor " << i;
+}
+
+TEST_F(Training, ResumeRefusesAnotherArchitecture) {
+  auto c = tiny_image_config(path("run"));
+  c.run.steps = 3;
+  cwcl::train(c);
+  c.model.image_width = 8;
+  c.run.steps = 6;
+  cwcl::TrainOptions resume;
+  resume.resume = true;
+  try {
+    cwcl::train(c, resume);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.image_width"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Training, CheckpointOfAnotherArchitectureIsNamed) {
+  auto c = tiny_image_config(path("run"));
+  c.run.steps = 3;
+  cwcl::train(c);
+  // Same file, but its config now claims a wider network than its weights.
+  torch::serialize::InputArchive in;
+  in.load_from(path("run/model.pt"));
+  torch::serialize::OutputArchive out;
+  auto wider = c;
+  wider.model.image_width = 8;
+  out.write("format", c10::IValue(std::string("cwcl-model-1")));
+  out.write("config", c10::IValue(wider.to_toml()));
+  out.write("out_dim", c10::IValue(int64_t{384}));
+  out.write("step", c10::IValue(int64_t{3}));
+  torch::serialize::InputArchive weights;
+  in.read("model", weights);
+  cwcl::Tower tower(c, 384, false);
+  tower->load(weights);
+  torch::serialize::OutputArchive model;
+  tower->save(model);
+  out.write("model", model);
+  out.save_to(path("other.pt"));
+  try {
+    cwcl::TrainedModel::load(path("other.pt"));
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("do not fit the architecture"), std::string::npos) << e.what();
+  }
+  std::ofstream(path("junk.pt")) << "not a model";
+  try {
+    cwcl::TrainedModel::load(path("junk.pt"));
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("junk.pt: not a cwcl model"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(cwcl::TrainedModel::load(path("empty-dir-that-does-not-exist")), std::invalid_argument);
+}
+
+TEST_F(Training, CalibrationAndCentringRecordedInTheResolvedConfig) {
+  auto c = tiny_image_config(path("run"));
+  c.run.steps = 2;
+  c.loss.weights = "kernel";
+  c.loss.calibrate = 3;
+  c.loss.center = true;
+  cwcl::train(c);
+  auto resolved = TrainConfig::from_file(path("run/config.toml"));
+  EXPECT_NE(resolved.loss.kernel_tau, c.loss.kernel_tau);
+  EXPECT_GT(resolved.loss.kernel_tau, 0);
+}
+
+TEST_F(Training, LabelsMapNeedsLabelledData) {
+  auto c = tiny_image_config(path("run"));
+  c.run.steps = 2;
+  c.loss.weights = "labels";
+  EXPECT_NO_THROW(cwcl::train(c));  // images carry class labels
+  auto s = c;
+  s.model.tower = "scratch";
+  s.data.train = path("none.jsonl");
+  EXPECT_THROW(cwcl::train(s), std::invalid_argument);  // missing manifest named
+}
+
+}  // namespace
