@@ -827,6 +827,18 @@ TrainedModel TrainedModel::load(const std::string& path) {
   return out;
 }
 
+std::string TrainedModel::weights_digest() const {
+  std::string bytes;
+  auto add = [&](const std::string& name, const torch::Tensor& t) {
+    auto c = t.detach().contiguous().cpu();
+    bytes += name + c10::str(c.sizes());
+    bytes.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  };
+  for (const auto& p : tower_->named_parameters()) add(p.key(), p.value());
+  for (const auto& b : tower_->named_buffers()) add(b.key(), b.value());
+  return content_key("weights", bytes);
+}
+
 TextTower TrainedModel::text_tower() const {
   TextTowerOptions o;
   o.tower = tower_->config.text.tower;

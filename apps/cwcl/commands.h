@@ -122,6 +122,8 @@ struct TrainCommandOptions {
 /// otherwise), messages on stderr with a prefix.
 TrainOptions console_train_options(bool resume, const std::string& prefix);
 int run_train(const TrainCommandOptions& options);
+/// One JSON line: source, step, tower, parameters, weights digest.
+int run_info_model(const std::string& model);
 
 struct ZeroshotOptions {
   std::string model;      // run directory or checkpoint

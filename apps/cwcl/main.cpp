@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
 
   auto* info = app.add_subcommand("info", "versions, thread count and BLAS configuration");
+  std::string info_model;
+  info->add_option("--model", info_model, "describe a trained model (run directory or checkpoint) instead");
 
   auto* bench = app.add_subcommand("bench", "measure speed and memory");
   bench->require_subcommand(1);
@@ -199,7 +201,7 @@ int main(int argc, char** argv) {
 
   try {
     cwcl::set_num_threads(global.threads);
-    if (*info) return run_info();
+    if (*info) return info_model.empty() ? run_info() : cwcl::app::run_info_model(info_model);
     if (*bench_loss_cmd) return cwcl::app::run_bench_loss(bench_loss);
     if (*bench_text_cmd) return cwcl::app::run_bench_text(bench_text);
     if (*embed_cmd) return cwcl::app::run_embed(embed);

@@ -58,6 +58,24 @@ int run_train(const TrainCommandOptions& o) {
   return 0;
 }
 
+int run_info_model(const std::string& path) {
+  auto model = TrainedModel::load(path);
+  int64_t parameters = 0;
+  for (const auto& p : model.tower()->parameters()) parameters += p.numel();
+  const auto& c = model.config();
+  std::cout << json{{"source", model.source()},
+                    {"step", model.step()},
+                    {"tower", c.model.tower},
+                    {"loss", c.loss.kind},
+                    {"weights", c.loss.weights},
+                    {"text_tower", c.text.tower},
+                    {"parameters", parameters},
+                    {"weights_digest", model.weights_digest()}}
+                   .dump()
+            << "\n";
+  return 0;
+}
+
 int run_zeroshot(const ZeroshotOptions& o) {
   auto model = TrainedModel::load(o.model);
   const auto labels = read_label_argument(o.labels);

@@ -88,6 +88,9 @@ class TrainedModel {
   int64_t step() const { return step_; }
   const std::string& source() const { return source_; }
   Tower& tower() { return tower_; }
+  /// A hash of every weight and buffer (names, shapes, bytes): equal digests
+  /// mean equal models whatever the run directory or file.
+  std::string weights_digest() const;
   /// The frozen text tower the model was trained against.
   TextTower text_tower() const;
 
