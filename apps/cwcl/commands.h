@@ -156,6 +156,7 @@ struct DemoOptions {
   std::string preset = "quick";  // quick or full
   std::string out = "runs/demo";
   std::string corpus = "runs/corpus";
+  std::string data = "data";     // the repository's data folder (labels, captions)
   std::vector<std::string> only;  // tasks: speech, image (empty: both)
 };
 /// The experiments of DESIGN.md: CL vs CWCL on speech and images, summary.json/md and plots.

@@ -186,9 +186,11 @@ int main(int argc, char** argv) {
 
   cwcl::app::DemoOptions demo;
   auto* demo_cmd = app.add_subcommand("demo", "CL vs CWCL on speech and images: summary.json, summary.md, plots");
-  demo_cmd->add_option("--preset", demo.preset, "quick or full")->check(CLI::IsMember({"quick", "full"}))->capture_default_str();
+  demo_cmd->add_option("--preset", demo.preset, "quick, full (the README's) or smoke (tests)")
+      ->check(CLI::IsMember({"quick", "full", "smoke"}))->capture_default_str();
   demo_cmd->add_option("--out", demo.out, "output folder")->capture_default_str();
   demo_cmd->add_option("--corpus", demo.corpus, "speech corpus (scripts/make_corpus.sh)")->capture_default_str();
+  demo_cmd->add_option("--data", demo.data, "the repository's data folder (label texts, captions)")->capture_default_str();
   demo_cmd->add_option("--only", demo.only, "speech and/or image")->check(CLI::IsMember({"speech", "image"}));
 
   try {
