@@ -1,11 +1,5 @@
 # The command's exit codes (DESIGN.md contract 7): 0 on success, 2 on usage errors.
-function(expect_exit code)
-  execute_process(COMMAND ${CWCL} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL code)
-    message(FATAL_ERROR "cwcl ${ARGN}: exit ${rc}, expected ${code}\n${out}\n${err}")
-  endif()
-  set(last_out "${out}${err}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/script_helpers.cmake)
 
 expect_exit(0 --version)
 expect_exit(0 --threads 2 info)

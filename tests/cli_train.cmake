@@ -1,13 +1,7 @@
 # cwcl train, info --model, zeroshot and eval end to end on tiny runs, and
 # their errors for bad input (DESIGN.md contracts 4 and 7).
 # Needs MiniLM, Whisper (scripts/fetch_models.sh) and dataset-fashion-mnist.
-function(expect_exit code)
-  execute_process(COMMAND ${CWCL} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL code)
-    message(FATAL_ERROR "cwcl ${ARGN}: exit ${rc}, expected ${code}\n${out}\n${err}")
-  endif()
-  set(last_out "${out}${err}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/script_helpers.cmake)
 function(expect_match regex)
   if(NOT last_out MATCHES "${regex}")
     message(FATAL_ERROR "expected output matching '${regex}', got:\n${last_out}")

@@ -30,8 +30,8 @@ struct Preset {
 };
 
 Preset preset(const std::string& name) {
-  if (name == "quick") return {8000, 600, 256, 12000, 300, 256, false, 0, 0};
-  if (name == "full") return {0, 2000, 256, 0, 1000, 256, true, 600, 32};
+  if (name == "quick") return {8000, 300, 256, 12000, 300, 256, false, 0, 0};
+  if (name == "full") return {0, 800, 256, 0, 1000, 256, true, 600, 32};
   if (name == "smoke") return {0, 4, 8, 256, 4, 32, false, 0, 0};  // tests: every step, tiny inputs
   throw std::invalid_argument("--preset: '" + name + "' is not quick, full or smoke");
 }
