@@ -75,10 +75,15 @@ Run train_run(const TrainConfig& base, const std::string& dir, const std::string
   TrainConfig c = base;
   for (const auto& s : set) c.set(s);
   c.run.out = dir;
-  const auto t0 = std::chrono::steady_clock::now();
   std::cerr << "demo: training " << dir << "\n";
   train(c, console_train_options(/*resume=*/true, "  "));
-  return {name, dir, TrainConfig::from_file((fs::path(dir) / "config.toml").string()), seconds_since(t0)};
+  // Training time from the run's own metrics, so that a reused run reports it too.
+  double seconds = 0;
+  for (const auto& line : read_lines((fs::path(dir) / "metrics.jsonl").string())) {
+    auto j = nlohmann::json::parse(line);
+    seconds += static_cast<double>(c.run.log_every * c.run.batch_size) / j["samples_per_s"].get<double>();
+  }
+  return {name, dir, TrainConfig::from_file((fs::path(dir) / "config.toml").string()), seconds};
 }
 
 json row(const std::string& task, const std::string& method, const TaskResult& r) {
