@@ -236,7 +236,7 @@ TEST(EvalHelpers, RetrievalRecall) {
 class Templates : public cwcl::testing::TempDirTest {};
 
 TEST_F(Templates, FileErrorsNameTheLine) {
-  std::ofstream(path("t.txt")) << "a photo of a {}.\n# comment\nno placeholder\n";
+  std::ofstream(path("t.txt")) << "a photo of a {}.\n# comment\nno label marker\n";
   try {
     cwcl::read_templates(path("t.txt"));
     FAIL();
