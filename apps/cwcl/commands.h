@@ -13,6 +13,9 @@
 
 namespace cwcl::app {
 
+/// True when `s` ends with `suffix` (file-type checks by extension).
+bool ends_with(const std::string& s, const std::string& suffix);
+
 struct BenchLossOptions {
   std::string kind = "cwcl";     // loss kind name
   std::string weights = "affine";

@@ -16,13 +16,10 @@
 #include <unistd.h>
 
 namespace cwcl::app {
-namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
-
-}  // namespace
 
 TextInputs read_text_inputs(const std::string& path, const std::string& text_field,
                             const std::string& id_field, const std::string& label_field) {

@@ -1,4 +1,5 @@
 #include "tasks.h"
+#include "commands.h"
 
 #include <cwcl/store.h>
 
@@ -16,10 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // Every line of a JSONL manifest by id (bad lines are skipped by the manifest
 // reader already; here they are ignored).
