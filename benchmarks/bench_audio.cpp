@@ -3,7 +3,7 @@
 //   build/release/benchmarks/cwcl_bench_audio
 #include <benchmark/benchmark.h>
 
-#include <cwcl/audio.h>
+#include <cwcl/audio/audio.h>
 
 
 namespace {

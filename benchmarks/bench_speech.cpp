@@ -9,8 +9,8 @@
 
 #include <cwcl/loss.h>
 #include <cwcl/runtime.h>
-#include <cwcl/speech_encoder.h>
-#include <cwcl/whisper.h>
+#include <cwcl/towers/speech_encoder.h>
+#include <cwcl/towers/whisper.h>
 
 #include <cstdlib>
 #include <iostream>
@@ -50,7 +50,7 @@ void BM_WhisperTrainStep(benchmark::State& state) {
 void BM_ScratchTrainStep(benchmark::State& state) {
   const int64_t batch = 64, frames = 200;
   torch::manual_seed(0);
-  cwcl::SpeechEncoder encoder(cwcl::SpeechEncoderOptions::preset(state.range(0) == 0 ? "tiny" : "small"));
+  cwcl::SpeechEncoder encoder(cwcl::SpeechEncoderOptions::preset(state.range(0) == 0 ? cwcl::ScratchSize::Tiny : cwcl::ScratchSize::Small));
   encoder->train();
   torch::optim::AdamW optimizer(encoder->parameters(), torch::optim::AdamWOptions(1e-3));
   auto mel = torch::randn({batch, frames, 80}) * 0.3;

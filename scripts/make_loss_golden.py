@@ -7,7 +7,7 @@ Rerun (system python3-torch; the pyenv python3 on PATH has no torch):
 
 Inputs are fixed by a seed and written into the file, so the C++ test does not
 depend on matching random generators. Everything is float64. The formulas are
-written from docs/PAPER.md (CWCL), CLIP (symmetric cross-entropy) and SigLIP
+written from docs/method.md (CWCL), CLIP (symmetric cross-entropy) and SigLIP
 (Algorithm 1) with PyTorch's own cross_entropy (soft targets),
 binary_cross_entropy_with_logits and an explicit per-row SupCon loop, not by
 translating the C++ code.

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <cwcl/audio.h>
+#include <cwcl/audio/audio.h>
 
 #include <cmath>
 #include <filesystem>

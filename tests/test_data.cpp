@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include <cwcl/data.h>
-#include <cwcl/safetensors.h>
+#include <cwcl/data/speech.h>
+#include <cwcl/io/safetensors.h>
 
 #include <fstream>
 #include <set>

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
-#include <cwcl/eval.h>
+#include <cwcl/error.h>
+#include <cwcl/eval/eval.h>
 
 #include <cmath>
 #include <fstream>
@@ -15,7 +16,7 @@ void expect_invalid(const std::string& path, const std::string& needle) {
   try {
     cwcl::LabelSet::read_tsv(path);
     ADD_FAILURE() << "accepted " << path;
-  } catch (const std::invalid_argument& e) {
+  } catch (const cwcl::DataError& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
 }
@@ -26,7 +27,7 @@ TEST_F(LabelFile, ReadsAndRejectsBadLines) {
   EXPECT_EQ(labels.names, (std::vector<std::string>{"alarm_set", "play_music"}));
   EXPECT_EQ(labels.index_of("play_music"), 1);
   EXPECT_EQ(labels.subset({"play_music"}, "x").texts, (std::vector<std::string>{"play music"}));
-  EXPECT_THROW(labels.subset({"news_query"}, "x"), std::invalid_argument);
+  EXPECT_THROW(labels.subset({"news_query"}, "x"), cwcl::DataError);
 
   std::ofstream(path("dup.tsv")) << "intent\tlabel\na\tone\na\ttwo\n";
   expect_invalid(path("dup.tsv"), "dup.tsv:3: duplicate class 'a'");

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include <cwcl/glove.h>
+#include <cwcl/towers/glove.h>
 
 #include <fstream>
 

@@ -433,7 +433,7 @@ TEST(Weights, StatsSeeFlatAndSharpWeights) {
   EXPECT_NEAR(blocks.offdiag_mean, 12.0 / 30.0, 1e-12);
   EXPECT_NE(blocks.to_string().find("effective positives"), std::string::npos);
   // The paper's affine map on crowded cosines is nearly flat; the kernel is not.
-  // Cosines near 0.96 (as mean-GloVe captions give, PAPER.md).
+  // Cosines near 0.96 (as mean-GloVe captions give, docs/method.md "Calibration").
   torch::manual_seed(14);
   auto crowded = torch::randn({1, 16}, kDouble) + 0.2 * torch::randn({32, 16}, kDouble);
   cwcl::WeightOptions affine, kernel;
@@ -446,7 +446,7 @@ TEST(Weights, StatsSeeFlatAndSharpWeights) {
 }
 
 TEST(Weights, CalibrationHitsTheTargetSharpness) {
-  // Crowded cosines, as a mean-GloVe teacher gives (PAPER.md).
+  // Crowded cosines, as a mean-GloVe teacher gives (docs/method.md "Calibration").
   torch::manual_seed(15);
   auto p = torch::randn({1, 16}, kDouble) + 0.3 * torch::randn({64, 16}, kDouble);
   for (auto map : {WeightMap::Kernel, WeightMap::Power}) {

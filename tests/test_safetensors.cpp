@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include <cwcl/safetensors.h>
+#include <cwcl/io/safetensors.h>
 
 #include "temp_dir.h"
 

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <cwcl/script_tower.h>
+#include <cwcl/towers/script_tower.h>
 
 #include <fstream>
 

@@ -1,14 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <cwcl/loss.h>
-#include <cwcl/speech_encoder.h>
+#include <cwcl/towers/speech_encoder.h>
 
 namespace {
 
 TEST(SpeechEncoder, PaddingNeverChangesAnEmbedding) {
   for (auto pooling : {cwcl::Pooling::Mean, cwcl::Pooling::Attention}) {
     torch::manual_seed(0);
-    auto o = cwcl::SpeechEncoderOptions::preset("tiny");
+    auto o = cwcl::SpeechEncoderOptions::preset(cwcl::ScratchSize::Tiny);
     o.pooling = pooling;
     cwcl::SpeechEncoder enc(o);
     enc->eval();
@@ -25,15 +25,15 @@ TEST(SpeechEncoder, PaddingNeverChangesAnEmbedding) {
 }
 
 TEST(SpeechEncoder, SizesAndShapes) {
-  cwcl::SpeechEncoder small(cwcl::SpeechEncoderOptions::preset("small"));
+  cwcl::SpeechEncoder small(cwcl::SpeechEncoderOptions::preset(cwcl::ScratchSize::Small));
   int64_t params = 0;
   for (const auto& p : small->parameters()) params += p.numel();
   EXPECT_GT(params, 1'000'000);
   EXPECT_LT(params, 5'000'000);
-  EXPECT_THROW(cwcl::SpeechEncoderOptions::preset("huge"), std::invalid_argument);
+  EXPECT_THROW(cwcl::parse_name<cwcl::ScratchSize>("huge"), cwcl::UsageError);
   auto lengths = cwcl::SpeechEncoderImpl::output_lengths(torch::tensor({7, 8, 200}, torch::kLong));
   EXPECT_TRUE(torch::equal(lengths, torch::tensor({1, 1, 49}, torch::kLong))) << lengths;
-  cwcl::SpeechEncoder tiny(cwcl::SpeechEncoderOptions::preset("tiny"));
+  cwcl::SpeechEncoder tiny(cwcl::SpeechEncoderOptions::preset(cwcl::ScratchSize::Tiny));
   EXPECT_EQ(tiny->forward(torch::randn({3, 40, 80})).sizes(), (std::vector<int64_t>{3, 384}));
   EXPECT_THROW(tiny->forward(torch::randn({1, 6, 80})), c10::Error);
 }
@@ -41,7 +41,7 @@ TEST(SpeechEncoder, SizesAndShapes) {
 // A few steps of CL training on a toy task: the loss goes down.
 TEST(SpeechEncoder, LearnsAToyPairing) {
   torch::manual_seed(1);
-  cwcl::SpeechEncoder enc(cwcl::SpeechEncoderOptions::preset("tiny"));
+  cwcl::SpeechEncoder enc(cwcl::SpeechEncoderOptions::preset(cwcl::ScratchSize::Tiny));
   auto mel = torch::randn({16, 40, 80});
   auto targets = torch::randn({16, 384});
   torch::optim::AdamW opt(enc->parameters(), torch::optim::AdamWOptions(3e-3));

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include <cwcl/safetensors.h>
-#include <cwcl/store.h>
+#include <cwcl/io/safetensors.h>
+#include <cwcl/io/store.h>
 
 #include "temp_dir.h"
 
@@ -51,7 +51,7 @@ TEST_F(Store, RoundTripAndLookupById) {
   EXPECT_EQ(r.tower(), "external");
   EXPECT_TRUE(torch::equal(r.lookup_ids({"u3", "u1"}), torch::eye(3).index_select(0, torch::tensor({2, 0}))));
   EXPECT_THROW(r.lookup_ids({"nope"}), std::runtime_error);
-  EXPECT_THROW(r.append(torch::zeros({1, 4}), {"x"}, {""}), c10::Error);  // dimension mismatch
+  EXPECT_THROW(r.append(torch::zeros({1, 4}), {"x"}, {""}), cwcl::DataError);  // dimension mismatch
 }
 
 TEST_F(Store, RejectsFilesThatAreNotStores) {

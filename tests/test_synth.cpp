@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <cwcl/audio.h>
-#include <cwcl/synth.h>
+#include <cwcl/audio/audio.h>
+#include <cwcl/synth/synth.h>
 
 #include <fstream>
 
@@ -80,13 +80,13 @@ TEST_F(Synth, BadVoicesAndIdsAreUsageErrors) {
   cwcl::SynthOptions o;
   o.out_dir = path("x");
   o.voices = {"espeak:no-such-voice"};
-  EXPECT_THROW(cwcl::synthesize(items(), o), std::invalid_argument);
+  EXPECT_THROW(cwcl::synthesize(items(), o), cwcl::UsageError);
   o.voices = {"flite:bob"};
-  EXPECT_THROW(cwcl::synthesize(items(), o), std::invalid_argument);
+  EXPECT_THROW(cwcl::synthesize(items(), o), cwcl::UsageError);
   o.voices = {"festival:kal"};
-  EXPECT_THROW(cwcl::synthesize(items(), o), std::invalid_argument);
+  EXPECT_THROW(cwcl::synthesize(items(), o), cwcl::UsageError);
   o.voices = {"espeak:en-us"};
-  EXPECT_THROW(cwcl::synthesize({{"../escape", "hi", {}, ""}}, o), std::invalid_argument);
+  EXPECT_THROW(cwcl::synthesize({{"../escape", "hi", {}, ""}}, o), cwcl::UsageError);
 }
 
 }  // namespace

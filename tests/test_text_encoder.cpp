@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cwcl/runtime.h>
-#include <cwcl/safetensors.h>
-#include <cwcl/text_encoder.h>
+#include <cwcl/io/safetensors.h>
+#include <cwcl/towers/text_encoder.h>
 
 #include "temp_dir.h"
 

@@ -1,15 +1,21 @@
 // Trainer, configuration, image data, evaluation helpers and plots.
-#include <cwcl/config.h>
-#include <cwcl/eval.h>
-#include <cwcl/image.h>
-#include <cwcl/plot.h>
+#include <cwcl/data/fashion_mnist.h>
+#include <cwcl/eval/eval.h>
+#include <cwcl/eval/plot.h>
 #include <cwcl/runtime.h>
-#include <cwcl/train.h>
+#include <cwcl/seeds.h>
+#include <cwcl/towers/image_encoder.h>
+#include <cwcl/train/checkpoint.h>
+#include <cwcl/train/config.h>
+#include <cwcl/train/model.h>
+#include <cwcl/train/schedule.h>
+#include <cwcl/train/trainer.h>
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "temp_dir.h"
 
@@ -33,12 +39,9 @@ TrainConfig tiny_image_config(const std::string& out) {
   c.run.batch_size = 32;
   c.run.checkpoint_every = 3;
   c.run.log_every = 2;
-  c.model.tower = "image";
-  c.model.image_width = 4;
+  c.model = cwcl::ImageTowerSpec{4};
   c.data.train = kFashionMnist;
   c.data.limit = 256;
-  c.data.class_names = source_file("data/fashion-mnist/classes.tsv");
-  c.data.templates = source_file("data/fashion-mnist/templates.txt");
   c.optim.warmup = 2;
   return c;
 }
@@ -94,13 +97,62 @@ TEST(Config, SetOverridesWithTomlValuesOrBareWords) {
   c.set("optim.lr=3e-4");
   c.set("data.train=some dir/with \"quotes\"");
   EXPECT_EQ(c.run.steps, 12);
-  EXPECT_EQ(c.loss.kind, "cl");
+  EXPECT_EQ(c.loss.kind, cwcl::LossKind::CL);
   EXPECT_TRUE(c.loss.center);
   EXPECT_DOUBLE_EQ(c.optim.lr, 3e-4);
   EXPECT_EQ(c.data.train, "some dir/with \"quotes\"");
   EXPECT_THROW(c.set("run.stepz=1"), ConfigError);
   EXPECT_THROW(c.set("novalue"), ConfigError);
   EXPECT_THROW(c.set("run.steps=ten"), ConfigError);  // a bare word is a string, steps is an integer
+  c.set("data.classes=1,4");
+  EXPECT_EQ(c.data.classes, (std::vector<int64_t>{1, 4}));
+  c.set("data.classes=[2, 3]");
+  EXPECT_EQ(c.data.classes, (std::vector<int64_t>{2, 3}));
+  EXPECT_THROW(c.set("data.classes=1,x"), ConfigError);
+}
+
+TEST(Config, EnumValuesAreParsedOnceAndNamed) {
+  try {
+    TrainConfig::from_string("[loss]\nweights = \"gaussian\"\n", "w.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("w.toml: key 'loss.weights'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("kernel"), std::string::npos) << e.what();  // lists the accepted names
+  }
+  try {
+    TrainConfig::from_string("[model]\ntower = \"video\"\n", "t.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("t.toml: key 'model.tower'"), std::string::npos) << e.what();
+  }
+  auto c = TrainConfig::from_string("[model]\npooling = \"attention\"\nwhisper_training = \"top\"\n", "ok.toml");
+  const auto& w = std::get<cwcl::WhisperTowerSpec>(c.model);
+  EXPECT_EQ(w.pooling, cwcl::Pooling::Attention);
+  EXPECT_EQ(w.training, cwcl::WhisperTraining::TopBlocks);
+}
+
+TEST(Config, TowerKeysBelongToTheirTower) {
+  // model.tower is applied first wherever it stands in the file.
+  auto c = TrainConfig::from_string("[model]\nimage_width = 8\ntower = \"image\"\n", "a.toml");
+  EXPECT_EQ(std::get<cwcl::ImageTowerSpec>(c.model).width, 8);
+  try {
+    TrainConfig::from_string("[model]\ntower = \"image\"\nwhisper_training = \"top\"\n", "b.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("b.toml: key 'model.whisper_training' belongs to model.tower = \"whisper\""),
+              std::string::npos)
+        << e.what();
+  }
+  // Switching the tower by --set starts the new tower from its defaults.
+  TrainConfig s;
+  s.set("model.tower=scratch");
+  s.set("model.scratch_size=tiny");
+  EXPECT_EQ(std::get<cwcl::ScratchSpeechTowerSpec>(s.model).size, cwcl::ScratchSize::Tiny);
+  const auto keys = TrainConfig::keys();
+  for (const char* k : {"model.whisper_training", "model.scratch_size", "model.image_width", "model.pooling"})
+    EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
+  // The resolved TOML holds the chosen tower's keys only.
+  EXPECT_EQ(s.to_toml().find("whisper_training"), std::string::npos) << s.to_toml();
 }
 
 TEST(Config, ValidateNamesTheKey) {
@@ -116,27 +168,43 @@ TEST(Config, ValidateNamesTheKey) {
     }
   };
   auto b = c;
-  b.loss.weights = "gaussian";
-  expect_key(b, "loss.weights");
-  b = c;
   b.run.batch_size = 1;
   expect_key(b, "run.batch_size");
   b = c;
-  b.model.tower = "video";
-  expect_key(b, "model.tower");
+  b.model = cwcl::ImageTowerSpec{0};
+  expect_key(b, "model.image_width");
   b = c;
   b.loss.calibrate = 4;  // needs a map with a sharpness
   expect_key(b, "loss.calibrate");
   b = c;
   b.data.train = "";
   expect_key(b, "data.train");
+  b = c;
+  b.data.classes = {1, 1};
+  expect_key(b, "data.classes");
+  b = c;  // a speech tower has no labels for supcon or the labels map
+  b.loss.weights = cwcl::WeightMap::Labels;
+  expect_key(b, "loss.weights");
 }
 
-TEST(Config, ParseIntList) {
-  EXPECT_EQ(cwcl::parse_int_list("0,3,9", "k"), (std::vector<int64_t>{0, 3, 9}));
-  EXPECT_THROW(cwcl::parse_int_list("0,x", "k"), ConfigError);
-  EXPECT_THROW(cwcl::parse_int_list("10", "k"), ConfigError);
-  EXPECT_THROW(cwcl::parse_int_list("", "k"), ConfigError);
+TEST(Seeds, StreamsAndCountersGiveUnrelatedSeeds) {
+  using cwcl::SeedStream;
+  std::set<uint64_t> seen;
+  for (auto stream : {SeedStream::EpochOrder, SeedStream::StepNoise, SeedStream::ImageAugment})
+    for (uint64_t a = 0; a < 50; ++a)
+      for (uint64_t b = 0; b < 4; ++b) seen.insert(cwcl::derive_seed(7, stream, a, b));
+  EXPECT_EQ(seen.size(), 3u * 50u * 4u);  // no collisions (the old seed*K+epoch formulas collided across uses)
+  EXPECT_EQ(cwcl::derive_seed(7, SeedStream::EpochOrder, 3), cwcl::derive_seed(7, SeedStream::EpochOrder, 3));
+  EXPECT_NE(cwcl::derive_seed(7, SeedStream::EpochOrder, 3), cwcl::derive_seed(8, SeedStream::EpochOrder, 3));
+}
+
+TEST(Schedule, WarmupThenCosineToTheFloor) {
+  cwcl::ScheduleOptions o{110, 10, 1e-3, 1e-4};
+  EXPECT_DOUBLE_EQ(cwcl::learning_rate_factor(o, 0), 0.1);
+  EXPECT_DOUBLE_EQ(cwcl::learning_rate_factor(o, 9), 1.0);
+  EXPECT_DOUBLE_EQ(cwcl::learning_rate_factor(o, 10), 1.0);
+  EXPECT_NEAR(cwcl::learning_rate_factor(o, 60), 0.1 + 0.9 * 0.5, 1e-12);  // half way: the middle
+  EXPECT_NEAR(cwcl::learning_rate_factor(o, 110), 0.1, 1e-12);              // min_lr / lr
 }
 
 // ---- images ----------------------------------------------------------------
@@ -152,7 +220,7 @@ TEST_F(ImageFiles, ReadsIdxAndRejectsBadFiles) {
   write_bytes(path("train-images-idx3-ubyte"), {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3,
                                                 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
   write_bytes(path("train-labels-idx1-ubyte"), {0, 0, 8, 1, 0, 0, 0, 2, 4, 9});
-  auto set = cwcl::read_fashion_mnist(dir.string(), "train");
+  auto set = cwcl::read_fashion_mnist(dir.string(), cwcl::FashionMnistSplit::Train);
   ASSERT_EQ(set.images.sizes(), (std::vector<int64_t>{2, 2, 3}));
   EXPECT_EQ(set.images[1][1][2].item<int>(), 12);
   EXPECT_EQ(set.labels[1].item<int64_t>(), 9);
@@ -161,16 +229,16 @@ TEST_F(ImageFiles, ReadsIdxAndRejectsBadFiles) {
   write_bytes(path("t10k-images-idx3-ubyte"), {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2});
   write_bytes(path("t10k-labels-idx1-ubyte"), {0, 0, 8, 2, 0, 0, 0, 2, 4, 9});
   try {
-    cwcl::read_fashion_mnist(dir.string(), "t10k");
+    cwcl::read_fashion_mnist(dir.string(), cwcl::FashionMnistSplit::Test);
     FAIL();
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("t10k-images-idx3-ubyte"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(cwcl::read_fashion_mnist(path("missing"), "train"), std::invalid_argument);
+  EXPECT_THROW(cwcl::read_fashion_mnist(path("missing"), cwcl::FashionMnistSplit::Train), cwcl::DataError);
 }
 
 TEST_F(ImageFiles, LoadImageFileAndAugmentDeterministically) {
-  EXPECT_THROW(cwcl::load_image(path("none.png")), std::invalid_argument);
+  EXPECT_THROW(cwcl::load_image(path("none.png")), cwcl::DataError);
   auto images = torch::randint(0, 255, {4, 28, 28}, torch::kUInt8);
   auto g1 = at::detail::createCPUGenerator(5), g2 = at::detail::createCPUGenerator(5);
   auto a = cwcl::augment_images(images, 2, g1), b = cwcl::augment_images(images, 2, g2);
@@ -240,7 +308,7 @@ TEST_F(Templates, FileErrorsNameTheLine) {
   try {
     cwcl::read_templates(path("t.txt"));
     FAIL();
-  } catch (const std::invalid_argument& e) {
+  } catch (const cwcl::DataError& e) {
     EXPECT_NE(std::string(e.what()).find("t.txt:3"), std::string::npos) << e.what();
   }
   EXPECT_EQ(cwcl::read_templates(source_file("data/fashion-mnist/templates.txt")).size(), 10u);
@@ -256,11 +324,39 @@ TEST_F(Templates, PlotsArePngFiles) {
 }
 
 TEST(Captions, ReadAndExpand) {
-  auto set = cwcl::CaptionSet::read(source_file("data/fashion-mnist/classes.tsv"));
+  auto set = cwcl::ClassNames::read(source_file("data/fashion-mnist/classes.tsv"));
+  EXPECT_EQ(set.size(), 10);
   EXPECT_EQ(set.names[9], "ankle boot");
   auto caps = set.captions(1, {"a {}.", "the {}!"});
   EXPECT_EQ(caps.front(), "a trouser.");
   EXPECT_EQ(caps.size(), 2 * set.synonyms[1].size());
+  // The bundled file is found without a path, from any working directory.
+  EXPECT_EQ(cwcl::ClassNames::read(cwcl::data_file("fashion-mnist/classes.tsv")).names, set.names);
+  EXPECT_THROW(cwcl::data_file("no/such.tsv"), cwcl::DataError);
+}
+
+class ClassFiles : public cwcl::testing::TempDirTest {};
+
+TEST_F(ClassFiles, AnyNumberOfClassesAndErrorsNameTheLine) {
+  std::ofstream(path("three.tsv")) << "0\tcat\n1\tdog\tpuppy,hound\n2\tbird\n";
+  auto three = cwcl::ClassNames::read(path("three.tsv"));
+  EXPECT_EQ(three.size(), 3);
+  EXPECT_EQ(three.synonyms[1].size(), 3u);
+  EXPECT_THROW(cwcl::check_classes({0, 3}, three.size(), "x"), cwcl::DataError);
+  std::ofstream(path("gap.tsv")) << "0\tcat\n2\tbird\n";
+  try {
+    cwcl::ClassNames::read(path("gap.tsv"));
+    FAIL();
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("no line for label 1"), std::string::npos) << e.what();
+  }
+  std::ofstream(path("twice.tsv")) << "0\tcat\n0\tdog\n";
+  try {
+    cwcl::ClassNames::read(path("twice.tsv"));
+    FAIL();
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("twice.tsv:2"), std::string::npos) << e.what();
+  }
 }
 
 // ---- training ---------------------------------------------------------------
@@ -276,8 +372,8 @@ class Training : public cwcl::testing::TempDirTest {
 std::vector<torch::Tensor> weights_of(const std::string& model) {
   auto m = cwcl::TrainedModel::load(model);
   std::vector<torch::Tensor> out;
-  for (auto& p : m.tower()->parameters()) out.push_back(p.detach().clone());
-  for (auto& b : m.tower()->buffers()) out.push_back(b.detach().clone());
+  for (auto& p : m.tower().parameters()) out.push_back(p.detach().clone());
+  for (auto& b : m.tower().buffers()) out.push_back(b.detach().clone());
   return out;
 }
 
@@ -305,7 +401,7 @@ TEST_F(Training, RunDirectoryHoldsConfigMetricsCheckpointsAndModel) {
   EXPECT_EQ(q.sizes(), (std::vector<int64_t>{3, 384}));
   EXPECT_NEAR(q.norm(2, 1).mean().item<double>(), 1.0, 1e-5);
   // A second run into the same directory without --resume is refused.
-  EXPECT_THROW(cwcl::train(c), std::invalid_argument);
+  EXPECT_THROW(cwcl::train(c), cwcl::UsageError);
 }
 
 TEST_F(Training, ResumeAfterACrashEndsWithTheSameWeights) {
@@ -332,7 +428,7 @@ TEST_F(Training, ResumeRefusesAnotherArchitecture) {
   auto c = tiny_image_config(path("run"));
   c.run.steps = 3;
   cwcl::train(c);
-  c.model.image_width = 8;
+  c.model = cwcl::ImageTowerSpec{8};
   c.run.steps = 6;
   cwcl::TrainOptions resume;
   resume.resume = true;
@@ -348,44 +444,60 @@ TEST_F(Training, CheckpointOfAnotherArchitectureIsNamed) {
   auto c = tiny_image_config(path("run"));
   c.run.steps = 3;
   cwcl::train(c);
-  // Same file, but its config now claims a wider network than its weights.
-  torch::serialize::InputArchive in;
-  in.load_from(path("run/model.pt"));
-  torch::serialize::OutputArchive out;
+  // A file whose config claims a wider network than its weights.
+  auto narrow = cwcl::make_tower(c.model, 384, cwcl::TowerWeights::Untrained);
+  cwcl::ContrastiveLoss criterion(c.loss_options());
   auto wider = c;
-  wider.model.image_width = 8;
-  out.write("format", c10::IValue(std::string("cwcl-model-1")));
-  out.write("config", c10::IValue(wider.to_toml()));
-  out.write("out_dim", c10::IValue(int64_t{384}));
-  out.write("step", c10::IValue(int64_t{3}));
-  torch::serialize::InputArchive weights;
-  in.read("model", weights);
-  cwcl::Tower tower(c, 384, false);
-  tower->load(weights);
-  torch::serialize::OutputArchive model;
-  tower->save(model);
-  out.write("model", model);
-  out.save_to(path("other.pt"));
+  wider.model = cwcl::ImageTowerSpec{8};
+  cwcl::write_model_file(path("other.pt"), {wider, 384, 3, {}}, *narrow, *criterion, nullptr);
   try {
     cwcl::TrainedModel::load(path("other.pt"));
     FAIL();
-  } catch (const std::invalid_argument& e) {
+  } catch (const cwcl::DataError& e) {
     EXPECT_NE(std::string(e.what()).find("do not fit the architecture"), std::string::npos) << e.what();
   }
   std::ofstream(path("junk.pt")) << "not a model";
   try {
     cwcl::TrainedModel::load(path("junk.pt"));
     FAIL();
-  } catch (const std::invalid_argument& e) {
+  } catch (const cwcl::DataError& e) {
     EXPECT_NE(std::string(e.what()).find("junk.pt: not a cwcl model"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(cwcl::TrainedModel::load(path("empty-dir-that-does-not-exist")), std::invalid_argument);
+  EXPECT_THROW(cwcl::TrainedModel::load(path("empty-dir-that-does-not-exist")), cwcl::DataError);
+}
+
+TEST_F(Training, ModelFilesOfAnOlderFormatAreRefusedByVersion) {
+  torch::serialize::OutputArchive out;
+  out.write("format", c10::IValue(std::string("cwcl-model-1")));
+  out.save_to(path("old.pt"));
+  try {
+    cwcl::TrainedModel::load(path("old.pt"));
+    FAIL();
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("format 'cwcl-model-1'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(cwcl::kModelFormat), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Training, LossModuleIsSavedBesideTheTower) {
+  auto c = tiny_image_config(path("run"));
+  c.run.steps = 3;
+  cwcl::train(c);
+  // The tower holds no loss parameters; the learned temperature moved and is in the file under its own key.
+  auto model = cwcl::TrainedModel::load(path("run"));
+  for (const auto& p : model.tower().named_parameters())
+    EXPECT_EQ(p.key().find("logit"), std::string::npos) << p.key();
+  auto file = cwcl::ModelFile::open(path("run/model.pt"));
+  cwcl::ContrastiveLoss criterion(c.loss_options());
+  const double initial = criterion->logit_scale.item<double>();
+  file.load("criterion", *criterion);
+  EXPECT_NE(criterion->logit_scale.item<double>(), initial);
 }
 
 TEST_F(Training, CalibrationAndCentringRecordedInTheResolvedConfig) {
   auto c = tiny_image_config(path("run"));
   c.run.steps = 2;
-  c.loss.weights = "kernel";
+  c.loss.weights = cwcl::WeightMap::Kernel;
   c.loss.calibrate = 3;
   c.loss.center = true;
   cwcl::train(c);
@@ -394,15 +506,37 @@ TEST_F(Training, CalibrationAndCentringRecordedInTheResolvedConfig) {
   EXPECT_GT(resolved.loss.kernel_tau, 0);
 }
 
-TEST_F(Training, LabelsMapNeedsLabelledData) {
+TEST_F(Training, LabelsMapTrainsOnLabelledImages) {
   auto c = tiny_image_config(path("run"));
   c.run.steps = 2;
-  c.loss.weights = "labels";
-  EXPECT_NO_THROW(cwcl::train(c));  // images carry class labels
-  auto s = c;
-  s.model.tower = "scratch";
+  c.loss.weights = cwcl::WeightMap::Labels;
+  EXPECT_NO_THROW(cwcl::train(c));  // images carry class labels (speech refuses it: Config.ValidateNamesTheKey)
+}
+
+TEST_F(Training, MissingDataIsADataErrorNamingTheFile) {
+  TrainConfig s;
+  s.model = cwcl::ScratchSpeechTowerSpec{cwcl::ScratchSize::Tiny};
+  s.run.out = path("run");
   s.data.train = path("none.jsonl");
-  EXPECT_THROW(cwcl::train(s), std::invalid_argument);  // missing manifest named
+  try {
+    cwcl::train(s);
+    FAIL();
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("none.jsonl"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Training, ThreadCountIsRestoredAfterAFailure) {
+  cwcl::set_num_threads(1);
+  auto c = tiny_image_config(path("run"));
+  c.run.threads = 2;
+  cwcl::TrainOptions dying;
+  dying.progress = [](const cwcl::TrainProgress&) {
+    EXPECT_EQ(torch::get_num_threads(), 2);
+    throw std::runtime_error("stop");
+  };
+  EXPECT_THROW(cwcl::train(c, dying), std::runtime_error);
+  EXPECT_EQ(torch::get_num_threads(), 1);
 }
 
 }  // namespace

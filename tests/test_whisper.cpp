@@ -2,9 +2,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <cwcl/audio.h>
+#include <cwcl/audio/audio.h>
 #include <cwcl/runtime.h>
-#include <cwcl/whisper.h>
+#include <cwcl/towers/whisper.h>
 
 #include <cstdlib>
 #include <filesystem>

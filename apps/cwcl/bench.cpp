@@ -1,7 +1,7 @@
 #include "commands.h"
 
 #include <cwcl/loss.h>
-#include <cwcl/text_encoder.h>
+#include <cwcl/towers/text_encoder.h>
 #include <cwcl/runtime.h>
 #include <nlohmann/json.hpp>
 
@@ -47,7 +47,7 @@ int run_bench_text(const BenchTextOptions& b) {
   eo.batch_size = b.batch_size;
   auto encoder = SentenceEncoder::from_folder(folder, eo);
   auto lines = read_lines(b.sentences);
-  if (lines.empty()) throw std::invalid_argument(b.sentences + ": no sentences");
+  if (lines.empty()) throw DataError(b.sentences + ": no sentences");
   std::vector<std::string> texts;
   for (int64_t i = 0; i < b.count; ++i) texts.push_back(lines[static_cast<size_t>(i) % lines.size()]);
   encoder.encode(std::vector<std::string>(texts.begin(), texts.begin() + std::min<int64_t>(64, b.count)));

@@ -8,8 +8,11 @@
 
 #include <torch/torch.h>
 
+#include <cwcl/io/files.h>
 #include <cwcl/runtime.h>
-#include <cwcl/text_tower.h>
+#include <cwcl/data/speech.h>
+#include <cwcl/towers/speech_encoder.h>
+#include <cwcl/towers/text_tower.h>
 
 namespace cwcl::app {
 
@@ -90,7 +93,7 @@ struct FeaturesOptions {
   std::string manifest;  // JSONL from cwcl synth
   std::string out;       // feature cache (.safetensors)
   int threads = 2;
-  std::string front_end = "log-mel";
+  FrontEnd front_end = FrontEnd::LogMel;
 };
 /// Precomputes log-mel features of a manifest into a memory-mapped cache.
 int run_features(const FeaturesOptions& options);
@@ -98,7 +101,7 @@ int run_features(const FeaturesOptions& options);
 struct BenchStepsOptions {
   std::string cache;     // from cwcl features
   std::string store;     // frozen-side embeddings by id (cwcl embed on the same manifest)
-  std::string size = "small";
+  ScratchSize size = ScratchSize::Small;
   int64_t steps = 5;
   int64_t batch_size = 64;
 };
@@ -112,7 +115,8 @@ int run_bench_loss(const BenchLossOptions& options);
 
 }  // namespace cwcl::app
 
-#include <cwcl/train.h>
+#include <cwcl/train/model.h>
+#include <cwcl/train/trainer.h>
 
 namespace cwcl::app {
 
@@ -148,7 +152,7 @@ int run_eval_speech(const EvalSpeechOptions& options);
 struct EvalImageOptions {
   std::string model;
   std::string task = "fmnist";
-  std::string classes = "0,1,2,3,4,5,6,7,8,9";
+  std::vector<int64_t> classes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   int64_t k = 1;
   bool validation = false;
   bool details = false;

@@ -6,7 +6,7 @@
 #include "commands.h"
 #include "tasks.h"
 
-#include <cwcl/plot.h>
+#include <cwcl/eval/plot.h>
 
 #include <chrono>
 #include <filesystem>
@@ -33,7 +33,7 @@ Preset preset(const std::string& name) {
   if (name == "quick") return {8000, 300, 256, 12000, 200, 256, false, 0, 0};
   if (name == "full") return {0, 800, 256, 0, 1000, 256, true, 600, 32};
   if (name == "smoke") return {0, 4, 8, 256, 4, 32, false, 0, 0};  // tests: every step, tiny inputs
-  throw std::invalid_argument("--preset: '" + name + "' is not quick, full or smoke");
+  throw UsageError("--preset: '" + name + "' is not quick, full or smoke");
 }
 
 // One CWCL variant of the ablation: a name and the config keys it sets.
@@ -213,11 +213,10 @@ int run_demo(const DemoOptions& o) {
   if (want("speech")) {
     for (const char* part : {"train", "devel", "slurp_test", "kws_test"})
       if (!fs::exists(corpus / part / "manifest.jsonl"))
-        throw std::invalid_argument((corpus / part / "manifest.jsonl").string() +
+        throw DataError((corpus / part / "manifest.jsonl").string() +
                                     ": missing; build the corpus with scripts/make_corpus.sh " + corpus.string());
     TrainConfig base;
-    base.model.tower = "whisper";
-    base.model.whisper_training = "frozen";
+    base.model = WhisperTowerSpec{};  // frozen encoder, mean pooling, MLP head
     base.data.train = (corpus / "train" / "manifest.jsonl").string();
     base.data.limit = p.speech_limit;
     base.run.steps = p.speech_steps;
@@ -308,7 +307,7 @@ int run_demo(const DemoOptions& o) {
 
   if (want("image")) {
     TrainConfig base;
-    base.model.tower = "image";
+    base.model = ImageTowerSpec{};
     base.data.train = "/usr/share/datasets/fashion-mnist";
     base.data.limit = p.image_limit;
     base.run.steps = p.image_steps;
@@ -320,9 +319,9 @@ int run_demo(const DemoOptions& o) {
     base.data.text_store = (runs / "fmnist-captions.store.safetensors").string();
     base.data.class_names = (fs::path(o.data) / "fashion-mnist" / "classes.tsv").string();
     base.data.templates = (fs::path(o.data) / "fashion-mnist" / "templates.txt").string();
-    const auto seen = parse_int_list(base.data.classes, "data.classes");
+    const auto seen = base.data.classes;
     std::vector<int64_t> unseen, everything;
-    for (int64_t k = 0; k < 10; ++k) {
+    for (int64_t k = 0; k < ClassNames::read(base.class_names_file()).size(); ++k) {
       everything.push_back(k);
       if (std::find(seen.begin(), seen.end(), k) == seen.end()) unseen.push_back(k);
     }

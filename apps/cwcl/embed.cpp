@@ -1,10 +1,10 @@
 // cwcl embed: texts from a file through a frozen tower into an embedding store.
 #include "commands.h"
 
-#include <cwcl/glove.h>
-#include <cwcl/script_tower.h>
-#include <cwcl/store.h>
-#include <cwcl/text_encoder.h>
+#include <cwcl/towers/glove.h>
+#include <cwcl/towers/script_tower.h>
+#include <cwcl/io/store.h>
+#include <cwcl/towers/text_encoder.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -36,39 +36,39 @@ TextInputs read_text_inputs(const std::string& path, const std::string& text_fie
       try {
         j = nlohmann::json::parse(lines[i]);
       } catch (const nlohmann::json::exception& e) {
-        throw std::invalid_argument(where + ": not a JSON object: " + e.what());
+        throw DataError(where + ": not a JSON object: " + e.what());
       }
       if (!j.is_object() || !j.contains(text_field) || !j[text_field].is_string())
-        throw std::invalid_argument(where + ": no string field '" + text_field + "'");
+        throw DataError(where + ": no string field '" + text_field + "'");
       text = j[text_field].get<std::string>();
       if (!label_field.empty()) {
         if (!j.contains(label_field) || !j[label_field].is_string())
-          throw std::invalid_argument(where + ": no string field '" + label_field + "'");
+          throw DataError(where + ": no string field '" + label_field + "'");
         in.labels.push_back(j[label_field].get<std::string>());
       }
       if (j.contains(id_field)) {
         const auto& v = j[id_field];
         if (v.is_string()) id = v.get<std::string>();
         else if (v.is_number_integer()) id = std::to_string(v.get<int64_t>());
-        else throw std::invalid_argument(where + ": field '" + id_field + "' is neither a string nor an integer");
+        else throw DataError(where + ": field '" + id_field + "' is neither a string nor an integer");
       }
     } else {
       if (!label_field.empty())
-        throw std::invalid_argument(path + ": labels need a .jsonl manifest with field '" + label_field + "'");
+        throw DataError(path + ": labels need a .jsonl manifest with field '" + label_field + "'");
       text = lines[i];
       if (!text.empty() && text.back() == '\r') text.pop_back();
     }
-    if (!seen.insert(id).second) throw std::invalid_argument(where + ": duplicate id '" + id + "'");
+    if (!seen.insert(id).second) throw DataError(where + ": duplicate id '" + id + "'");
     in.ids.push_back(std::move(id));
     in.texts.push_back(std::move(text));
   }
-  if (in.texts.empty()) throw std::invalid_argument(path + ": no texts");
+  if (in.texts.empty()) throw DataError(path + ": no texts");
   return in;
 }
 
 // --tower store: rows of an existing store (made by any toolkit), picked by id.
 int embed_from_store(const EmbedOptions& o, const TextInputs& inputs) {
-  if (o.tower.model.empty()) throw std::invalid_argument("--tower store needs --model <store.safetensors>");
+  if (o.tower.model.empty()) throw UsageError("--tower store needs --model <store.safetensors>");
   const auto source = EmbeddingStore::read(o.tower.model);
   const auto fingerprint = fingerprint_files({o.tower.model});
   std::vector<std::string> keys;
@@ -82,7 +82,7 @@ int embed_from_store(const EmbedOptions& o, const TextInputs& inputs) {
 
 int run_embed(const EmbedOptions& o) {
   const auto inputs = read_text_inputs(o.input, o.text_field, o.id_field);
-  if (o.tower.tower == "store") return embed_from_store(o, inputs);
+  if (o.tower.kind == TextTowerKind::Store) return embed_from_store(o, inputs);
   const auto tower = load_text_tower(o.tower);
   const bool tty = ::isatty(STDERR_FILENO);
   int64_t computed = 0;

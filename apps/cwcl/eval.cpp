@@ -1,7 +1,7 @@
 // cwcl eval: zero-shot evaluations.
 #include "commands.h"
 
-#include <cwcl/eval.h>
+#include <cwcl/eval/eval.h>
 #include <nlohmann/json.hpp>
 
 #include <iostream>

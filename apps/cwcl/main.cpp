@@ -3,11 +3,13 @@
 // (DESIGN.md contract 7: 2 for usage and configuration errors, 1 otherwise).
 #include <CLI/CLI.hpp>
 
+#include <cwcl/error.h>
 #include <cwcl/runtime.h>
 
 #include "commands.h"
 
 #include <exception>
+#include <map>
 #include <iostream>
 
 namespace {
@@ -16,9 +18,23 @@ struct GlobalOptions {
   int threads = 0;  // 0: all cores
 };
 
+// An enum option given by name: the names come from cwcl::Names<E>, and a
+// wrong one is a usage error listing them (CLI11 exit, code 2).
+template <class E>
+CLI::Option* add_named_option(CLI::App* cmd, const std::string& flag, E& value, const std::string& help) {
+  auto parse = [&value, flag](const std::string& text) {
+    try {
+      value = cwcl::parse_name<E>(text);
+    } catch (const cwcl::UsageError& e) {
+      throw CLI::ValidationError(flag, e.what());
+    }
+  };
+  return cmd->add_option_function<std::string>(flag, parse, help + " (" + cwcl::accepted_names<E>() + ")")
+      ->default_str(cwcl::name_of(value));
+}
+
 void add_tower_options(CLI::App* cmd, cwcl::TextTowerOptions& o) {
-  cmd->add_option("--tower", o.tower, "frozen text tower: minilm, glove-mean, glove-sif, script (embed: also store)")
-      ->capture_default_str();
+  add_named_option(cmd, "--tower", o.kind, "frozen text tower (store: embed only)");
   cmd->add_option("--model", o.model,
                   "model folder (default: the models cache); script: the .pt file; store: the store");
   cmd->add_option("--sif-reference", o.sif_reference, "glove-sif: reference corpus, one text per line")
@@ -135,15 +151,13 @@ int main(int argc, char** argv) {
   features_cmd->add_option("manifest", features.manifest, "JSONL manifest (cwcl synth)")->required()->check(CLI::ExistingFile);
   features_cmd->add_option("-o,--out", features.out, "feature cache (.safetensors)")->required();
   features_cmd->add_option("--threads", features.threads, "worker threads")->check(CLI::PositiveNumber)->capture_default_str();
-  features_cmd->add_option("--front-end", features.front_end, "log-mel (from-scratch tower) or whisper")
-      ->check(CLI::IsMember({"log-mel", "whisper"}))
-      ->capture_default_str();
+  add_named_option(features_cmd, "--front-end", features.front_end, "log-mel (from-scratch tower) or whisper");
 
   cwcl::app::BenchStepsOptions steps;
   auto* steps_cmd = bench->add_subcommand("steps", "a few training steps of the from-scratch speech encoder");
   steps_cmd->add_option("--cache", steps.cache, "feature cache (cwcl features)")->required()->check(CLI::ExistingFile);
   steps_cmd->add_option("--store", steps.store, "frozen-side embeddings by id (cwcl embed)")->required()->check(CLI::ExistingFile);
-  steps_cmd->add_option("--size", steps.size, "tiny or small")->check(CLI::IsMember({"tiny", "small"}))->capture_default_str();
+  add_named_option(steps_cmd, "--size", steps.size, "encoder size");
   steps_cmd->add_option("--steps", steps.steps)->check(CLI::PositiveNumber)->capture_default_str();
   steps_cmd->add_option("--batch-size", steps.batch_size)->check(CLI::PositiveNumber)->capture_default_str();
 
@@ -178,7 +192,9 @@ int main(int argc, char** argv) {
   cwcl::app::EvalImageOptions eval_image;
   auto* eval_image_cmd = eval->add_subcommand("image", "zero-shot Fashion-MNIST classification");
   eval_image_cmd->add_option("--model", eval_image.model, "run directory or checkpoint")->required();
-  eval_image_cmd->add_option("--classes", eval_image.classes, "class labels, comma-separated")->capture_default_str();
+  eval_image_cmd->add_option("--classes", eval_image.classes, "class labels, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
   eval_image_cmd->add_option("-k,--templates", eval_image.k, "templates averaged (0: all)")->capture_default_str();
   eval_image_cmd->add_flag("--validation", eval_image.validation, "held-out training images instead of the test set");
   eval_image_cmd->add_option("--task", eval_image.task)->capture_default_str();
@@ -216,15 +232,19 @@ int main(int argc, char** argv) {
     if (*eval_speech_cmd) return cwcl::app::run_eval_speech(eval_speech);
     if (*eval_image_cmd) return cwcl::app::run_eval_image(eval_image);
     if (*demo_cmd) return cwcl::app::run_demo(demo);
+  } catch (const cwcl::Error& e) {
+    std::cerr << "cwcl: " << cwcl::to_string(e.kind()) << " error: " << e.what() << "\n";
+    return cwcl::exit_code(e.kind());
   } catch (const std::invalid_argument& e) {
-    std::cerr << "cwcl: error: " << e.what() << "\n";
-    return 2;
+    // The loss's name parsers (bench loss --kind ...) report unknown names so.
+    std::cerr << "cwcl: usage error: " << e.what() << "\n";
+    return cwcl::exit_code(cwcl::ErrorKind::Usage);
   } catch (const c10::Error& e) {
-    std::cerr << "cwcl: error: " << e.what_without_backtrace() << "\n";
-    return 1;
+    std::cerr << "cwcl: internal error: " << e.what_without_backtrace() << "\n";
+    return cwcl::exit_code(cwcl::ErrorKind::Internal);
   } catch (const std::exception& e) {
-    std::cerr << "cwcl: error: " << e.what() << "\n";
-    return 1;
+    std::cerr << "cwcl: internal error: " << e.what() << "\n";
+    return cwcl::exit_code(cwcl::ErrorKind::Internal);
   }
   return 2;
 }

@@ -1,10 +1,10 @@
 // cwcl features and cwcl bench steps: the speech data path end to end.
 #include "commands.h"
 
-#include <cwcl/data.h>
+#include <cwcl/data/speech.h>
 #include <cwcl/loss.h>
-#include <cwcl/speech_encoder.h>
-#include <cwcl/store.h>
+#include <cwcl/towers/speech_encoder.h>
+#include <cwcl/io/store.h>
 
 #include <chrono>
 #include <iostream>
@@ -22,7 +22,7 @@ int run_features(const FeaturesOptions& o) {
       [&](int64_t d, int64_t n) {
         if (tty && (d % 256 == 0 || d == n)) std::cerr << "\rfeatures: " << d << "/" << n << std::flush;
       },
-      o.front_end == "whisper" ? FrontEnd::Whisper : FrontEnd::LogMel);
+      o.front_end);
   if (tty) std::cerr << "\n";
   for (const auto& p : report.problems) std::cerr << "features: skipped " << p << "\n";
   std::cout << "features: " << report.examples << " utterances (" << manifest.skipped + report.skipped

@@ -1,7 +1,7 @@
 // cwcl synth: texts to a speech corpus (audio files + manifest.jsonl).
 #include "commands.h"
 
-#include <cwcl/synth.h>
+#include <cwcl/synth/synth.h>
 #include <nlohmann/json.hpp>
 
 #include <iostream>

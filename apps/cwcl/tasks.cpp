@@ -1,7 +1,7 @@
 #include "tasks.h"
 #include "commands.h"
 
-#include <cwcl/store.h>
+#include <cwcl/io/store.h>
 
 #include <algorithm>
 #include <cmath>
@@ -78,7 +78,7 @@ SpeechTaskData SpeechTaskData::load(const SpeechTaskSpec& spec) {
     classes.insert(label);
   }
   if (kept.empty())
-    throw std::invalid_argument(spec.manifest + ": no line has a '" + spec.label_field + "' label");
+    throw DataError(spec.manifest + ": no line has a '" + spec.label_field + "' label");
   std::vector<std::string> names(classes.begin(), classes.end());
   if (spec.labels.empty()) {
     d.labels.names = names;
@@ -95,7 +95,7 @@ SpeechTaskData SpeechTaskData::load(const SpeechTaskSpec& spec) {
 }
 
 TaskResult evaluate_speech(TrainedModel& model, const TextTower& text, const SpeechTaskData& data) {
-  const auto front = model.tower()->front_end();
+  const auto front = model.tower().front_end();
   auto cache = task_cache(data, front);
   auto all = model.embed_cache(cache, features_path(data.spec.manifest, front) + ".pooled.safetensors");
   std::unordered_map<std::string, int64_t> row_of;
@@ -134,19 +134,23 @@ TaskResult evaluate_text_bound(const TextTower& text, const SpeechTaskData& data
 
 TaskResult evaluate_images(TrainedModel& model, const TextTower& text, const ImageTaskSpec& spec) {
   const auto& c = model.config();
-  ImageSet set = spec.validation ? image_split(c).valid : read_fashion_mnist(c.data.train, "t10k").only(spec.classes);
-  if (spec.validation) set = set.only(spec.classes);
-  if (set.size() == 0) throw std::invalid_argument(spec.name + ": no images of the requested classes");
-  const auto names = CaptionSet::read(c.data.class_names).names;
+  const auto names = ClassNames::read(c.class_names_file()).names;
+  check_classes(spec.classes, static_cast<int64_t>(names.size()), spec.name + " classes");
+  const auto train = [&] { return read_fashion_mnist(c.data.train, FashionMnistSplit::Train); };
+  ImageSet set = spec.validation
+                     ? split_training_images(train(), c.data.classes, c.data.valid_fraction,
+                                             static_cast<uint64_t>(c.run.seed)).valid.only(spec.classes)
+                     : read_fashion_mnist(c.data.train, FashionMnistSplit::Test).only(spec.classes);
+  if (set.size() == 0) throw UsageError(spec.name + ": no images of the requested classes");
   std::vector<std::string> label_texts;
   for (auto k : spec.classes) label_texts.push_back(names.at(static_cast<size_t>(k)));
   // Targets are positions within spec.classes.
-  std::vector<int64_t> position(10, -1);
+  std::vector<int64_t> position(names.size(), -1);
   for (size_t i = 0; i < spec.classes.size(); ++i) position[static_cast<size_t>(spec.classes[i])] = static_cast<int64_t>(i);
   auto targets = set.labels.clone();
   auto t = targets.accessor<int64_t, 1>();
   for (int64_t i = 0; i < targets.size(0); ++i) t[i] = position[static_cast<size_t>(t[i])];
-  auto classes = class_embeddings(text.encode, label_texts, read_templates(c.data.templates), spec.k);
+  auto classes = class_embeddings(text.encode, label_texts, read_templates(c.templates_file()), spec.k);
   return classify(spec.name, model.embed_images(set.images), classes, targets, label_texts);
 }
 
@@ -188,21 +192,26 @@ LabelSet read_label_argument(const std::string& argument) {
       where.push_back(argument + ":" + std::to_string(i + 1));
     }
   } else {
-    if (ends_with(argument, ".txt")) throw std::invalid_argument(argument + ": cannot open");
+    if (ends_with(argument, ".txt")) throw DataError(argument + ": cannot open");
     std::stringstream in(argument);
     for (std::string item; std::getline(in, item, ',');) {
       items.push_back(item);
       where.push_back("--labels item " + std::to_string(items.size()));
     }
   }
+  // A bad label file is bad data; a bad comma list a bad argument.
+  const bool from_file = fs::is_regular_file(argument);
+  auto bad = [&](const std::string& why) -> Error {
+    return from_file ? Error(DataError(why)) : Error(UsageError(why));
+  };
   std::unordered_set<std::string> seen;
   for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].empty()) throw std::invalid_argument(where[i] + ": empty label");
-    if (!seen.insert(items[i]).second) throw std::invalid_argument(where[i] + ": duplicate label '" + items[i] + "'");
+    if (items[i].empty()) throw bad(where[i] + ": empty label");
+    if (!seen.insert(items[i]).second) throw bad(where[i] + ": duplicate label '" + items[i] + "'");
     out.names.push_back(items[i]);
     out.texts.push_back(items[i]);
   }
-  if (out.names.empty()) throw std::invalid_argument(argument + ": no labels");
+  if (out.names.empty()) throw bad(argument + ": no labels");
   return out;
 }
 

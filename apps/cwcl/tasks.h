@@ -3,9 +3,10 @@
 // Fashion-MNIST classes. Shared by `cwcl eval` and `cwcl demo`.
 #pragma once
 
-#include <cwcl/eval.h>
-#include <cwcl/text_tower.h>
-#include <cwcl/train.h>
+#include <cwcl/eval/eval.h>
+#include <cwcl/towers/text_tower.h>
+#include <cwcl/data/fashion_mnist.h>
+#include <cwcl/train/model.h>
 #include <nlohmann/json.hpp>
 
 #include <memory>

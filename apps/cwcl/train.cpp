@@ -2,7 +2,7 @@
 #include "commands.h"
 #include "tasks.h"
 
-#include <cwcl/audio.h>
+#include <cwcl/audio/audio.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -61,14 +61,14 @@ int run_train(const TrainCommandOptions& o) {
 int run_info_model(const std::string& path) {
   auto model = TrainedModel::load(path);
   int64_t parameters = 0;
-  for (const auto& p : model.tower()->parameters()) parameters += p.numel();
+  for (const auto& p : model.tower().parameters()) parameters += p.numel();
   const auto& c = model.config();
   std::cout << json{{"source", model.source()},
                     {"step", model.step()},
-                    {"tower", c.model.tower},
-                    {"loss", c.loss.kind},
-                    {"weights", c.loss.weights},
-                    {"text_tower", c.text.tower},
+                    {"tower", name_of(tower_kind(c.model))},
+                    {"loss", to_string(c.loss.kind)},
+                    {"weights", to_string(c.loss.weights)},
+                    {"text_tower", name_of(c.text.tower)},
                     {"parameters", parameters},
                     {"weights_digest", model.weights_digest()}}
                    .dump()
@@ -87,7 +87,7 @@ int run_zeroshot(const ZeroshotOptions& o) {
   for (const auto& input : o.inputs) {
     torch::Tensor q;
     try {
-      q = model.is_speech() ? model.embed_audio_files({input}) : model.embed_image_files({input});
+      q = model.modality() == Modality::Speech ? model.embed_audio_files({input}) : model.embed_image_files({input});
     } catch (const std::exception& e) {
       std::cerr << "cwcl zeroshot: skipped " << e.what() << "\n";
       ++failures;
@@ -105,7 +105,7 @@ int run_zeroshot(const ZeroshotOptions& o) {
 
 int run_eval_speech(const EvalSpeechOptions& o) {
   auto model = TrainedModel::load(o.model);
-  if (!model.is_speech()) throw std::invalid_argument(o.model + ": an image model; use cwcl eval image");
+  if (model.modality() != Modality::Speech) throw UsageError(o.model + ": an image model; use cwcl eval image");
   SpeechTaskSpec spec{o.task, o.manifest, o.label_field, o.labels, o.filter_field, o.templates};
   auto data = SpeechTaskData::load(spec);
   auto r = evaluate_speech(model, model.text_tower(), data);
@@ -115,8 +115,8 @@ int run_eval_speech(const EvalSpeechOptions& o) {
 
 int run_eval_image(const EvalImageOptions& o) {
   auto model = TrainedModel::load(o.model);
-  if (model.is_speech()) throw std::invalid_argument(o.model + ": a speech model; use cwcl eval speech");
-  ImageTaskSpec spec{o.task, parse_int_list(o.classes, "--classes"), o.k, o.validation};
+  if (model.modality() != Modality::Image) throw UsageError(o.model + ": a speech model; use cwcl eval speech");
+  ImageTaskSpec spec{o.task, o.classes, o.k, o.validation};
   auto r = evaluate_images(model, model.text_tower(), spec);
   std::cout << r.to_json(o.details).dump() << "\n";
   return 0;

@@ -1,6 +1,6 @@
 // Contrastive losses for cross-modal transfer against a frozen tower.
 //
-// Notation follows docs/PAPER.md: p is the frozen side [N, D], q the trained
+// Notation follows docs/method.md: p is the frozen side [N, D], q the trained
 // side [N, D]; rows are L2-normalised inside; logits l_ij = s * <p_i, q_j>
 // with s = 1 / temperature or exp(logit_scale) clamped at 100 (CLIP).
 #pragma once

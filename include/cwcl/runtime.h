@@ -26,6 +26,12 @@ bool reset_peak_resident_bytes();
 /// ~/.cache/cwcl/models/<name> (scripts/fetch_models.sh puts them there).
 std::string model_folder(const std::string& name);
 
+/// A file of cwcl's bundled data (label texts, captions, SLURP text), by
+/// its path inside the repository's data/ folder: $CWCL_DATA/<relative> when
+/// set, else the installed share/cwcl/data, else the source tree the library
+/// was built from. Throws DataError naming every place tried.
+std::string data_file(const std::string& relative);
+
 /// One line per fact: cwcl and torch versions, threads, BLAS in use.
 std::string runtime_info();
 

@@ -1,5 +1,5 @@
 // libFuzzer target for the CTranslate2 model.bin reader (see fuzz_safetensors.cpp).
-#include <cwcl/ctranslate2.h>
+#include <cwcl/io/ctranslate2.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

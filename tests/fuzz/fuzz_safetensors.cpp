@@ -1,7 +1,7 @@
 // libFuzzer target for the safetensors parser: every input must either parse
 // or raise cwcl::FormatError, without reading out of bounds (ASan, UBSan).
 // Build and run: scripts/fuzz.sh [seconds]
-#include <cwcl/safetensors.h>
+#include <cwcl/io/safetensors.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

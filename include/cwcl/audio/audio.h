@@ -1,0 +1,100 @@
+// Audio front end: reading (libsndfile), down-mixing, resampling
+// (libsamplerate), log-mel features and training-time augmentation.
+#pragma once
+
+#include <cwcl/error.h>
+#include <torch/torch.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace cwcl {
+
+/// A file that cannot be read as audio; what() names the file.
+class AudioError : public DataError {
+ public:
+  using DataError::DataError;
+};
+
+/// Reads WAV, FLAC, OGG (anything libsndfile reads), averages the channels to
+/// mono and resamples to `sample_rate` (0: keep the file's rate). Returns
+/// float32 samples in [-1, 1]. Throws AudioError for a missing, empty,
+/// truncated or non-audio file.
+torch::Tensor load_audio(const std::string& path, int sample_rate = 16000,
+                         int* original_rate = nullptr);
+
+/// Band-limited resampling of mono float samples (libsamplerate, best sinc).
+torch::Tensor resample(const torch::Tensor& samples, int from_rate, int to_rate);
+
+/// Writes mono float samples as 16-bit PCM WAV or FLAC (by extension).
+void save_audio(const std::string& path, const torch::Tensor& samples, int sample_rate);
+
+enum class MelScale {
+  Slaney,  ///< linear below 1 kHz, logarithmic above (librosa's default)
+  HTK,     ///< 2595 log10(1 + f / 700)
+};
+
+struct LogMelOptions {
+  int sample_rate = 16000;
+  int n_fft = 400;       ///< 25 ms at 16 kHz
+  int hop_length = 160;  ///< 10 ms at 16 kHz
+  int n_mels = 80;
+  double f_min = 0.0;
+  double f_max = 0.0;    ///< 0: sample_rate / 2
+  MelScale scale = MelScale::Slaney;
+  /// Slaney area normalisation of each filter (2 / bandwidth), as librosa.
+  bool slaney_norm = true;
+  /// log(max(mel power, floor)).
+  double floor = 1e-10;
+};
+
+/// Triangular mel filters [n_mels, n_fft / 2 + 1].
+torch::Tensor mel_filterbank(const LogMelOptions& options);
+
+/// Natural-log mel power spectrogram [frames, n_mels] of mono samples [T]:
+/// Hann window of n_fft samples, centred frames (reflect padding), power
+/// spectrum, mel filters, log. frames = 1 + T / hop_length (a clip shorter
+/// than half a window is zero-padded first). Holds its filters and window,
+/// so build one and reuse it.
+class LogMel {
+ public:
+  explicit LogMel(LogMelOptions options = {});
+  torch::Tensor operator()(const torch::Tensor& samples) const;
+  const LogMelOptions& options() const { return options_; }
+
+ private:
+  LogMelOptions options_;
+  torch::Tensor filters_, window_;
+};
+
+/// Whisper's log-mel front end (Radford et al. 2022, whisper/audio.py): 16 kHz,
+/// n_fft 400, hop 160, 80 Slaney mel filters, log10 clamped at 1e-10, then
+/// max(x, max(x) - 8) and (x + 4) / 4. Returns [frames, 80] with
+/// frames = T / 160 (Whisper drops the last STFT frame).
+class WhisperLogMel {
+ public:
+  WhisperLogMel();
+  torch::Tensor operator()(const torch::Tensor& samples) const;
+
+ private:
+  torch::Tensor filters_, window_;
+};
+
+/// Training-time augmentation, deterministic given the generator.
+struct SpecAugmentOptions {
+  int time_masks = 2, max_time_width = 20;  ///< frames
+  int freq_masks = 2, max_freq_width = 10;  ///< mel bins
+};
+/// Masks random bands of time frames and mel bins of [frames, n_mels] with
+/// the features' mean (Park et al. 2019, without time warping).
+torch::Tensor spec_augment(const torch::Tensor& features, const SpecAugmentOptions& options,
+                           torch::Generator& generator);
+/// Adds white noise at the given signal-to-noise ratio in dB.
+torch::Tensor add_noise(const torch::Tensor& samples, double snr_db, torch::Generator& generator);
+/// Scales by a gain in dB.
+torch::Tensor apply_gain(const torch::Tensor& samples, double gain_db);
+/// Speed perturbation (Ko et al. 2015): plays `factor` times faster, pitch
+/// and tempo together, by resampling.
+torch::Tensor change_speed(const torch::Tensor& samples, double factor);
+
+}  // namespace cwcl

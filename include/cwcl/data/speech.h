@@ -1,0 +1,119 @@
+// Speech data: manifests, a memory-mapped cache of log-mel features, and a
+// prefetching loader with length bucketing.
+#pragma once
+
+#include <cwcl/audio/audio.h>
+#include <cwcl/names.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cwcl {
+
+struct SpeechExample {
+  std::string id, audio, text;  ///< audio: absolute, or relative to the manifest's folder
+};
+
+struct SpeechManifest {
+  std::vector<SpeechExample> examples;
+  int64_t skipped = 0;                ///< lines without id/audio/text or not JSON
+  std::vector<std::string> problems;  ///< "<file>:<line>: <why>", first few
+};
+
+/// Reads a JSONL manifest ({"id", "audio", "text", ...}, as `cwcl synth`
+/// writes). Bad lines are skipped and counted, never fatal; a missing file
+/// throws std::invalid_argument naming it.
+SpeechManifest read_speech_manifest(const std::string& path);
+
+/// Log-mel features of every example, computed once and stored as float16 in
+/// one safetensors file ("features" [total_frames, n_mels], metadata: ids,
+/// offsets, frame counts, options), then memory-mapped: epochs after the
+/// first do no signal processing.
+/// Which log-mel front end a feature cache holds.
+enum class FrontEnd {
+  LogMel,   ///< LogMel with LogMelOptions (the from-scratch tower)
+  Whisper,  ///< WhisperLogMel (the Whisper tower)
+};
+template <>
+struct Names<FrontEnd> {
+  static constexpr const char* what = "front end";
+  static constexpr std::array<std::pair<FrontEnd, const char*>, 2> table{
+      {{FrontEnd::LogMel, "log-mel"}, {FrontEnd::Whisper, "whisper"}}};
+};
+inline const char* to_string(FrontEnd front_end) { return name_of(front_end); }
+
+class FeatureCache {
+ public:
+  struct BuildReport {
+    int64_t examples = 0, skipped = 0;  ///< unreadable audio files are skipped and counted
+    std::vector<std::string> problems;
+    double seconds = 0, audio_seconds = 0;
+  };
+  static BuildReport build(const std::vector<SpeechExample>& examples, const std::string& path,
+                           const LogMelOptions& options = {}, int threads = 2,
+                           const std::function<void(int64_t, int64_t)>& progress = {},
+                           FrontEnd front_end = FrontEnd::LogMel);
+
+  /// Maps a cache file; throws FormatError naming it when it is not one.
+  static FeatureCache open(const std::string& path);
+
+  int64_t size() const { return static_cast<int64_t>(ids_.size()); }
+  const std::string& id(int64_t i) const { return ids_[static_cast<size_t>(i)]; }
+  int64_t frames(int64_t i) const { return frames_[static_cast<size_t>(i)]; }
+  /// Features of example i as float32 [frames, n_mels].
+  torch::Tensor features(int64_t i) const;
+  int64_t index_of(const std::string& id) const;
+  FrontEnd front_end() const { return front_end_; }
+
+ private:
+  FrontEnd front_end_ = FrontEnd::LogMel;
+  std::shared_ptr<void> mapping_;  // keeps the mapped file alive
+  torch::Tensor all_;              // float16 view into the mapping
+  std::vector<std::string> ids_;
+  std::vector<int64_t> offsets_, frames_;
+};
+
+struct SpeechBatch {
+  torch::Tensor mel;      ///< [B, T, n_mels], zero past each item's end
+  torch::Tensor lengths;  ///< [B] frames
+  std::vector<int64_t> indices;  ///< cache rows, for looking up the frozen side
+};
+
+struct LoaderOptions {
+  int64_t batch_size = 64;
+  uint64_t seed = 0;
+  /// Sort by length and cut into batches of similar lengths (shuffled as
+  /// batches each epoch); without it, plain shuffled batches.
+  bool bucket_by_length = true;
+  int workers = 2;   ///< threads assembling batches
+  int prefetch = 4;  ///< batches ready ahead
+  bool drop_last = false;
+  std::optional<SpecAugmentOptions> spec_augment;  ///< training only
+  std::vector<int64_t> rows;  ///< cache rows to iterate over (empty: all)
+  int64_t first_batch = 0;    ///< start the epoch at this batch (resuming); earlier ones are not built
+};
+
+/// Iterates over one epoch of a cache in batches, assembled ahead of time by
+/// worker threads. Deterministic given the seed and epoch.
+class SpeechLoader {
+ public:
+  SpeechLoader(const FeatureCache& cache, LoaderOptions options, int64_t epoch = 0);
+  ~SpeechLoader();
+  SpeechLoader(const SpeechLoader&) = delete;
+  SpeechLoader& operator=(const SpeechLoader&) = delete;
+
+  /// The next batch, or nullopt at the end of the epoch.
+  std::optional<SpeechBatch> next();
+  int64_t num_batches() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace cwcl

@@ -1,0 +1,79 @@
+// The library's exceptions: one base class whose kind tells a caller what
+// went wrong in the terms a user acts on. Only the command's main turns kinds
+// into exit codes (README "Exit codes"; DESIGN.md contract 7).
+//
+// Header-only, so that the loss tier (torch alone) can use it too.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace cwcl {
+
+enum class ErrorKind {
+  Usage,     ///< a bad argument or option: the caller asked for something impossible
+  Config,    ///< a bad configuration file or --set value; the message names the key
+  Data,      ///< a data or model file is missing, unreadable or malformed; names the file
+  Internal,  ///< a failure that is not the input's fault (a bug, the system)
+};
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+  ErrorKind kind() const noexcept { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+class UsageError : public Error {
+ public:
+  explicit UsageError(const std::string& what) : Error(ErrorKind::Usage, what) {}
+};
+
+class ConfigError : public Error {
+ public:
+  explicit ConfigError(const std::string& what) : Error(ErrorKind::Config, what) {}
+};
+
+class DataError : public Error {
+ public:
+  explicit DataError(const std::string& what) : Error(ErrorKind::Data, what) {}
+};
+
+class InternalError : public Error {
+ public:
+  explicit InternalError(const std::string& what) : Error(ErrorKind::Internal, what) {}
+};
+
+/// The command's exit status for an error of this kind: 2 usage and
+/// configuration, 3 data, 1 internal.
+constexpr int exit_code(ErrorKind kind) noexcept {
+  switch (kind) {
+    case ErrorKind::Usage:
+    case ErrorKind::Config:
+      return 2;
+    case ErrorKind::Data:
+      return 3;
+    case ErrorKind::Internal:
+      return 1;
+  }
+  return 1;
+}
+
+/// "usage", "config", "data" or "internal".
+constexpr const char* to_string(ErrorKind kind) noexcept {
+  switch (kind) {
+    case ErrorKind::Usage:
+      return "usage";
+    case ErrorKind::Config:
+      return "config";
+    case ErrorKind::Data:
+      return "data";
+    case ErrorKind::Internal:
+      return "internal";
+  }
+  return "internal";
+}
+
+}  // namespace cwcl

@@ -1,0 +1,119 @@
+// The trained tower of any modality behind one interface, built by a factory
+// from its spec. The trainer, checkpoints, evaluation and export see only
+// this interface; the loss module lives beside the tower, never inside it.
+#pragma once
+
+#include <cwcl/data/speech.h>  // FrontEnd
+#include <cwcl/names.h>
+#include <cwcl/towers/speech_encoder.h>  // Pooling, ScratchSize
+#include <cwcl/towers/whisper.h>         // WhisperTraining
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace cwcl {
+
+enum class Modality { Speech, Image };
+
+/// Whisper tiny.en's pre-trained encoder, pooling over real frames, an MLP head.
+struct WhisperTowerSpec {
+  std::string model;  ///< CTranslate2 folder; empty: whisper-tiny.en-ct2 in the models cache
+  WhisperTraining training = WhisperTraining::Frozen;
+  int64_t top_blocks = 2;    ///< TopBlocks: how many blocks train
+  double layer_decay = 0.8;  ///< learning-rate factor per block below the top one
+  Pooling pooling = Pooling::Mean;
+  int64_t head_hidden = 512;  ///< 0: a linear head, else Linear-GELU-Linear of this width
+};
+
+/// The from-scratch log-mel transformer encoder.
+struct ScratchSpeechTowerSpec {
+  ScratchSize size = ScratchSize::Small;
+  Pooling pooling = Pooling::Mean;
+};
+
+/// The small CNN for 28 x 28 images.
+struct ImageTowerSpec {
+  int64_t width = 16;  ///< channels of the first block
+};
+
+using TowerSpec = std::variant<WhisperTowerSpec, ScratchSpeechTowerSpec, ImageTowerSpec>;
+
+/// The variant's alternatives by name ("model.tower" in configs).
+enum class TowerKind { Whisper, Scratch, Image };
+
+template <>
+struct Names<TowerKind> {
+  static constexpr const char* what = "tower";
+  static constexpr std::array<std::pair<TowerKind, const char*>, 3> table{
+      {{TowerKind::Whisper, "whisper"}, {TowerKind::Scratch, "scratch"}, {TowerKind::Image, "image"}}};
+};
+
+TowerKind tower_kind(const TowerSpec& spec);
+/// The spec of a kind with every setting at its default.
+TowerSpec default_spec(TowerKind kind);
+Modality modality(const TowerSpec& spec);
+
+/// One optimizer group: parameters trained at one base learning rate.
+struct ParameterGroup {
+  std::string name;
+  std::vector<torch::Tensor> parameters;
+  double learning_rate = 0;
+};
+
+/// Base learning rates a tower splits into its groups.
+struct LearningRates {
+  double head = 1e-3;     ///< everything newly initialised (heads, pooling, scratch towers)
+  double encoder = 1e-4;  ///< the top block of a pre-trained encoder (layer decay below it)
+};
+
+class TrainedTowerImpl : public torch::nn::Module {
+ public:
+  virtual Modality modality() const = 0;
+  /// The log-mel front end a speech tower reads; throws UsageError for images.
+  virtual FrontEnd front_end() const;
+  /// Most input frames the tower accepts (0: no limit); longer inputs are cut.
+  virtual int64_t max_frames() const { return 0; }
+  virtual int64_t output_dim() const = 0;
+  /// speech: log-mel [B, T, n_mels] and real frame counts [B]; image:
+  /// normalised [B, 1, 28, 28] (lengths ignored). -> [B, output_dim].
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths = {}) = 0;
+  /// Sets requires_grad as the spec says and returns the groups that train.
+  virtual std::vector<ParameterGroup> parameter_groups(const LearningRates& rates) = 0;
+  /// Sizes that the spec alone does not fix (read from pre-trained weights),
+  /// stored in checkpoints and given back to make_tower.
+  virtual std::vector<int64_t> architecture() const { return {}; }
+
+  /// True when the part below the head never trains and has no parameters
+  /// in its pooling: its pooled output is a fixed function of the input, so
+  /// training may compute it once (pooled) and run only the head.
+  virtual bool caches_pooled() const { return false; }
+  virtual torch::Tensor pooled(const torch::Tensor& x, const torch::Tensor& lengths = {});
+  virtual torch::Tensor head(const torch::Tensor& pooled);
+};
+
+using TrainedTower = std::shared_ptr<TrainedTowerImpl>;
+
+enum class TowerWeights {
+  Pretrained,  ///< load the pre-trained parts (training from the start)
+  Untrained,   ///< shapes only; the weights come from a checkpoint
+};
+
+/// Builds the tower a spec describes, with outputs in a space of `out_dim`.
+/// `architecture`: what architecture() returned when the checkpoint was
+/// written (Untrained only; empty: the spec's defaults).
+TrainedTower make_tower(const TowerSpec& spec, int64_t out_dim, TowerWeights weights,
+                        const std::vector<int64_t>& architecture = {});
+
+/// Cuts log-mel batches to a tower's max_frames (no-op when 0).
+void limit_frames(torch::Tensor& mel, torch::Tensor& lengths, int64_t max_frames);
+
+/// The Whisper model folder of a spec (the models cache when empty); throws
+/// DataError when it has no model.bin.
+std::string whisper_folder(const WhisperTowerSpec& spec);
+/// Fingerprint of that folder's model.bin (keys cached pooled outputs).
+std::string whisper_fingerprint(const WhisperTowerSpec& spec);
+
+}  // namespace cwcl

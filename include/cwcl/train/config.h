@@ -1,0 +1,97 @@
+// Training configuration, typed: enums and a variant of tower specs. Read
+// from TOML once, at the edge (unknown keys, wrong types and bad values are
+// ConfigErrors naming the file or --set and the key); the library never
+// sees the strings.
+#pragma once
+
+#include <cwcl/error.h>
+#include <cwcl/loss.h>
+#include <cwcl/towers/text_tower.h>
+#include <cwcl/towers/tower.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cwcl {
+
+struct TrainConfig {
+  struct Run {
+    std::string out = "runs/train";  ///< the run directory
+    int64_t seed = 0;
+    int64_t steps = 1000;
+    int64_t batch_size = 64;
+    int64_t threads = 1;             ///< torch threads during training (OpenBLAS runs its own)
+    int64_t checkpoint_every = 200;  ///< steps; a checkpoint is also written at the end
+    int64_t keep_checkpoints = 2;
+    int64_t log_every = 10;          ///< steps between metrics.jsonl lines
+  } run;
+  /// The trained tower ("model.tower" picks the alternative; the other
+  /// "model.*" keys belong to one alternative each).
+  TowerSpec model = WhisperTowerSpec{};
+  struct Text {
+    TextTowerKind tower = TextTowerKind::MiniLM;  ///< the frozen tower
+    std::string model;                            ///< its folder or file; empty: the models cache
+  } text;
+  struct Data {
+    /// speech: a JSONL manifest (id, audio, text); image: the Fashion-MNIST folder.
+    std::string train;
+    std::string features;    ///< speech feature cache; empty: <train>.<front end>.features.safetensors
+    std::string text_store;  ///< frozen-side embedding store; empty: beside the training data
+    int64_t limit = 0;       ///< use the first N training examples (0: all)
+    bool augment = true;     ///< SpecAugment (speech) or shifts and flips (image)
+    std::vector<int64_t> classes = {0, 1, 2, 3, 4, 5, 6};  ///< image: the classes seen in training
+    double valid_fraction = 0.1;  ///< image: training images held out for validation
+    std::string class_names;      ///< image: names and synonyms (empty: fashion-mnist/classes.tsv of cwcl's data)
+    std::string templates;        ///< image: caption templates (empty: fashion-mnist/templates.txt of cwcl's data)
+  } data;
+  struct Loss {
+    LossKind kind = LossKind::CWCL;
+    WeightMap weights = WeightMap::Affine;
+    double gamma = 4.0;
+    double kernel_tau = 0.1;
+    bool center = false;  ///< subtract the mean frozen embedding before the weights
+    /// > 0: set gamma or kernel_tau so that a batch has this many effective
+    /// positives per row (calibrate_weights on the first batches).
+    double calibrate = 0.0;
+    WeightedDirections directions = WeightedDirections::Both;
+    double temperature = 0.07;
+    bool learn_temperature = true;
+  } loss;
+  struct Optim {
+    double lr = 1e-3;
+    double weight_decay = 0.05;
+    int64_t warmup = 100;      ///< linear warmup steps, then cosine decay to min_lr
+    double min_lr = 0.0;
+    double encoder_lr = 1e-4;  ///< pre-trained encoder blocks: the top block's rate (layer decay below it)
+    double clip = 1.0;         ///< global gradient-norm clip; 0: none
+  } optim;
+
+  /// Reads a TOML file. Missing keys keep their defaults.
+  static TrainConfig from_file(const std::string& path);
+  /// Parses TOML text (`source` names it in errors).
+  static TrainConfig from_string(const std::string& text, const std::string& source);
+  /// Applies "section.key=value" (value in TOML syntax; a bare word is a
+  /// string). Setting model.tower resets the tower's other keys to defaults.
+  void set(const std::string& assignment);
+  /// Checks ranges and combinations; throws ConfigError naming the key.
+  void validate() const;
+  /// The resolved configuration, every key of the chosen tower, as TOML.
+  std::string to_toml() const;
+  /// Every key any configuration accepts, "section.key".
+  static std::vector<std::string> keys();
+  /// The keys of this configuration with their values in TOML syntax, in key order.
+  std::vector<std::pair<std::string, std::string>> values() const;
+
+  Modality modality() const { return cwcl::modality(model); }
+  /// The loss options these settings describe (no centre, labels or gather).
+  LossOptions loss_options() const;
+  /// The frozen tower these settings describe.
+  TextTowerOptions text_tower_options() const;
+  /// data.class_names and data.templates, or cwcl's bundled files when empty.
+  std::string class_names_file() const;
+  std::string templates_file() const;
+};
+
+}  // namespace cwcl

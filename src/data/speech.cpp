@@ -1,0 +1,315 @@
+#include <cwcl/error.h>
+#include <cwcl/data/speech.h>
+#include <cwcl/seeds.h>
+
+#include <cwcl/io/safetensors.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace cwcl {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr const char* kCacheFormat = "cwcl-feature-cache/1";
+
+}  // namespace
+
+SpeechManifest read_speech_manifest(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": cannot open");
+  const fs::path base = fs::path(path).parent_path();
+  SpeechManifest m;
+  std::string line;
+  int64_t number = 0;
+  auto skip = [&](const std::string& why) {
+    ++m.skipped;
+    if (m.problems.size() < 10) m.problems.push_back(path + ":" + std::to_string(number) + ": " + why);
+  };
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::exception&) {
+      skip("not JSON");
+      continue;
+    }
+    if (!j.is_object()) {
+      skip("not a JSON object");
+      continue;
+    }
+    std::string missing;
+    for (const char* key : {"id", "audio", "text"})
+      if (!j.contains(key) || !j[key].is_string()) missing += missing.empty() ? key : std::string(", ") + key;
+    if (!missing.empty()) {
+      skip("no string field(s) " + missing);
+      continue;
+    }
+    fs::path audio = j["audio"].get<std::string>();
+    if (audio.is_relative()) audio = base / audio;
+    m.examples.push_back({j["id"].get<std::string>(), audio.string(), j["text"].get<std::string>()});
+  }
+  return m;
+}
+
+FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& examples,
+                                              const std::string& path, const LogMelOptions& options,
+                                              int threads, const std::function<void(int64_t, int64_t)>& progress,
+                                              FrontEnd front_end) {
+  TORCH_CHECK(threads >= 1, "FeatureCache::build: threads must be >= 1");
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t n = static_cast<int64_t>(examples.size());
+  std::vector<torch::Tensor> feats(examples.size());
+  std::vector<std::string> errors(examples.size());
+  std::atomic<int64_t> next{0}, done{0};
+  std::mutex progress_mutex;
+  auto work = [&] {
+    at::set_num_threads(1);  // one clip per thread; see docs/performance.md
+    LogMel log_mel(options);
+    WhisperLogMel whisper_mel;
+    for (int64_t i; (i = next++) < n;) {
+      try {
+        auto audio = load_audio(examples[static_cast<size_t>(i)].audio,
+                                front_end == FrontEnd::Whisper ? 16000 : options.sample_rate);
+        auto f = front_end == FrontEnd::Whisper ? whisper_mel(audio) : log_mel(audio);
+        if (f.size(0) == 0) throw AudioError(examples[static_cast<size_t>(i)].audio + ": shorter than one frame");
+        feats[static_cast<size_t>(i)] = f.to(torch::kHalf);
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(i)] = e.what();
+      }
+      const int64_t d = ++done;
+      if (progress) {
+        std::lock_guard<std::mutex> lock(progress_mutex);
+        progress(d, n);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+
+  BuildReport report;
+  std::vector<std::string> ids;
+  std::vector<int64_t> offsets, frames;
+  std::vector<torch::Tensor> kept;
+  int64_t total = 0;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    if (!feats[i].defined()) {
+      ++report.skipped;
+      if (report.problems.size() < 10) report.problems.push_back(errors[i]);
+      continue;
+    }
+    ids.push_back(examples[i].id);
+    offsets.push_back(total);
+    frames.push_back(feats[i].size(0));
+    total += feats[i].size(0);
+    kept.push_back(feats[i]);
+  }
+  report.examples = static_cast<int64_t>(ids.size());
+  TORCH_CHECK(!kept.empty(), "FeatureCache::build: no readable audio among ", n, " examples");
+  json meta_options = {{"sample_rate", options.sample_rate}, {"n_fft", options.n_fft},
+                       {"hop_length", options.hop_length}, {"n_mels", options.n_mels}};
+  write_safetensors(path, {{"features", torch::cat(kept, 0)}},
+                    {{"format", kCacheFormat},
+                     {"ids", json(ids).dump()},
+                     {"offsets", json(offsets).dump()},
+                     {"frames", json(frames).dump()},
+                     {"options", meta_options.dump()},
+                     {"front_end", to_string(front_end)}});
+  report.audio_seconds = static_cast<double>(total) * options.hop_length / options.sample_rate;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+FeatureCache FeatureCache::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw FormatError(path + ": cannot open");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
+    ::close(fd);
+    throw FormatError(path + ": empty or unreadable");
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) throw FormatError(path + ": mmap failed");
+  std::shared_ptr<void> mapping(map, [size](void* p) { ::munmap(p, size); });
+  const auto* bytes = static_cast<const uint8_t*>(map);
+  auto header = parse_safetensors_header(bytes, size, path);
+  auto meta = [&](const char* key) {
+    auto it = header.metadata.find(key);
+    if (it == header.metadata.end()) throw FormatError(path + ": feature cache has no '" + key + "' metadata");
+    return json::parse(it->second);
+  };
+  if (header.metadata.count("format") == 0 || header.metadata.at("format") != kCacheFormat)
+    throw FormatError(path + ": not a cwcl feature cache");
+  const SafetensorsEntry* entry = nullptr;
+  for (const auto& e : header.entries)
+    if (e.name == "features") entry = &e;
+  if (!entry || entry->dtype != "F16" || entry->shape.size() != 2)
+    throw FormatError(path + ": feature cache needs an F16 [frames, n_mels] tensor 'features'");
+  FeatureCache c;
+  c.mapping_ = mapping;
+  if (header.metadata.count("front_end")) {
+    try {
+      c.front_end_ = parse_name<FrontEnd>(header.metadata.at("front_end"));
+    } catch (const UsageError& e) {
+      throw FormatError(path + ": " + e.what());
+    }
+  }
+  // A view into the mapping: no copy; read-only pages.
+  c.all_ = torch::from_blob(const_cast<uint8_t*>(bytes + header.data_offset + entry->begin), entry->shape,
+                            torch::TensorOptions().dtype(torch::kHalf));
+  try {
+    c.ids_ = meta("ids").get<std::vector<std::string>>();
+    c.offsets_ = meta("offsets").get<std::vector<int64_t>>();
+    c.frames_ = meta("frames").get<std::vector<int64_t>>();
+  } catch (const json::exception& e) {
+    throw FormatError(path + ": bad feature cache index: " + e.what());
+  }
+  if (c.offsets_.size() != c.ids_.size() || c.frames_.size() != c.ids_.size())
+    throw FormatError(path + ": feature cache index lengths disagree");
+  for (size_t i = 0; i < c.ids_.size(); ++i)
+    if (c.offsets_[i] < 0 || c.frames_[i] <= 0 || c.offsets_[i] + c.frames_[i] > entry->shape[0])
+      throw FormatError(path + ": feature cache entry " + std::to_string(i) + " lies outside the features");
+  return c;
+}
+
+torch::Tensor FeatureCache::features(int64_t i) const {
+  TORCH_CHECK(i >= 0 && i < size(), "FeatureCache: index ", i, " out of range");
+  return all_.narrow(0, offsets_[static_cast<size_t>(i)], frames_[static_cast<size_t>(i)]).to(torch::kFloat);
+}
+
+int64_t FeatureCache::index_of(const std::string& id) const {
+  auto it = std::find(ids_.begin(), ids_.end(), id);
+  return it == ids_.end() ? -1 : static_cast<int64_t>(it - ids_.begin());
+}
+
+// ---------------------------------------------------------------------------
+
+struct SpeechLoader::State {
+  const FeatureCache& cache;
+  LoaderOptions options;
+  int64_t epoch;
+  std::vector<std::vector<int64_t>> batches;
+  std::map<int64_t, SpeechBatch> ready;  // by batch number
+  int64_t next_to_make = 0, next_to_give = 0;
+  bool stop = false;
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<std::thread> workers;
+
+  State(const FeatureCache& c, LoaderOptions o, int64_t e) : cache(c), options(std::move(o)), epoch(e) {}
+
+  SpeechBatch assemble(int64_t b) {
+    const auto& idx = batches[static_cast<size_t>(b)];
+    int64_t longest = 0;
+    for (auto i : idx) longest = std::max(longest, cache.frames(i));
+    const int64_t n_mels = cache.features(idx[0]).size(1);
+    SpeechBatch out;
+    out.mel = torch::zeros({static_cast<int64_t>(idx.size()), longest, n_mels});
+    out.lengths = torch::empty({static_cast<int64_t>(idx.size())}, torch::kLong);
+    out.indices = idx;
+    // A generator per batch keeps augmentation independent of thread timing.
+    auto gen = make_generator(derive_seed(options.seed, SeedStream::SpecAugment, static_cast<uint64_t>(epoch),
+                                          static_cast<uint64_t>(b)));
+    for (size_t r = 0; r < idx.size(); ++r) {
+      auto f = cache.features(idx[r]);
+      if (options.spec_augment) f = spec_augment(f, *options.spec_augment, gen);
+      out.mel[static_cast<int64_t>(r)].narrow(0, 0, f.size(0)).copy_(f);
+      out.lengths[static_cast<int64_t>(r)] = f.size(0);
+    }
+    return out;
+  }
+
+  void work() {
+    at::set_num_threads(1);
+    while (true) {
+      int64_t b;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        cv.wait(lock, [&] {
+          return stop || (next_to_make < static_cast<int64_t>(batches.size()) &&
+                          next_to_make - next_to_give < options.prefetch);
+        });
+        if (stop) return;
+        b = next_to_make++;
+      }
+      auto batch = assemble(b);
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        ready.emplace(b, std::move(batch));
+      }
+      cv.notify_all();
+    }
+  }
+};
+
+SpeechLoader::SpeechLoader(const FeatureCache& cache, LoaderOptions o, int64_t epoch)
+    : state_(std::make_unique<State>(cache, o, epoch)) {
+  TORCH_CHECK(o.batch_size >= 1 && o.workers >= 1 && o.prefetch >= 1, "SpeechLoader: bad options");
+  auto& s = *state_;
+  std::vector<int64_t> order = o.rows;
+  if (order.empty()) {
+    order.resize(static_cast<size_t>(cache.size()));
+    std::iota(order.begin(), order.end(), 0);
+  }
+  for (auto r : order) TORCH_CHECK(r >= 0 && r < cache.size(), "SpeechLoader: row ", r, " outside the cache");
+  std::mt19937_64 rng(derive_seed(o.seed, SeedStream::EpochOrder, static_cast<uint64_t>(epoch)));
+  std::shuffle(order.begin(), order.end(), rng);
+  if (o.bucket_by_length)
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cache.frames(a) < cache.frames(b); });
+  for (size_t start = 0; start < order.size(); start += static_cast<size_t>(o.batch_size)) {
+    const size_t end = std::min(order.size(), start + static_cast<size_t>(o.batch_size));
+    if (o.drop_last && end - start < static_cast<size_t>(o.batch_size)) break;
+    s.batches.emplace_back(order.begin() + static_cast<long>(start), order.begin() + static_cast<long>(end));
+  }
+  if (o.bucket_by_length) std::shuffle(s.batches.begin(), s.batches.end(), rng);
+  TORCH_CHECK(o.first_batch >= 0, "SpeechLoader: first_batch must be >= 0");
+  s.next_to_make = s.next_to_give = std::min<int64_t>(o.first_batch, static_cast<int64_t>(s.batches.size()));
+  for (int w = 0; w < o.workers; ++w) s.workers.emplace_back([&s] { s.work(); });
+}
+
+SpeechLoader::~SpeechLoader() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stop = true;
+  }
+  state_->cv.notify_all();
+  for (auto& t : state_->workers) t.join();
+}
+
+int64_t SpeechLoader::num_batches() const { return static_cast<int64_t>(state_->batches.size()); }
+
+std::optional<SpeechBatch> SpeechLoader::next() {
+  auto& s = *state_;
+  std::unique_lock<std::mutex> lock(s.mutex);
+  if (s.next_to_give >= static_cast<int64_t>(s.batches.size())) return std::nullopt;
+  s.cv.wait(lock, [&] { return s.ready.count(s.next_to_give) > 0; });
+  auto node = s.ready.extract(s.next_to_give++);
+  lock.unlock();
+  s.cv.notify_all();
+  return std::move(node.mapped());
+}
+
+}  // namespace cwcl

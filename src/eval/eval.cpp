@@ -1,0 +1,150 @@
+#include <cwcl/error.h>
+#include <cwcl/eval/eval.h>
+
+#include <fstream>
+#include <limits>
+#include <stdexcept>
+#include <unordered_set>
+
+namespace cwcl {
+
+LabelSet LabelSet::read_tsv(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": cannot open");
+  LabelSet out;
+  std::unordered_set<std::string> names, texts;
+  std::string line;
+  int64_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::string where = path + ":" + std::to_string(number);
+    if (number == 1) continue;  // header
+    if (line.empty()) throw DataError(where + ": empty line");
+    auto tab = line.find('\t');
+    if (tab == std::string::npos || line.find('\t', tab + 1) != std::string::npos)
+      throw DataError(where + ": expected two tab-separated columns");
+    auto name = line.substr(0, tab), text = line.substr(tab + 1);
+    if (name.empty() || text.empty()) throw DataError(where + ": empty class name or label text");
+    if (!names.insert(name).second) throw DataError(where + ": duplicate class '" + name + "'");
+    if (!texts.insert(text).second)
+      throw DataError(where + ": label text '" + text + "' is used twice (classes would be indistinguishable)");
+    out.names.push_back(name);
+    out.texts.push_back(text);
+  }
+  if (out.names.empty()) throw DataError(path + ": no classes");
+  return out;
+}
+
+int64_t LabelSet::index_of(const std::string& name) const {
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<int64_t>(i);
+  return -1;
+}
+
+LabelSet LabelSet::subset(const std::vector<std::string>& wanted, const std::string& source) const {
+  LabelSet out;
+  for (const auto& name : wanted) {
+    auto i = index_of(name);
+    if (i < 0) throw DataError(source + ": class '" + name + "' has no label text");
+    out.names.push_back(name);
+    out.texts.push_back(texts[static_cast<size_t>(i)]);
+  }
+  return out;
+}
+
+ClassificationResult zero_shot_classify(const torch::Tensor& inputs, const torch::Tensor& classes,
+                                        const torch::Tensor& targets, int64_t k) {
+  TORCH_CHECK(inputs.dim() == 2 && classes.dim() == 2 && inputs.size(1) == classes.size(1),
+              "zero_shot_classify: inputs ", inputs.sizes(), " and classes ", classes.sizes(),
+              " must be [N, D] and [C, D]");
+  TORCH_CHECK(targets.dim() == 1 && targets.size(0) == inputs.size(0), "zero_shot_classify: targets ",
+              targets.sizes(), " for ", inputs.size(0), " inputs");
+  const int64_t n = inputs.size(0), c = classes.size(0);
+  TORCH_CHECK(n > 0 && c > 0, "zero_shot_classify: nothing to classify");
+  auto t = targets.to(torch::kLong).cpu();
+  TORCH_CHECK(t.min().item<int64_t>() >= 0 && t.max().item<int64_t>() < c,
+              "zero_shot_classify: a target is outside [0, ", c, ")");
+  namespace F = torch::nn::functional;
+  auto norm = F::NormalizeFuncOptions().dim(1);
+  auto sim = torch::mm(F::normalize(inputs.to(torch::kFloat), norm),
+                       F::normalize(classes.to(torch::kFloat), norm).t()).cpu();
+  auto top = std::get<1>(sim.topk(std::min(k, c), 1));
+  auto hit_k = top.eq(t.unsqueeze(1)).any(1);
+  auto pred = top.select(1, 0).contiguous();
+  ClassificationResult r;
+  r.n = n;
+  r.top1 = pred.eq(t).to(torch::kDouble).mean().item<double>();
+  r.top5 = hit_k.to(torch::kDouble).mean().item<double>();
+  r.predictions.assign(pred.data_ptr<int64_t>(), pred.data_ptr<int64_t>() + n);
+  r.confusion = torch::zeros({c, c}, torch::kLong);
+  r.confusion.index_put_({t, pred}, torch::ones({n}, torch::kLong), /*accumulate=*/true);
+  auto correct = r.confusion.diagonal().to(torch::kDouble), total = r.confusion.sum(1).to(torch::kDouble);
+  for (int64_t i = 0; i < c; ++i)
+    r.per_class_accuracy.push_back(total[i].item<double>() > 0
+                                       ? correct[i].item<double>() / total[i].item<double>()
+                                       : std::numeric_limits<double>::quiet_NaN());
+  return r;
+}
+
+std::vector<std::string> read_templates(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": cannot open");
+  std::vector<std::string> out;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line.find("{}") == std::string::npos)
+      throw DataError(path + ":" + std::to_string(number) + ": a template needs {} for the label");
+    out.push_back(line);
+  }
+  if (out.empty()) throw DataError(path + ": no templates");
+  return out;
+}
+
+torch::Tensor class_embeddings(const std::function<torch::Tensor(const std::vector<std::string>&)>& encode,
+                               const std::vector<std::string>& label_texts,
+                               const std::vector<std::string>& templates, int64_t k) {
+  TORCH_CHECK(!label_texts.empty(), "class_embeddings: no labels");
+  std::vector<std::string> used(templates.begin(),
+                                templates.begin() + static_cast<long>(k > 0 && k < static_cast<int64_t>(templates.size())
+                                                                          ? static_cast<size_t>(k)
+                                                                          : templates.size()));
+  if (used.empty()) used.push_back("{}");
+  std::vector<std::string> texts;
+  for (const auto& label : label_texts)
+    for (const auto& t : used) {
+      const auto at = t.find("{}");
+      texts.push_back(at == std::string::npos ? t : t.substr(0, at) + label + t.substr(at + 2));
+    }
+  namespace F = torch::nn::functional;
+  auto norm = F::NormalizeFuncOptions().dim(-1);
+  auto e = F::normalize(encode(texts).to(torch::kFloat), norm);
+  const int64_t c = static_cast<int64_t>(label_texts.size());
+  return F::normalize(e.view({c, static_cast<int64_t>(used.size()), -1}).mean(1), norm);
+}
+
+RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& group) {
+  TORCH_CHECK(a.dim() == 2 && a.sizes() == b.sizes() && a.size(0) > 0, "retrieval: a ", a.sizes(), " and b ",
+              b.sizes(), " must be the same [N, D]");
+  const int64_t n = a.size(0);
+  auto g = group.defined() ? group.to(torch::kLong) : torch::arange(n, torch::kLong);
+  TORCH_CHECK(g.dim() == 1 && g.size(0) == n, "retrieval: group must be [N]");
+  namespace F = torch::nn::functional;
+  auto norm = F::NormalizeFuncOptions().dim(1);
+  auto sim = torch::mm(F::normalize(a.to(torch::kFloat), norm), F::normalize(b.to(torch::kFloat), norm).t());
+  auto same = g.unsqueeze(1).eq(g.unsqueeze(0));  // a retrieved row is right when its group matches
+  RetrievalResult r;
+  const int64_t ks[3] = {1, 5, 10};
+  for (int dir = 0; dir < 2; ++dir) {
+    auto s = dir == 0 ? sim : sim.t();
+    for (int j = 0; j < 3; ++j) {
+      auto top = std::get<1>(s.topk(std::min(ks[j], n), 1));
+      auto hit = same.gather(1, top).any(1).to(torch::kDouble).mean().item<double>();
+      (dir == 0 ? r.a_to_b : r.b_to_a)[j] = hit;
+    }
+  }
+  return r;
+}
+
+}  // namespace cwcl

@@ -1,0 +1,259 @@
+#include "sources.h"
+
+#include <cwcl/data/fashion_mnist.h>
+#include <cwcl/data/speech.h>
+#include <cwcl/error.h>
+#include <cwcl/eval/eval.h>  // read_templates
+#include <cwcl/io/store.h>
+#include <cwcl/seeds.h>
+#include <cwcl/train/model.h>  // cached_pooled_outputs
+
+#include <filesystem>
+#include <unordered_map>
+
+namespace cwcl::detail {
+namespace {
+
+namespace fs = std::filesystem;
+
+torch::Tensor long_tensor(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong); }
+
+// Rows of a table of precomputed inputs (pooled encoder outputs), shuffled per epoch.
+class TableSource : public DataSource {
+ public:
+  TableSource(torch::Tensor inputs, torch::Tensor p, int64_t batch_size, uint64_t seed)
+      : inputs_(std::move(inputs)), p_(std::move(p)), batch_size_(batch_size), seed_(seed) {}
+  int64_t batches_per_epoch() const override { return inputs_.size(0) / batch_size_; }
+  Batch batch(int64_t epoch, int64_t index) override {
+    if (epoch != epoch_) {
+      auto g = make_generator(derive_seed(seed_, SeedStream::EpochOrder, static_cast<uint64_t>(epoch)));
+      order_ = torch::randperm(inputs_.size(0), g, torch::kLong);
+      epoch_ = epoch;
+    }
+    auto rows = order_.narrow(0, index * batch_size_, batch_size_);
+    return {inputs_.index_select(0, rows), {}, p_.index_select(0, rows), {}};
+  }
+  const torch::Tensor& frozen() const override { return p_; }
+  bool pooled() const override { return true; }
+
+ private:
+  torch::Tensor inputs_, p_, order_;
+  int64_t batch_size_;
+  uint64_t seed_;
+  int64_t epoch_ = -1;
+};
+
+// Log-mel features through the prefetching loader (SpecAugment on the fly).
+class SpeechSource : public DataSource {
+ public:
+  SpeechSource(std::shared_ptr<FeatureCache> cache, std::vector<int64_t> rows, torch::Tensor p,
+               const TrainConfig& c)
+      : cache_(std::move(cache)), rows_(std::move(rows)), p_(std::move(p)), config_(c) {
+    p_row_.assign(static_cast<size_t>(cache_->size()), -1);
+    for (size_t i = 0; i < rows_.size(); ++i) p_row_[static_cast<size_t>(rows_[i])] = static_cast<int64_t>(i);
+  }
+  int64_t batches_per_epoch() const override { return static_cast<int64_t>(rows_.size()) / config_.run.batch_size; }
+  Batch batch(int64_t epoch, int64_t index) override {
+    if (!loader_ || epoch != epoch_ || index != next_index_) start_loader(epoch, index);
+    auto b = loader_->next();
+    if (!b) throw InternalError("SpeechSource: the loader ended early");
+    next_index_ = index + 1;
+    std::vector<int64_t> prow;
+    for (auto r : b->indices) prow.push_back(p_row_[static_cast<size_t>(r)]);
+    return {b->mel, b->lengths, p_.index_select(0, long_tensor(prow)), {}};
+  }
+  const torch::Tensor& frozen() const override { return p_; }
+
+ private:
+  void start_loader(int64_t epoch, int64_t index) {
+    LoaderOptions o;
+    o.batch_size = config_.run.batch_size;
+    o.seed = static_cast<uint64_t>(config_.run.seed);
+    o.drop_last = true;
+    o.rows = rows_;
+    o.first_batch = index;
+    if (config_.data.augment) o.spec_augment = SpecAugmentOptions{};
+    loader_.reset();
+    loader_ = std::make_unique<SpeechLoader>(*cache_, o, epoch);
+    epoch_ = epoch;
+  }
+
+  std::shared_ptr<FeatureCache> cache_;
+  std::vector<int64_t> rows_, p_row_;
+  torch::Tensor p_;
+  TrainConfig config_;
+  std::unique_ptr<SpeechLoader> loader_;
+  int64_t epoch_ = -1, next_index_ = -1;
+};
+
+// Images of the seen classes, each paired per epoch with one caption of its class.
+class ImageSource : public DataSource {
+ public:
+  // captions: [all captions, D]; spans[k] = (first row, count) of class k's captions.
+  ImageSource(ImageSet images, torch::Tensor captions, std::vector<std::pair<int64_t, int64_t>> spans,
+              const TrainConfig& c)
+      : images_(std::move(images)), captions_(std::move(captions)), spans_(std::move(spans)), config_(c) {
+    std::vector<int64_t> first;
+    auto l = images_.labels.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < images_.size(); ++i) first.push_back(spans_.at(static_cast<size_t>(l[i])).first);
+    p_ = captions_.index_select(0, long_tensor(first));
+  }
+  int64_t batches_per_epoch() const override { return images_.size() / config_.run.batch_size; }
+  Batch batch(int64_t epoch, int64_t index) override {
+    const int64_t b = config_.run.batch_size;
+    const auto seed = static_cast<uint64_t>(config_.run.seed);
+    if (epoch != epoch_) {
+      auto g = make_generator(derive_seed(seed, SeedStream::EpochOrder, static_cast<uint64_t>(epoch)));
+      order_ = torch::randperm(images_.size(), g, torch::kLong);
+      auto pick = make_generator(derive_seed(seed, SeedStream::CaptionPick, static_cast<uint64_t>(epoch)));
+      pick_ = torch::rand({images_.size()}, pick, torch::kDouble);
+      epoch_ = epoch;
+    }
+    auto rows = order_.narrow(0, index * b, b);
+    auto labels = images_.labels.index_select(0, rows);
+    auto raw = images_.images.index_select(0, rows);
+    if (config_.data.augment) {
+      auto g = make_generator(derive_seed(seed, SeedStream::ImageAugment, static_cast<uint64_t>(epoch),
+                                          static_cast<uint64_t>(index)));
+      raw = augment_images(raw, 2, g);
+    }
+    return {normalise_images(raw), {}, captions_.index_select(0, caption_rows(labels, pick_.index_select(0, rows))),
+            labels};
+  }
+  const torch::Tensor& frozen() const override { return p_; }
+
+ private:
+  // One caption of each image's class, picked by a uniform draw u in [0, 1).
+  torch::Tensor caption_rows(const torch::Tensor& labels, const torch::Tensor& u) const {
+    std::vector<int64_t> out;
+    auto la = labels.accessor<int64_t, 1>();
+    auto ua = u.accessor<double, 1>();
+    for (int64_t i = 0; i < labels.size(0); ++i) {
+      const auto [first, count] = spans_[static_cast<size_t>(la[i])];
+      out.push_back(first + std::min<int64_t>(count - 1, static_cast<int64_t>(ua[i] * static_cast<double>(count))));
+    }
+    return long_tensor(out);
+  }
+
+  ImageSet images_;
+  torch::Tensor captions_, p_, order_, pick_;
+  std::vector<std::pair<int64_t, int64_t>> spans_;
+  TrainConfig config_;
+  int64_t epoch_ = -1;
+};
+
+std::string beside(const std::string& data, const std::string& suffix) { return data + "." + suffix; }
+
+std::vector<SpeechExample> training_examples(const TrainConfig& c, int64_t& skipped, const Log& log) {
+  auto manifest = read_speech_manifest(c.data.train);
+  auto examples = manifest.examples;
+  if (examples.empty()) throw DataError(c.data.train + ": no usable lines");
+  if (c.data.limit > 0 && static_cast<int64_t>(examples.size()) > c.data.limit)
+    examples.resize(static_cast<size_t>(c.data.limit));
+  for (const auto& p : manifest.problems) log("skipped " + p);
+  skipped = manifest.skipped;
+  return examples;
+}
+
+// The feature cache of a front end: data.features, or beside the manifest.
+std::string features_path(const TrainConfig& c, FrontEnd front) {
+  // A limited run caches only the examples it uses.
+  const std::string limited = c.data.limit > 0 ? ".first" + std::to_string(c.data.limit) : "";
+  return c.data.features.empty()
+             ? beside(c.data.train, std::string(to_string(front)) + limited + ".features.safetensors")
+             : c.data.features;
+}
+
+// The feature cache of the tower's front end, built on first use.
+std::shared_ptr<FeatureCache> open_features(const std::string& path, FrontEnd front,
+                                            const std::vector<SpeechExample>& examples, const Log& log) {
+  if (!fs::exists(path)) {
+    log("features: computing " + std::string(to_string(front)) + " features of " + std::to_string(examples.size()) +
+        " utterances into " + path);
+    auto report = FeatureCache::build(examples, path, LogMelOptions{}, 2, {}, front);
+    for (const auto& p : report.problems) log("skipped " + p);
+  }
+  auto cache = std::make_shared<FeatureCache>(FeatureCache::open(path));
+  if (cache->front_end() != front)
+    throw DataError(path + ": holds " + to_string(cache->front_end()) + " features but the tower needs " +
+                    to_string(front));
+  return cache;
+}
+
+std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl& tower, const TextTower& text,
+                                          const Log& log) {
+  int64_t skipped = 0;
+  const auto examples = training_examples(c, skipped, log);
+  const auto features = features_path(c, tower.front_end());
+  const auto cache = open_features(features, tower.front_end(), examples, log);
+  std::unordered_map<std::string, int64_t> row_of;
+  for (int64_t i = 0; i < cache->size(); ++i) row_of.emplace(cache->id(i), i);
+  std::vector<int64_t> rows;
+  std::vector<std::string> ids, texts;
+  for (const auto& e : examples) {
+    auto it = row_of.find(e.id);
+    if (it == row_of.end()) {
+      ++skipped;  // unreadable audio: not in the cache
+      continue;
+    }
+    rows.push_back(it->second);
+    ids.push_back(e.id);
+    texts.push_back(e.text);
+  }
+  if (static_cast<int64_t>(rows.size()) < c.run.batch_size)
+    throw DataError(c.data.train + ": " + std::to_string(rows.size()) + " usable examples, fewer than one batch of " +
+                    std::to_string(c.run.batch_size));
+  const std::string store =
+      c.data.text_store.empty() ? beside(c.data.train, text.name + ".store.safetensors") : c.data.text_store;
+  log("text: " + std::to_string(texts.size()) + " texts through " + text.name + " (store " + store + ")");
+  auto p = embed_with_store(store, text.name, text.fingerprint, ids, texts, text.encode);
+  std::unique_ptr<DataSource> source;
+  if (tower.caches_pooled()) {
+    const std::string pooled_store = features + ".pooled.safetensors";
+    log("tower: pooled outputs of the frozen encoder from " + pooled_store);
+    auto all = cached_pooled_outputs(tower, whisper_fingerprint(std::get<WhisperTowerSpec>(c.model)), *cache,
+                                     pooled_store, [&](int64_t done, int64_t total) {
+                                       if (done % 4096 < 32 || done == total)
+                                         log("tower: " + std::to_string(done) + "/" + std::to_string(total));
+                                     });
+    source = std::make_unique<TableSource>(all.index_select(0, long_tensor(rows)), p, c.run.batch_size,
+                                           static_cast<uint64_t>(c.run.seed));
+  } else {
+    source = std::make_unique<SpeechSource>(cache, rows, p, c);
+  }
+  source->skipped = skipped;
+  return source;
+}
+
+std::unique_ptr<DataSource> image_source(const TrainConfig& c, const TextTower& text, const Log& log) {
+  const auto names = ClassNames::read(c.class_names_file());
+  check_classes(c.data.classes, names.size(), "config key 'data.classes'");
+  auto train = split_training_images(read_fashion_mnist(c.data.train, FashionMnistSplit::Train), c.data.classes,
+                                     c.data.valid_fraction, static_cast<uint64_t>(c.run.seed))
+                   .train;
+  if (c.data.limit > 0 && train.size() > c.data.limit) train = train.rows(torch::arange(c.data.limit));
+  if (train.size() < c.run.batch_size) throw DataError(c.data.train + ": fewer training images than one batch");
+  const auto templates = read_templates(c.templates_file());
+  std::vector<std::string> texts;
+  std::vector<std::pair<int64_t, int64_t>> spans(static_cast<size_t>(names.size()), {0, 0});
+  for (auto k : c.data.classes) {
+    auto captions = names.captions(k, templates);
+    spans[static_cast<size_t>(k)] = {static_cast<int64_t>(texts.size()), static_cast<int64_t>(captions.size())};
+    texts.insert(texts.end(), captions.begin(), captions.end());
+  }
+  const std::string store = c.data.text_store.empty() ? (fs::path(c.run.out) / "captions.store.safetensors").string()
+                                                      : c.data.text_store;
+  log("text: " + std::to_string(texts.size()) + " captions through " + text.name);
+  auto p = embed_with_store(store, text.name, text.fingerprint, texts, texts, text.encode);
+  return std::make_unique<ImageSource>(std::move(train), p, std::move(spans), c);
+}
+
+}  // namespace
+
+std::unique_ptr<DataSource> make_data_source(const TrainConfig& config, TrainedTowerImpl& tower,
+                                             const TextTower& text, const Log& log) {
+  return config.modality() == Modality::Speech ? speech_source(config, tower, text, log)
+                                               : image_source(config, text, log);
+}
+
+}  // namespace cwcl::detail

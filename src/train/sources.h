@@ -1,0 +1,43 @@
+// Training data for the trainer (not installed): every source yields, for
+// (epoch, batch), the same batch on every run, so a resumed run continues
+// exactly where the interrupted one stopped.
+#pragma once
+
+#include <cwcl/towers/text_tower.h>
+#include <cwcl/towers/tower.h>
+#include <cwcl/train/config.h>
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace cwcl::detail {
+
+struct Batch {
+  torch::Tensor x;        ///< tower input (or pooled outputs when the tower caches them)
+  torch::Tensor lengths;  ///< speech: real frames
+  torch::Tensor p;        ///< frozen-side embeddings [B, D]
+  torch::Tensor labels;   ///< image: class labels
+};
+
+class DataSource {
+ public:
+  virtual ~DataSource() = default;
+  virtual int64_t batches_per_epoch() const = 0;
+  virtual Batch batch(int64_t epoch, int64_t index) = 0;
+  /// Frozen-side rows of the training set (centring, calibration).
+  virtual const torch::Tensor& frozen() const = 0;
+  /// True when batches carry pooled outputs for TrainedTowerImpl::head.
+  virtual bool pooled() const { return false; }
+  int64_t skipped = 0;  ///< examples left out (unreadable audio, bad manifest lines)
+};
+
+using Log = std::function<void(const std::string&)>;
+
+/// The source a configuration describes: speech (feature cache, or cached
+/// pooled outputs when the tower allows it) or Fashion-MNIST images.
+std::unique_ptr<DataSource> make_data_source(const TrainConfig& config, TrainedTowerImpl& tower,
+                                             const TextTower& text, const Log& log);
+
+}  // namespace cwcl::detail

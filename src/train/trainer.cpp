@@ -1,0 +1,290 @@
+// The training loop and what it needs around it: resume checks, the loss
+// options from the data (centre, calibration), optimizer groups, metrics.
+#include <cwcl/error.h>
+#include <cwcl/io/files.h>
+#include <cwcl/runtime.h>
+#include <cwcl/seeds.h>
+#include <cwcl/train/checkpoint.h>
+#include <cwcl/train/schedule.h>
+#include <cwcl/train/trainer.h>
+
+#include "sources.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+
+namespace cwcl {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using detail::Batch;
+using detail::DataSource;
+using detail::Log;
+using Clock = std::chrono::steady_clock;
+
+// Restores torch's thread count however train() leaves.
+class ThreadCountGuard {
+ public:
+  explicit ThreadCountGuard(int threads) : previous_(torch::get_num_threads()) { set_num_threads(threads); }
+  ~ThreadCountGuard() { set_num_threads(previous_); }
+  ThreadCountGuard(const ThreadCountGuard&) = delete;
+  ThreadCountGuard& operator=(const ThreadCountGuard&) = delete;
+
+ private:
+  int previous_;
+};
+
+// Keys a resumed run may change: the length, and values set by calibration.
+bool may_differ_on_resume(const std::string& key) {
+  return key == "run.steps" || key == "loss.kernel_tau" || key == "loss.gamma";
+}
+
+// The newest checkpoint when resuming (its config must match), else nothing;
+// refuses to overwrite an earlier run's checkpoints without --resume.
+std::optional<ModelFile> resume_point(TrainConfig& c, bool resume, const Log& log) {
+  const auto checkpoints = list_checkpoints(c.run.out);
+  if (checkpoints.empty()) {
+    if (resume) log("resume: no checkpoint in " + c.run.out + ", starting at step 0");
+    return std::nullopt;
+  }
+  if (!resume)
+    throw UsageError(c.run.out + ": holds checkpoints of an earlier run; pass --resume to continue it or choose "
+                     "another run.out");
+  auto file = ModelFile::open(checkpoints.back());
+  const auto& saved_config = file.header().config;
+  std::map<std::string, std::string> saved, now;
+  for (const auto& kv : saved_config.values()) saved.insert(kv);
+  for (const auto& kv : c.values()) now.insert(kv);
+  for (const auto& [key, value] : now) {
+    const auto it = saved.find(key);
+    const std::string before = it == saved.end() ? "absent" : it->second;
+    if (before != value && !may_differ_on_resume(key))
+      throw ConfigError(file.path() + ": config key '" + key + "' is " + before + " in the run being resumed but " +
+                        value + " now");
+  }
+  c.loss.kernel_tau = saved_config.loss.kernel_tau;
+  c.loss.gamma = saved_config.loss.gamma;
+  log("resume: from " + file.path());
+  return file;
+}
+
+// Sharpness from the frozen side's statistics: the median over a few batches
+// (calibrate_weights; docs/method.md, "Calibration").
+void calibrate(TrainConfig& c, WeightOptions& weights, DataSource& source, const Log& log) {
+  std::vector<double> picks;
+  for (int64_t b = 0; b < std::min<int64_t>(8, source.batches_per_epoch()); ++b) {
+    auto w = calibrate_weights(source.batch(0, b).p, weights, c.loss.calibrate);
+    picks.push_back(c.loss.weights == WeightMap::Kernel ? w.kernel_tau : w.gamma);
+  }
+  std::sort(picks.begin(), picks.end());
+  const double pick = picks[picks.size() / 2];
+  const bool kernel = c.loss.weights == WeightMap::Kernel;
+  (kernel ? c.loss.kernel_tau : c.loss.gamma) = pick;
+  (kernel ? weights.kernel_tau : weights.gamma) = pick;
+  log("calibrate: " + std::string(kernel ? "kernel_tau" : "gamma") + " = " + std::to_string(pick) + " for " +
+      std::to_string(c.loss.calibrate) + " effective positives per row");
+}
+
+// The loss options, complete before the loss module is built.
+LossOptions loss_options(TrainConfig& c, DataSource& source, bool resuming, const Log& log) {
+  auto o = c.loss_options();
+  if (c.loss.center) {
+    namespace F = torch::nn::functional;
+    o.weights.center = F::normalize(source.frozen(), F::NormalizeFuncOptions().dim(1)).mean(0).detach();
+  }
+  if (c.loss.calibrate > 0 && !resuming) calibrate(c, o.weights, source, log);
+  return o;
+}
+
+// AdamW with one group per (tower group, decay or not): decay on matrices,
+// none on vectors and scalars (biases, norms, the logit scale), as CLIP trains.
+struct Optimizer {
+  std::unique_ptr<torch::optim::AdamW> adamw;
+  std::vector<double> base_lr;        // per param group
+  std::vector<torch::Tensor> trained;  // every trained tensor (clipping)
+};
+
+Optimizer make_optimizer(TrainedTowerImpl& tower, ContrastiveLossImpl& criterion, const TrainConfig& c) {
+  auto groups = tower.parameter_groups({c.optim.lr, c.optim.encoder_lr});
+  groups.push_back({"criterion", criterion.parameters(), c.optim.lr});
+  Optimizer out;
+  std::vector<torch::optim::OptimizerParamGroup> param_groups;
+  for (const auto& g : groups) {
+    std::vector<torch::Tensor> decay, plain;
+    for (const auto& p : g.parameters)
+      if (p.requires_grad()) (p.dim() >= 2 ? decay : plain).push_back(p);
+    for (int k = 0; k < 2; ++k) {
+      auto& list = k == 0 ? decay : plain;
+      if (list.empty()) continue;
+      auto o = std::make_unique<torch::optim::AdamWOptions>(g.learning_rate);
+      o->weight_decay(k == 0 ? c.optim.weight_decay : 0.0);
+      param_groups.emplace_back(list, std::move(o));
+      out.base_lr.push_back(g.learning_rate);
+      out.trained.insert(out.trained.end(), list.begin(), list.end());
+    }
+  }
+  out.adamw = std::make_unique<torch::optim::AdamW>(std::move(param_groups), torch::optim::AdamWOptions(c.optim.lr));
+  return out;
+}
+
+void set_learning_rates(Optimizer& o, double factor) {
+  auto& groups = o.adamw->param_groups();
+  for (size_t g = 0; g < groups.size(); ++g)
+    dynamic_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr(o.base_lr[g] * factor);
+}
+
+// metrics.jsonl keeps the lines up to the step a run resumes from.
+std::unique_ptr<std::ofstream> open_metrics(const fs::path& path, int64_t start) {
+  std::vector<std::string> kept;
+  if (start > 0 && fs::exists(path)) {
+    for (const auto& line : read_lines(path.string())) {
+      try {
+        if (json::parse(line).at("step").get<int64_t>() <= start) kept.push_back(line);
+      } catch (const std::exception&) {
+        // a line cut by the crash: dropped
+      }
+    }
+  }
+  {
+    std::ofstream out(path, std::ios::trunc);
+    for (const auto& line : kept) out << line << "\n";
+  }
+  return std::make_unique<std::ofstream>(path, std::ios::app);
+}
+
+// Everything one run holds while it trains.
+struct Run {
+  TrainConfig config;
+  TrainedTower tower;
+  ContrastiveLoss criterion{nullptr};
+  std::unique_ptr<DataSource> source;
+  Optimizer optimizer;
+  bool needs_labels = false;
+  ModelFileHeader header;
+};
+
+double train_step(Run& r, const Batch& batch, int64_t step) {
+  const auto& c = r.config;
+  torch::manual_seed(derive_seed(static_cast<uint64_t>(c.run.seed), SeedStream::StepNoise, static_cast<uint64_t>(step)));
+  set_learning_rates(r.optimizer, learning_rate_factor({c.run.steps, c.optim.warmup, c.optim.lr, c.optim.min_lr}, step));
+  r.optimizer.adamw->zero_grad();
+  auto q = r.source->pooled() ? r.tower->head(batch.x) : r.tower->forward(batch.x, batch.lengths);
+  auto loss = r.criterion->forward(batch.p, q, r.needs_labels ? batch.labels : torch::Tensor());
+  const double value = loss.item<double>();
+  if (!std::isfinite(value))
+    throw InternalError("train: the loss is not finite at step " + std::to_string(step + 1) +
+                        " (lower optim.lr?); the last checkpoint is kept");
+  loss.backward();
+  if (c.optim.clip > 0) torch::nn::utils::clip_grad_norm_(r.optimizer.trained, c.optim.clip);
+  r.optimizer.adamw->step();
+  return value;
+}
+
+void save(Run& r, const std::string& path, int64_t step, bool with_optimizer) {
+  r.header.step = step;
+  r.header.config = r.config;
+  write_model_file(path, r.header, *r.tower, *r.criterion, with_optimizer ? r.optimizer.adamw.get() : nullptr);
+}
+
+void checkpoint(Run& r, int64_t step) {
+  save(r, checkpoint_path(r.config.run.out, step), step, true);
+  auto all = list_checkpoints(r.config.run.out);
+  for (size_t i = 0; i + static_cast<size_t>(r.config.run.keep_checkpoints) < all.size(); ++i) fs::remove(all[i]);
+}
+
+double logit_scale(const Run& r) {
+  return r.criterion->logit_scale.defined() ? r.criterion->logit_scale.exp().item<double>()
+                                            : 1.0 / r.config.loss.temperature;
+}
+
+// Runs steps [start, steps): metrics every log_every, checkpoints every checkpoint_every.
+double run_steps(Run& r, int64_t start, std::ofstream& metrics, const TrainOptions& options) {
+  const auto& c = r.config;
+  const int64_t per_epoch = r.source->batches_per_epoch();
+  const auto t0 = Clock::now();
+  auto window_start = t0;
+  int64_t window_samples = 0;
+  double last = 0;
+  r.tower->train();
+  for (int64_t step = start; step < c.run.steps; ++step) {
+    const int64_t epoch = step / per_epoch;
+    last = train_step(r, r.source->batch(epoch, step % per_epoch), step);
+    window_samples += c.run.batch_size;
+    const auto now = Clock::now();
+    const double elapsed = std::chrono::duration<double>(now - t0).count();
+    TrainProgress pr{step + 1, c.run.steps, last, logit_scale(r),
+                     c.optim.lr * learning_rate_factor({c.run.steps, c.optim.warmup, c.optim.lr, c.optim.min_lr}, step),
+                     static_cast<double>((step + 1 - start) * c.run.batch_size) / std::max(elapsed, 1e-9),
+                     static_cast<double>(c.run.steps - step - 1) * elapsed / static_cast<double>(step + 1 - start)};
+    if ((step + 1) % c.run.log_every == 0 || step + 1 == c.run.steps) {
+      const double window = std::chrono::duration<double>(now - window_start).count();
+      metrics << json{{"step", pr.step}, {"epoch", epoch}, {"loss", last}, {"logit_scale", pr.logit_scale},
+                      {"lr", pr.lr}, {"samples_per_s", static_cast<double>(window_samples) / std::max(window, 1e-9)},
+                      {"skipped", r.source->skipped}}
+                     .dump()
+              << "\n"
+              << std::flush;
+      window_start = now;
+      window_samples = 0;
+    }
+    if (options.progress) options.progress(pr);
+    if ((step + 1) % c.run.checkpoint_every == 0 || step + 1 == c.run.steps) checkpoint(r, step + 1);
+  }
+  return last;
+}
+
+}  // namespace
+
+TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
+  given.validate();
+  Run r;
+  r.config = given;
+  auto& c = r.config;
+  const Log log = options.log ? options.log : [](const std::string&) {};
+  auto resume_from = resume_point(c, options.resume, log);
+  fs::create_directories(fs::path(c.run.out) / "checkpoints");
+  ThreadCountGuard threads(static_cast<int>(c.run.threads));
+  torch::manual_seed(derive_seed(static_cast<uint64_t>(c.run.seed), SeedStream::Initialisation));
+
+  const auto text = load_text_tower(c.text_tower_options());
+  r.header.out_dim = text.encode({"a"}).size(1);
+  r.tower = make_tower(c.model, r.header.out_dim, TowerWeights::Pretrained);
+  r.header.architecture = r.tower->architecture();
+  r.source = detail::make_data_source(c, *r.tower, text, log);
+  TORCH_CHECK(r.source->batches_per_epoch() >= 1, "train: no full batch in the training data");
+  r.criterion = ContrastiveLoss(loss_options(c, *r.source, resume_from.has_value(), log), c.loss.learn_temperature);
+  r.needs_labels = c.loss.kind == LossKind::SupCon || c.loss.weights == WeightMap::Labels;
+  r.optimizer = make_optimizer(*r.tower, *r.criterion, c);
+
+  int64_t start = 0;
+  if (resume_from) {
+    resume_from->load("tower", *r.tower);
+    resume_from->load("criterion", *r.criterion);
+    resume_from->load_optimizer(*r.optimizer.adamw);
+    start = resume_from->header().step;
+  }
+  std::ofstream(fs::path(c.run.out) / "config.toml") << c.to_toml();
+  auto metrics = open_metrics(fs::path(c.run.out) / "metrics.jsonl", start);
+
+  TrainSummary summary;
+  summary.run_dir = c.run.out;
+  summary.start_step = start;
+  summary.skipped = r.source->skipped;
+  const auto t0 = Clock::now();
+  summary.final_loss = run_steps(r, start, *metrics, options);
+  const auto model = (fs::path(c.run.out) / "model.pt").string();
+  save(r, model, c.run.steps, false);
+  summary.steps = c.run.steps;
+  summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  log("model: " + model);
+  return summary;
+}
+
+}  // namespace cwcl
