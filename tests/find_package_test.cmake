@@ -6,4 +6,6 @@ run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -G ${GENERATOR}
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=${prefix})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
-run(${WORK_DIR}/build/downstream)
+run(${WORK_DIR}/build/downstream_loss)
+# The installed data is found under the prefix, not in the source tree.
+run(${CMAKE_COMMAND} -E env CWCL_DATA=${prefix}/share/cwcl/data ${WORK_DIR}/build/downstream)

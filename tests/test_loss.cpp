@@ -364,6 +364,7 @@ TEST(LossNames, RoundTrip) {
     EXPECT_EQ(cwcl::parse_weight_map(cwcl::to_string(m)), m);
   try {
     cwcl::parse_weight_map("cosine");
+    FAIL() << "an unknown map was accepted";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("row_minmax"), std::string::npos) << e.what();
   }
