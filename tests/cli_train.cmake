@@ -67,3 +67,20 @@ expect_match("\"skipped\":2")
 expect_exit(0 zeroshot --model ${tmp}/sp --labels "lights,weather" /usr/share/sounds/alsa/Front_Center.wav ${tmp}/speech/audio/1.flac)
 expect_match("Front_Center.wav\",\"label\":\"(lights|weather)\"")
 expect_match("1.flac\",\"label\":\"(lights|weather)\"")
+
+# Export: the trained towers in the interchange format, rebuilt in PyTorch by
+# scripts/cwcl_tower.py and checked against cwcl's embeddings (1e-4).
+file(WRITE ${tmp}/scratch.toml "[run]\nsteps = 2\nbatch_size = 4\n[model]\ntower = \"scratch\"\nscratch_size = \"tiny\"\npooling = \"attention\"\n[data]\ntrain = \"${tmp}/speech/train.jsonl\"\n")
+expect_exit(0 train ${tmp}/scratch.toml --set run.out=${tmp}/scratch)
+foreach(run img sp scratch)
+  expect_exit(0 export ${tmp}/${run} -o ${tmp}/export-${run})
+  expect_match("\"tensors\":[0-9]+")
+  foreach(f model.safetensors config.json check.safetensors)
+    if(NOT EXISTS ${tmp}/export-${run}/${f})
+      message(FATAL_ERROR "cwcl export ${run} wrote no ${f}")
+    endif()
+  endforeach()
+  # The system python3 with python3-torch (scripts/setup.sh installs it).
+  run(/usr/bin/python3 ${SOURCE_DIR}/../scripts/cwcl_tower.py ${tmp}/export-${run} --check)
+endforeach()
+expect_exit(3 export ${tmp}/junk.pt -o ${tmp}/export-junk)

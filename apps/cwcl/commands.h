@@ -132,6 +132,13 @@ int run_train(const TrainCommandOptions& options);
 /// One JSON line: source, step, tower, parameters, weights digest.
 int run_info_model(const std::string& model);
 
+struct ExportOptions {
+  std::string model;  // run directory or checkpoint
+  std::string out;    // folder for model.safetensors, config.json, check.safetensors
+};
+/// The trained tower in the interchange format (docs/export.md); one JSON line.
+int run_export(const ExportOptions& options);
+
 struct ZeroshotOptions {
   std::string model;      // run directory or checkpoint
   std::string labels;     // TSV, .txt or comma list

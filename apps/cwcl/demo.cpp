@@ -194,208 +194,244 @@ void publish(const std::string& from, const std::string& to) {
   for (const auto* f : {"config.toml", "metrics.jsonl", "model.pt"}) fs::copy_file(fs::path(from) / f, fs::path(to) / f);
 }
 
+// What every experiment of one demo run shares.
+struct Demo {
+  Preset preset;
+  fs::path out, corpus, runs, data;
+  TextTower text;
+  json summary;
+};
+
+// Trains every variant, validates each, and picks the best CWCL variant on
+// validation (never on test). evaluate(run, model) fills that variant's test
+// results; returns the runs by variant name and the chosen name.
+struct Ablation {
+  std::map<std::string, Run> trained;
+  std::string chosen;
+};
+
+Ablation train_and_choose(Demo& d, const TrainConfig& base, const std::string& prefix, bool with_labels,
+                          const std::string& validation_key,
+                          const std::function<double(TrainedModel&)>& validate,
+                          const std::function<void(const std::string&, TrainedModel&)>& evaluate) {
+  Ablation a;
+  double best = -1;
+  for (const auto& v : variants(with_labels)) {
+    auto run = train_run(base, (d.runs / (prefix + v.name)).string(), v.name, v.set);
+    auto model = TrainedModel::load(run.dir);
+    const double valid = validate(model);
+    d.summary["validation"][validation_key][v.name] = valid;
+    std::cerr << "demo: " << prefix << v.name << " validation top-1 " << valid << "\n";
+    if (v.name != "cl" && valid > best) best = valid, a.chosen = v.name;
+    evaluate(v.name, model);
+    a.trained.emplace(v.name, run);
+  }
+  return a;
+}
+
+// The main rows (cl, the chosen cwcl) and one ablation row per other map.
+template <class Result>
+void add_rows(json& summary, const std::string& task, const std::map<std::string, Result>& by_variant,
+              const std::string& chosen) {
+  summary["results"].push_back(row(task, "cl", by_variant.at("cl")));
+  summary["results"].push_back(row(task, "cwcl", by_variant.at(chosen)));
+  for (const auto& [name, r] : by_variant)
+    if (name != "cl" && name != chosen) {
+      auto j = row(task, "cwcl", r);
+      j["weights"] = name;
+      summary["results"].push_back(j);
+    }
+}
+
+TrainConfig speech_base(const Demo& d) {
+  TrainConfig base;
+  base.model = WhisperTowerSpec{};  // frozen encoder, mean pooling, MLP head
+  base.data.train = (d.corpus / "train" / "manifest.jsonl").string();
+  base.data.limit = d.preset.speech_limit;
+  base.run.steps = d.preset.speech_steps;
+  base.run.batch_size = d.preset.speech_batch;
+  base.run.checkpoint_every = 500;
+  base.optim.warmup = 100;
+  base.optim.lr = 1e-3;
+  base.optim.weight_decay = 0.05;
+  return base;
+}
+
+// Whisper top-2, full fine-tuning and the from-scratch tower with the chosen map (full preset).
+void speech_tower_ablation(Demo& d, const Run& best_run, const TaskResult& best_slurp, const SpeechTaskData& slurp) {
+  auto& towers = d.summary["speech_towers"] = json::array();
+  const auto& r0 = best_slurp.classification;
+  towers.push_back({{"tower", "whisper-frozen"}, {"steps", best_run.config.run.steps},
+                    {"batch", best_run.config.run.batch_size}, {"top1", r0.top1}, {"top5", r0.top5},
+                    {"train_seconds", best_run.train_seconds}});
+  TrainConfig ab = best_run.config;
+  ab.run.steps = d.preset.ablation_steps;
+  ab.run.batch_size = d.preset.ablation_batch;
+  ab.optim.warmup = 50;
+  ab.run.checkpoint_every = 100;
+  for (const auto& [tower, set] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"whisper-top2", {"model.whisper_training=top", "model.top_blocks=2"}},
+           {"whisper-full", {"model.whisper_training=full"}},
+           {"scratch-small", {"model.tower=scratch", "model.scratch_size=small", "run.batch_size=64"}}}) {
+    auto run = train_run(ab, (d.runs / ("speech-tower-" + tower)).string(), tower, set);
+    auto model = TrainedModel::load(run.dir);
+    auto r = evaluate_speech(model, d.text, slurp).classification;
+    towers.push_back({{"tower", tower}, {"steps", run.config.run.steps}, {"batch", run.config.run.batch_size},
+                      {"top1", r.top1}, {"top5", r.top5}, {"train_seconds", run.train_seconds}});
+    std::cerr << "demo: speech tower " << tower << " SLURP top-1 " << r.top1 << "\n";
+  }
+}
+
+void speech_experiments(Demo& d) {
+  for (const char* part : {"train", "devel", "slurp_test", "kws_test"})
+    if (!fs::exists(d.corpus / part / "manifest.jsonl"))
+      throw DataError((d.corpus / part / "manifest.jsonl").string() +
+                      ": missing; build the corpus with scripts/make_corpus.sh " + d.corpus.string());
+  const std::string labels = (d.data / "slurp" / "intent_labels.tsv").string();
+  auto manifest = [&](const char* part) { return (d.corpus / part / "manifest.jsonl").string(); };
+  auto devel = SpeechTaskData::load({"slurp-devel", manifest("devel"), "intent", labels, "", ""});
+  std::vector<SpeechTaskData> tests = {
+      SpeechTaskData::load({"slurp-intent", manifest("slurp_test"), "intent", labels, "", ""}),
+      SpeechTaskData::load({"kws-35", manifest("kws_test"), "keyword", "", "", ""}),
+      SpeechTaskData::load({"kws-10", manifest("kws_test"), "keyword", "", "kws10", ""}),
+  };
+  std::vector<std::map<std::string, TaskResult>> results(tests.size());  // per test: variant -> result
+  auto a = train_and_choose(
+      d, speech_base(d), "speech-", /*with_labels=*/false, "slurp-devel",
+      [&](TrainedModel& m) { return evaluate_speech(m, d.text, devel).classification.top1; },
+      [&](const std::string& name, TrainedModel& m) {
+        for (size_t i = 0; i < tests.size(); ++i) results[i].emplace(name, evaluate_speech(m, d.text, tests[i]));
+      });
+  auto& summary = d.summary;
+  summary["chosen"]["speech"] = a.chosen;
+  summary["calibration"]["speech"] =
+      calibration_report(summary["validation"]["slurp-devel"], a.trained.at("kernel-calibrated").config.loss.kernel_tau);
+  for (size_t i = 0; i < tests.size(); ++i) {
+    const auto& name = tests[i].spec.name;
+    add_rows(summary, name, results[i], a.chosen);
+    summary["results"].push_back(row(name, "text-bound", evaluate_text_bound(d.text, tests[i])));
+    if (results[i].at(a.chosen).has_retrieval)
+      summary["retrieval"][name] = {{"cl", results[i].at("cl").to_json(false)["retrieval"]},
+                                    {"cwcl", results[i].at(a.chosen).to_json(false)["retrieval"]}};
+  }
+  publish(a.trained.at("cl").dir, (d.out / "speech-cl").string());
+  publish(a.trained.at(a.chosen).dir, (d.out / "speech-cwcl").string());
+  curves_plot((d.out / "speech_curves.png").string(), "speech: training loss", a.trained.at("cl"),
+              a.trained.at(a.chosen));
+  // SLURP test utterances against their own texts, 6 per intent, first 12 intents.
+  std::vector<std::string> texts;
+  for (const auto& e : tests[0].examples) texts.push_back(e.text);
+  auto frozen = d.text.encode(texts);
+  write_heatmaps_png((d.out / "speech_similarity.png").string(),
+                     {sorted_similarity(results[0].at("cl"), frozen, 6, 12),
+                      sorted_similarity(results[0].at(a.chosen), frozen, 6, 12)},
+                     {"CL: speech x text", "CWCL: speech x text"}, 6);
+  summary["plots"].push_back("speech_curves.png");
+  summary["plots"].push_back("speech_similarity.png");
+  if (d.preset.tower_ablation)
+    speech_tower_ablation(d, a.trained.at(a.chosen), results[0].at(a.chosen), tests[0]);
+}
+
+TrainConfig image_base(const Demo& d) {
+  TrainConfig base;
+  base.model = ImageTowerSpec{};
+  base.data.train = "/usr/share/datasets/fashion-mnist";
+  base.data.limit = d.preset.image_limit;
+  base.run.steps = d.preset.image_steps;
+  base.run.batch_size = d.preset.image_batch;
+  base.run.threads = 2;
+  base.run.checkpoint_every = 500;
+  base.optim.warmup = 50;
+  base.optim.lr = 2e-3;
+  base.data.text_store = (d.runs / "fmnist-captions.store.safetensors").string();
+  base.data.class_names = (d.data / "fashion-mnist" / "classes.tsv").string();
+  base.data.templates = (d.data / "fashion-mnist" / "templates.txt").string();
+  return base;
+}
+
+// Top-1 against k = 1, 5, 10 templates for CL and the chosen CWCL: a plot and summary rows.
+void template_plot(Demo& d, const std::string& task, const std::map<std::string, std::map<int64_t, TaskResult>>& by_k,
+                   const std::string& chosen) {
+  std::vector<PlotSeries> series;
+  for (const auto& name : {std::string("cl"), chosen}) {
+    PlotSeries s;
+    s.name = name == "cl" ? "CL" : "CWCL (" + name + ")";
+    for (const auto& [k, r] : by_k.at(name)) {
+      s.x.push_back(static_cast<double>(k));
+      s.y.push_back(r.classification.top1);
+      d.summary["templates"].push_back(
+          {{"task", task}, {"method", name == "cl" ? "cl" : "cwcl"}, {"k", k}, {"top1", r.classification.top1}});
+    }
+    series.push_back(s);
+  }
+  const std::string plot = task + "_templates.png";
+  write_line_plot_png((d.out / plot).string(), task + ": top-1 vs prompt templates", "templates k", "top-1", series);
+  d.summary["plots"].push_back(plot);
+}
+
+void image_experiments(Demo& d) {
+  const auto base = image_base(d);
+  const auto& seen = base.data.classes;
+  std::map<std::string, std::vector<int64_t>> tasks;  // task -> classes
+  for (int64_t k = 0; k < ClassNames::read(base.class_names_file()).size(); ++k) {
+    tasks["fmnist-all"].push_back(k);
+    if (std::find(seen.begin(), seen.end(), k) == seen.end()) tasks["fmnist-unseen"].push_back(k);
+  }
+  // task -> variant -> k -> result
+  std::map<std::string, std::map<std::string, std::map<int64_t, TaskResult>>> results;
+  d.summary["templates"] = json::array();
+  auto a = train_and_choose(
+      d, base, "image-", /*with_labels=*/true, "fmnist-valid",
+      [&](TrainedModel& m) { return evaluate_images(m, d.text, {"fmnist-valid", seen, 0, true}).classification.top1; },
+      [&](const std::string& name, TrainedModel& m) {
+        for (const auto& [task, classes] : tasks)
+          for (int64_t k : {1, 5, 10}) results[task][name].emplace(k, evaluate_images(m, d.text, {task, classes, k, false}));
+      });
+  d.summary["chosen"]["image"] = a.chosen;
+  d.summary["calibration"]["image"] =
+      calibration_report(d.summary["validation"]["fmnist-valid"], a.trained.at("kernel-calibrated").config.loss.kernel_tau);
+  for (const auto& [task, by_variant] : results) {
+    std::map<std::string, TaskResult> with_all_templates;
+    for (const auto& [name, by_k] : by_variant) with_all_templates.emplace(name, by_k.at(10));
+    add_rows(d.summary, task, with_all_templates, a.chosen);
+    template_plot(d, task, by_variant, a.chosen);
+  }
+  publish(a.trained.at("cl").dir, (d.out / "image-cl").string());
+  publish(a.trained.at(a.chosen).dir, (d.out / "image-cwcl").string());
+  curves_plot((d.out / "image_curves.png").string(), "image: training loss", a.trained.at("cl"),
+              a.trained.at(a.chosen));
+  // Test images against one caption of their own class ("a photo of a <name>."), 10 per class.
+  const auto& cl_all = results["fmnist-all"]["cl"].at(1);
+  const auto& cw_all = results["fmnist-all"][a.chosen].at(1);
+  auto frozen = cl_all.class_embeddings.index_select(0, cl_all.targets);
+  write_heatmaps_png((d.out / "image_similarity.png").string(),
+                     {sorted_similarity(cl_all, frozen, 10, 10), sorted_similarity(cw_all, frozen, 10, 10)},
+                     {"CL: image x caption", "CWCL: image x caption"}, 5);
+  d.summary["plots"].push_back("image_curves.png");
+  d.summary["plots"].push_back("image_similarity.png");
+}
+
 }  // namespace
 
 int run_demo(const DemoOptions& o) {
-  const auto p = preset(o.preset);
   const auto start = std::chrono::steady_clock::now();
   auto want = [&](const std::string& part) {
     return o.only.empty() || std::find(o.only.begin(), o.only.end(), part) != o.only.end();
   };
   // Intermediate runs per preset: a rerun reuses finished runs, another preset starts its own.
-  const fs::path out = o.out, corpus = o.corpus, runs = out / "runs" / o.preset;
-  fs::create_directories(runs);
-  json summary = {{"preset", o.preset}, {"results", json::array()}, {"chosen", json::object()},
-                  {"validation", json::object()}, {"plots", json::array()}};
-  TextTowerOptions tto;
-  const auto text = load_text_tower(tto);
-
-  if (want("speech")) {
-    for (const char* part : {"train", "devel", "slurp_test", "kws_test"})
-      if (!fs::exists(corpus / part / "manifest.jsonl"))
-        throw DataError((corpus / part / "manifest.jsonl").string() +
-                                    ": missing; build the corpus with scripts/make_corpus.sh " + corpus.string());
-    TrainConfig base;
-    base.model = WhisperTowerSpec{};  // frozen encoder, mean pooling, MLP head
-    base.data.train = (corpus / "train" / "manifest.jsonl").string();
-    base.data.limit = p.speech_limit;
-    base.run.steps = p.speech_steps;
-    base.run.batch_size = p.speech_batch;
-    base.run.checkpoint_every = 500;
-    base.optim.warmup = 100;
-    base.optim.lr = 1e-3;
-    base.optim.weight_decay = 0.05;
-    const std::string labels = (fs::path(o.data) / "slurp" / "intent_labels.tsv").string();
-    auto devel = SpeechTaskData::load({"slurp-devel", (corpus / "devel" / "manifest.jsonl").string(), "intent", labels, "", ""});
-    std::vector<SpeechTaskData> tests = {
-        SpeechTaskData::load({"slurp-intent", (corpus / "slurp_test" / "manifest.jsonl").string(), "intent", labels, "", ""}),
-        SpeechTaskData::load({"kws-35", (corpus / "kws_test" / "manifest.jsonl").string(), "keyword", "", "", ""}),
-        SpeechTaskData::load({"kws-10", (corpus / "kws_test" / "manifest.jsonl").string(), "keyword", "", "kws10", ""}),
-    };
-    std::map<std::string, Run> trained;
-    std::map<std::string, std::vector<TaskResult>> results;
-    double best = -1;
-    std::string chosen;
-    for (const auto& v : variants(/*with_labels=*/false)) {
-      auto run = train_run(base, (runs / ("speech-" + v.name)).string(), v.name, v.set);
-      auto model = TrainedModel::load(run.dir);
-      const double valid = evaluate_speech(model, text, devel).classification.top1;
-      summary["validation"]["slurp-devel"][v.name] = valid;
-      std::cerr << "demo: speech " << v.name << " devel top-1 " << valid << "\n";
-      if (v.name != "cl" && valid > best) best = valid, chosen = v.name;
-      for (const auto& t : tests) results[v.name].push_back(evaluate_speech(model, text, t));
-      trained.emplace(v.name, run);
-    }
-    summary["chosen"]["speech"] = chosen;
-    summary["calibration"]["speech"] =
-        calibration_report(summary["validation"]["slurp-devel"], trained.at("kernel-calibrated").config.loss.kernel_tau);
-    for (size_t i = 0; i < tests.size(); ++i) {
-      summary["results"].push_back(row(tests[i].spec.name, "cl", results["cl"][i]));
-      summary["results"].push_back(row(tests[i].spec.name, "cwcl", results[chosen][i]));
-      for (const auto& [name, rs] : results)
-        if (name != "cl" && name != chosen) {
-          auto r = row(tests[i].spec.name, "cwcl", rs[i]);
-          r["weights"] = name;
-          summary["results"].push_back(r);
-        }
-      summary["results"].push_back(row(tests[i].spec.name, "text-bound", evaluate_text_bound(text, tests[i])));
-      if (results[chosen][i].has_retrieval)
-        summary["retrieval"][tests[i].spec.name] = {{"cl", results["cl"][i].to_json(false)["retrieval"]},
-                                                    {"cwcl", results[chosen][i].to_json(false)["retrieval"]}};
-    }
-    publish(trained.at("cl").dir, (out / "speech-cl").string());
-    publish(trained.at(chosen).dir, (out / "speech-cwcl").string());
-    curves_plot((out / "speech_curves.png").string(), "speech: training loss", trained.at("cl"), trained.at(chosen));
-    {
-      // SLURP test utterances against their own texts, 6 per intent, first 12 intents.
-      std::vector<std::string> texts;
-      for (const auto& e : tests[0].examples) texts.push_back(e.text);
-      auto frozen = text.encode(texts);
-      write_heatmaps_png((out / "speech_similarity.png").string(),
-                         {sorted_similarity(results["cl"][0], frozen, 6, 12), sorted_similarity(results[chosen][0], frozen, 6, 12)},
-                         {"CL: speech x text", "CWCL: speech x text"}, 6);
-    }
-    summary["plots"].push_back("speech_curves.png");
-    summary["plots"].push_back("speech_similarity.png");
-
-    if (p.tower_ablation) {
-      summary["speech_towers"] = json::array();
-      const auto& best_run = trained.at(chosen);
-      const auto& r0 = results[chosen][0].classification;
-      summary["speech_towers"].push_back({{"tower", "whisper-frozen"}, {"steps", best_run.config.run.steps},
-                                          {"batch", best_run.config.run.batch_size}, {"top1", r0.top1}, {"top5", r0.top5},
-                                          {"train_seconds", best_run.train_seconds}});
-      TrainConfig ab = best_run.config;
-      ab.run.steps = p.ablation_steps;
-      ab.run.batch_size = p.ablation_batch;
-      ab.optim.warmup = 50;
-      ab.run.checkpoint_every = 100;
-      for (const auto& [tower, set] : std::vector<std::pair<std::string, std::vector<std::string>>>{
-               {"whisper-top2", {"model.whisper_training=top", "model.top_blocks=2"}},
-               {"whisper-full", {"model.whisper_training=full"}},
-               {"scratch-small", {"model.tower=scratch", "model.scratch_size=small", "run.batch_size=64"}}}) {
-        auto run = train_run(ab, (runs / ("speech-tower-" + tower)).string(), tower, set);
-        auto model = TrainedModel::load(run.dir);
-        auto r = evaluate_speech(model, text, tests[0]).classification;
-        summary["speech_towers"].push_back({{"tower", tower}, {"steps", run.config.run.steps},
-                                            {"batch", run.config.run.batch_size}, {"top1", r.top1}, {"top5", r.top5},
-                                            {"train_seconds", run.train_seconds}});
-        std::cerr << "demo: speech tower " << tower << " SLURP top-1 " << r.top1 << "\n";
-      }
-    }
-  }
-
-  if (want("image")) {
-    TrainConfig base;
-    base.model = ImageTowerSpec{};
-    base.data.train = "/usr/share/datasets/fashion-mnist";
-    base.data.limit = p.image_limit;
-    base.run.steps = p.image_steps;
-    base.run.batch_size = p.image_batch;
-    base.run.threads = 2;
-    base.run.checkpoint_every = 500;
-    base.optim.warmup = 50;
-    base.optim.lr = 2e-3;
-    base.data.text_store = (runs / "fmnist-captions.store.safetensors").string();
-    base.data.class_names = (fs::path(o.data) / "fashion-mnist" / "classes.tsv").string();
-    base.data.templates = (fs::path(o.data) / "fashion-mnist" / "templates.txt").string();
-    const auto seen = base.data.classes;
-    std::vector<int64_t> unseen, everything;
-    for (int64_t k = 0; k < ClassNames::read(base.class_names_file()).size(); ++k) {
-      everything.push_back(k);
-      if (std::find(seen.begin(), seen.end(), k) == seen.end()) unseen.push_back(k);
-    }
-    std::map<std::string, Run> trained;
-    std::map<std::string, std::map<std::string, TaskResult>> results;  // variant -> "task/k"
-    double best = -1;
-    std::string chosen;
-    summary["templates"] = json::array();
-    for (const auto& v : variants(/*with_labels=*/true)) {
-      auto run = train_run(base, (runs / ("image-" + v.name)).string(), v.name, v.set);
-      auto model = TrainedModel::load(run.dir);
-      const double valid = evaluate_images(model, text, {"fmnist-valid", seen, 0, true}).classification.top1;
-      summary["validation"]["fmnist-valid"][v.name] = valid;
-      std::cerr << "demo: image " << v.name << " validation top-1 " << valid << "\n";
-      if (v.name != "cl" && valid > best) best = valid, chosen = v.name;
-      for (const auto& [task, classes] : std::vector<std::pair<std::string, std::vector<int64_t>>>{{"fmnist-all", everything},
-                                                                                                 {"fmnist-unseen", unseen}})
-        for (int64_t k : {1, 5, 10})
-          results[v.name].emplace(task + "/" + std::to_string(k), evaluate_images(model, text, {task, classes, k, false}));
-      trained.emplace(v.name, run);
-    }
-    summary["chosen"]["image"] = chosen;
-    summary["calibration"]["image"] =
-        calibration_report(summary["validation"]["fmnist-valid"], trained.at("kernel-calibrated").config.loss.kernel_tau);
-    for (const char* task : {"fmnist-all", "fmnist-unseen"}) {
-      const std::string key = std::string(task) + "/10";
-      summary["results"].push_back(row(task, "cl", results["cl"].at(key)));
-      summary["results"].push_back(row(task, "cwcl", results[chosen].at(key)));
-      for (const auto& [name, rs] : results)
-        if (name != "cl" && name != chosen) {
-          auto r = row(task, "cwcl", rs.at(key));
-          r["weights"] = name;
-          summary["results"].push_back(r);
-        }
-      std::vector<PlotSeries> series;
-      for (const auto& name : {std::string("cl"), chosen}) {
-        PlotSeries s;
-        s.name = name == "cl" ? "CL" : "CWCL (" + name + ")";
-        for (int64_t k : {1, 5, 10}) {
-          const double top1 = results[name].at(std::string(task) + "/" + std::to_string(k)).classification.top1;
-          s.x.push_back(static_cast<double>(k));
-          s.y.push_back(top1);
-          summary["templates"].push_back({{"task", task}, {"method", name == "cl" ? "cl" : "cwcl"}, {"k", k}, {"top1", top1}});
-        }
-        series.push_back(s);
-      }
-      const std::string plot = std::string(task) + "_templates.png";
-      write_line_plot_png((out / plot).string(), std::string(task) + ": top-1 vs prompt templates", "templates k", "top-1", series);
-      summary["plots"].push_back(plot);
-    }
-    publish(trained.at("cl").dir, (out / "image-cl").string());
-    publish(trained.at(chosen).dir, (out / "image-cwcl").string());
-    curves_plot((out / "image_curves.png").string(), "image: training loss", trained.at("cl"), trained.at(chosen));
-    {
-      // Test images against one caption of their own class ("a photo of a <name>."), 10 per class.
-      const auto& cl_all = results["cl"].at("fmnist-all/1");
-      const auto& cw_all = results[chosen].at("fmnist-all/1");
-      auto frozen = cl_all.class_embeddings.index_select(0, cl_all.targets);
-      write_heatmaps_png((out / "image_similarity.png").string(),
-                         {sorted_similarity(cl_all, frozen, 10, 10), sorted_similarity(cw_all, frozen, 10, 10)},
-                         {"CL: image x caption", "CWCL: image x caption"}, 5);
-    }
-    summary["plots"].push_back("image_curves.png");
-    summary["plots"].push_back("image_similarity.png");
-  }
-
-  summary["seconds"] = seconds_since(start);
-  {
-    std::ofstream(out / "summary.json.tmp") << summary.dump(2) << "\n";
-    fs::rename(out / "summary.json.tmp", out / "summary.json");
-  }
-  write_markdown((out / "summary.md").string(), summary);
-  std::cout << "demo: " << (out / "summary.json").string() << " and summary.md written in "
-            << static_cast<int64_t>(summary["seconds"].get<double>()) << " s\n";
+  Demo d{preset(o.preset), o.out, o.corpus, fs::path(o.out) / "runs" / o.preset, o.data,
+         load_text_tower(TextTowerOptions{}),
+         {{"preset", o.preset}, {"results", json::array()}, {"chosen", json::object()},
+          {"validation", json::object()}, {"plots", json::array()}}};
+  fs::create_directories(d.runs);
+  if (want("speech")) speech_experiments(d);
+  if (want("image")) image_experiments(d);
+  d.summary["seconds"] = seconds_since(start);
+  replace_file_atomically((d.out / "summary.json").string(),
+                          [&](const std::string& tmp) { std::ofstream(tmp) << d.summary.dump(2) << "\n"; });
+  write_markdown((d.out / "summary.md").string(), d.summary);
+  std::cout << "demo: " << (d.out / "summary.json").string() << " and summary.md written in "
+            << static_cast<int64_t>(d.summary["seconds"].get<double>()) << " s\n";
   return 0;
 }
 

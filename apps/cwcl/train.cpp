@@ -3,6 +3,7 @@
 #include "tasks.h"
 
 #include <cwcl/audio/audio.h>
+#include <cwcl/train/export.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -73,6 +74,13 @@ int run_info_model(const std::string& path) {
                     {"weights_digest", model.weights_digest()}}
                    .dump()
             << "\n";
+  return 0;
+}
+
+int run_export(const ExportOptions& o) {
+  auto model = TrainedModel::load(o.model);
+  const auto r = export_model(model, o.out);
+  std::cout << json{{"folder", r.folder}, {"tensors", r.tensors}, {"parameters", r.parameters}}.dump() << "\n";
   return 0;
 }
 

@@ -87,8 +87,7 @@ ImageSet read_fashion_mnist(const std::string& folder, FashionMnistSplit split) 
 }
 
 torch::Tensor normalise_images(const torch::Tensor& images) {
-  // Mean and standard deviation of the Fashion-MNIST training pixels.
-  return ((images.to(torch::kFloat) / 255.0 - 0.2860) / 0.3530).unsqueeze(1);
+  return ((images.to(torch::kFloat) / 255.0 - kFashionMnistMean) / kFashionMnistStd).unsqueeze(1);
 }
 
 torch::Tensor augment_images(const torch::Tensor& images, int64_t max_shift, torch::Generator& generator) {

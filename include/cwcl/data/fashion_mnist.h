@@ -28,7 +28,10 @@ enum class FashionMnistSplit { Train, Test };
 /// missing file, a wrong magic number or a short read.
 ImageSet read_fashion_mnist(const std::string& folder, FashionMnistSplit split);
 
-/// uint8 [B, H, W] -> float [B, 1, H, W] normalised with Fashion-MNIST's mean and deviation.
+/// Mean and standard deviation of the Fashion-MNIST training pixels in [0, 1].
+inline constexpr double kFashionMnistMean = 0.2860, kFashionMnistStd = 0.3530;
+
+/// uint8 [B, H, W] -> float [B, 1, H, W]: (x / 255 - mean) / std.
 torch::Tensor normalise_images(const torch::Tensor& images);
 
 /// An image file (PNG, JPEG, anything OpenCV reads) as uint8 [28, 28]
