@@ -385,7 +385,7 @@ struct TiledSigmoidLoss : public torch::autograd::Function<TiledSigmoidLoss> {
 
 enum class Target { Diagonal, Affine, Tiles };
 
-struct FusedConfig : torch::CustomClassHolder {
+struct FusedConfig {
   Target pq = Target::Diagonal, qp = Target::Diagonal;  // rows p vs q; rows q vs p
   WeightOptions weights;  // Tiles: the map; Affine: weights.center
   torch::Tensor labels;   // Tiles with the labels map
@@ -398,15 +398,6 @@ struct FusedConfig : torch::CustomClassHolder {
     b.p_rows = b.p_cols = p;
     b.labels_rows = b.labels_cols = labels;
     return WeightTiles(weights, b, tile, /*normalise=*/true);
-  }
-
-  // The autograd context keeps IValues: the whole config travels as one
-  // capsule, so a field added here reaches the backward pass by itself.
-  void save(AutogradContext* ctx) const {
-    ctx->saved_data["config"] = c10::IValue::make_capsule(c10::make_intrusive<FusedConfig>(*this));
-  }
-  static c10::intrusive_ptr<FusedConfig> load(AutogradContext* ctx) {
-    return c10::static_intrusive_pointer_cast<FusedConfig>(ctx->saved_data["config"].toCapsule());
   }
 };
 
@@ -484,165 +475,174 @@ AffineStats affine_stats(const torch::Tensor& p, const torch::Tensor& q,
   return st;
 }
 
-struct FusedSoftmaxLoss : public torch::autograd::Function<FusedSoftmaxLoss> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p,
-                               const torch::Tensor& q, const torch::Tensor& scale,
-                               const FusedConfig& config) {
-    SerialElementwise serial;
-    const FusedConfig* cfg = &config;
-    const double s = scale.item<double>();
-    const int64_t n = p.size(0), tile = cfg->tile;
-    const auto opts = p.options();
-    auto inv_p = inverse_norms(p), inv_q = inverse_norms(q);
-    const auto tiles = cfg->make_tiles(p);
+// What the backward pass needs, kept whole in one capsule: the autograd
+// context holds IValues only, and a field added here reaches the backward
+// pass by itself (no field-by-field copies).
+struct FusedState : torch::CustomClassHolder {
+  FusedConfig config;
+  torch::Tensor inv_p, inv_q;        // 1 / |p_i|, 1 / |q_i|
+  torch::Tensor lse_rows, lse_cols;  // per-row log-sum-exps of both directions
+  AffineStats affine;                // when a direction uses affine targets
+  double targets_over_s = 0;         // sum of the target terms / s
 
-    // Log-sum-exp over rows (p_i vs all q) and columns (q_j vs all p), and
-    // the tiled targets <T, l> of either direction, in one pass.
-    const double neg_inf = -std::numeric_limits<double>::infinity();
-    auto row_max = torch::full({n}, neg_inf, opts), row_sum = torch::zeros({n}, opts);
-    auto col_max = torch::full({n}, neg_inf, opts), col_sum = torch::zeros({n}, opts);
-    auto logits = torch::empty({tile * tile}, opts), scratch = torch::empty({tile * tile}, opts);
-    double tiled_targets = 0;
-    for (int64_t i0 = 0; i0 < n; i0 += tile) {
-      const int64_t ti = std::min(tile, n - i0);
-      auto pi = unit_rows(p, inv_p, i0, ti);
-      for (int64_t j0 = 0; j0 < n; j0 += tile) {
-        const int64_t tj = std::min(tile, n - j0);
-        auto l = tile_logits(logits, pi, unit_rows(q, inv_q, j0, tj), s);
-        merge_tile_lse(l, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti),
-                       col_max.narrow(0, j0, tj), col_sum.narrow(0, j0, tj), scratch);
-        if (cfg->pq == Target::Tiles)
-          tiled_targets += l.view(-1).dot((*tiles)(i0, ti, j0, tj).reshape(-1)).item<double>();
-        // Rows q_j against columns p_i: logit l_ij with target T_ji.
-        if (cfg->qp == Target::Tiles)
-          tiled_targets +=
-              (l * (*tiles)(j0, tj, i0, ti).t()).sum().item<double>();
+  static c10::intrusive_ptr<FusedState> load(AutogradContext* ctx) {
+    return c10::static_intrusive_pointer_cast<FusedState>(ctx->saved_data["state"].toCapsule());
+  }
+};
+
+// Gradients of the log-sum-exp and tiled-target terms with respect to the
+// normalised rows p^, q^, tile by tile; returns their part of d loss / d s.
+double logit_gradients(const torch::Tensor& p, const torch::Tensor& q, const FusedState& st, double s, double c,
+                       bool need_s, torch::Tensor& dp, torch::Tensor& dq) {
+  const auto& cfg = st.config;
+  const int64_t n = p.size(0), tile = cfg.tile;
+  const auto tiles = cfg.make_tiles(p);
+  const auto opts = p.options();
+  double ds = 0;
+  auto logits = torch::empty({tile * tile}, opts), grad = torch::empty({tile * tile}, opts),
+       scratch = torch::empty({tile * tile}, opts);
+  for (int64_t i0 = 0; i0 < n; i0 += tile) {
+    const int64_t ti = std::min(tile, n - i0);
+    auto pi = unit_rows(p, st.inv_p, i0, ti);
+    for (int64_t j0 = 0; j0 < n; j0 += tile) {
+      const int64_t tj = std::min(tile, n - j0);
+      auto qj = unit_rows(q, st.inv_q, j0, tj);
+      auto l = tile_logits(logits, pi, qj, s);
+      auto g = tile_view(grad, ti, tj);
+      softmax_grad_tile(l, st.lse_rows.narrow(0, i0, ti), st.lse_cols.narrow(0, j0, tj), 1.0, 1.0, g, scratch);
+      if (need_s) ds += c * g.view(-1).dot(l.view(-1)).item<double>() / s;
+      if (cfg.pq == Target::Tiles) g.sub_((*tiles)(i0, ti, j0, tj));
+      if (cfg.qp == Target::Tiles) g.sub_((*tiles)(j0, tj, i0, ti).t());
+      // l = s <p^_i, q^_j>
+      if (dp.defined()) dp.narrow(0, i0, ti).addmm_(g, qj, 1.0, c * s);
+      dq.narrow(0, j0, tj).addmm_(g.t(), pi, 1.0, c * s);
+    }
+  }
+  return ds;
+}
+
+// Adds the diagonal and affine targets' gradients (each direction's
+// sum_ij T_ij <r_i, c_j>, coefficient k = -c s), then maps the gradients
+// through the normalisation x^ = x / |x|: dx = (dx^ - x^ <x^, dx^>) / |x|.
+void target_gradients(const torch::Tensor& p, const torch::Tensor& q, const FusedState& st, double k,
+                      torch::Tensor& dp, torch::Tensor& dq) {
+  const auto& cfg = st.config;
+  const auto& a_st = st.affine;
+  const int64_t n = p.size(0), tile = cfg.tile;
+  const int diagonal_dirs = (cfg.pq == Target::Diagonal) + (cfg.qp == Target::Diagonal);
+  const bool need_p = dp.defined();
+  for (int64_t i0 = 0; i0 < n; i0 += tile) {
+    const int64_t t = std::min(tile, n - i0);
+    auto pi = unit_rows(p, st.inv_p, i0, t), qi = unit_rows(q, st.inv_q, i0, t);
+    auto dpi = need_p ? dp.narrow(0, i0, t) : torch::Tensor();
+    auto dqi = dq.narrow(0, i0, t);
+    if (diagonal_dirs > 0) {
+      dqi.add_(pi, k * diagonal_dirs);
+      if (need_p) dpi.add_(qi, k * diagonal_dirs);
+    }
+    if (cfg.pq == Target::Affine || cfg.qp == Target::Affine) {
+      auto a = affine_rows(pi, cfg.weights.center);
+      auto inv_w = a_st.row_sums.narrow(0, i0, t).reciprocal().unsqueeze(1);
+      auto aw = a * inv_w;
+      if (cfg.pq == Target::Affine) {
+        // value = (<A^T Q^, AW^T P^> + <sum p^/W, sum q^>) / 2
+        dqi.add_(torch::mm(a, a_st.awt_p) + a_st.p_over_w, 0.5 * k);
+        if (need_p) dpi.add_(torch::mm(aw, a_st.at_q) + inv_w * a_st.q_sum, 0.5 * k);
+      }
+      if (cfg.qp == Target::Affine) {
+        // value = (<A^T P^, AW^T Q^> + <sum q^/W, sum p^>) / 2
+        dqi.add_(torch::mm(aw, a_st.at_p) + inv_w * a_st.p_sum, 0.5 * k);
+        if (need_p) dpi.add_(torch::mm(a, a_st.awt_q) + a_st.q_over_w, 0.5 * k);
       }
     }
-    auto lse_rows = row_max + row_sum.log(), lse_cols = col_max + col_sum.log();
+    dqi.sub_(qi * (qi * dqi).sum(1, true)).mul_(st.inv_q.narrow(0, i0, t).unsqueeze(1));
+    if (need_p) dpi.sub_(pi * (pi * dpi).sum(1, true)).mul_(st.inv_p.narrow(0, i0, t).unsqueeze(1));
+  }
+}
 
-    double targets = tiled_targets;
+// Log-sum-exp over rows (p_i vs all q) and columns (q_j vs all p) into the
+// state, and the tiled targets <T, l> of either direction, in one pass.
+double log_sum_exps(const torch::Tensor& p, const torch::Tensor& q, FusedState& st, double s) {
+  const auto& cfg = st.config;
+  const int64_t n = p.size(0), tile = cfg.tile;
+  const auto opts = p.options();
+  const auto tiles = cfg.make_tiles(p);
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  auto row_max = torch::full({n}, neg_inf, opts), row_sum = torch::zeros({n}, opts);
+  auto col_max = torch::full({n}, neg_inf, opts), col_sum = torch::zeros({n}, opts);
+  auto logits = torch::empty({tile * tile}, opts), scratch = torch::empty({tile * tile}, opts);
+  double tiled_targets = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += tile) {
+    const int64_t ti = std::min(tile, n - i0);
+    auto pi = unit_rows(p, st.inv_p, i0, ti);
+    for (int64_t j0 = 0; j0 < n; j0 += tile) {
+      const int64_t tj = std::min(tile, n - j0);
+      auto l = tile_logits(logits, pi, unit_rows(q, st.inv_q, j0, tj), s);
+      merge_tile_lse(l, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti), col_max.narrow(0, j0, tj),
+                     col_sum.narrow(0, j0, tj), scratch);
+      if (cfg.pq == Target::Tiles) tiled_targets += l.view(-1).dot((*tiles)(i0, ti, j0, tj).reshape(-1)).item<double>();
+      // Rows q_j against columns p_i: logit l_ij with target T_ji.
+      if (cfg.qp == Target::Tiles) tiled_targets += (l * (*tiles)(j0, tj, i0, ti).t()).sum().item<double>();
+    }
+  }
+  st.lse_rows = row_max + row_sum.log();
+  st.lse_cols = col_max + col_sum.log();
+  return tiled_targets;
+}
+
+// The diagonal and affine targets' sum (affine statistics kept in the state).
+double linear_targets(const torch::Tensor& p, const torch::Tensor& q, FusedState& st, double s) {
+  const auto& cfg = st.config;
+  const int64_t n = p.size(0), tile = cfg.tile;
+  double targets = 0;
+  const int diagonal_dirs = (cfg.pq == Target::Diagonal) + (cfg.qp == Target::Diagonal);
+  if (diagonal_dirs > 0) {
     double diagonal = 0;  // sum_i <p^_i, q^_i>
-    if (cfg->pq == Target::Diagonal || cfg->qp == Target::Diagonal) {
-      for (int64_t i0 = 0; i0 < n; i0 += tile) {
-        const int64_t t = std::min(tile, n - i0);
-        diagonal += (unit_rows(p, inv_p, i0, t) * unit_rows(q, inv_q, i0, t)).sum().item<double>();
-      }
-      targets += s * diagonal * ((cfg->pq == Target::Diagonal) + (cfg->qp == Target::Diagonal));
+    for (int64_t i0 = 0; i0 < n; i0 += tile) {
+      const int64_t t = std::min(tile, n - i0);
+      diagonal += (unit_rows(p, st.inv_p, i0, t) * unit_rows(q, st.inv_q, i0, t)).sum().item<double>();
     }
-    AffineStats affine;
-    if (cfg->pq == Target::Affine || cfg->qp == Target::Affine) {
-      affine = affine_stats(p, q, inv_p, inv_q, cfg->weights.center, tile);
-      if (cfg->pq == Target::Affine) targets += s * affine.value_pq();
-      if (cfg->qp == Target::Affine) targets += s * affine.value_qp();
-    }
-    const double lse = lse_rows.sum().item<double>() + lse_cols.sum().item<double>();
+    targets += s * diagonal * diagonal_dirs;
+  }
+  if (cfg.pq == Target::Affine || cfg.qp == Target::Affine) {
+    st.affine = affine_stats(p, q, st.inv_p, st.inv_q, cfg.weights.center, tile);
+    if (cfg.pq == Target::Affine) targets += s * st.affine.value_pq();
+    if (cfg.qp == Target::Affine) targets += s * st.affine.value_qp();
+  }
+  return targets;
+}
 
+struct FusedSoftmaxLoss : public torch::autograd::Function<FusedSoftmaxLoss> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p, const torch::Tensor& q,
+                               const torch::Tensor& scale, const FusedConfig& config) {
+    SerialElementwise serial;
+    const double s = scale.item<double>();
+    auto st = c10::make_intrusive<FusedState>();
+    st->config = config;
+    st->inv_p = inverse_norms(p);
+    st->inv_q = inverse_norms(q);
+    const double targets = log_sum_exps(p, q, *st, s) + linear_targets(p, q, *st, s);
+    const double lse = st->lse_rows.sum().item<double>() + st->lse_cols.sum().item<double>();
+    st->targets_over_s = targets / s;
     ctx->save_for_backward({p, q, scale});
-    ctx->saved_data["inv_p"] = inv_p;
-    ctx->saved_data["inv_q"] = inv_q;
-    ctx->saved_data["lse_rows"] = lse_rows;
-    ctx->saved_data["lse_cols"] = lse_cols;
-    ctx->saved_data["diagonal"] = diagonal;
-    ctx->saved_data["targets_over_s"] = targets / s;
-    cfg->save(ctx);
-    if (affine.row_sums.defined()) {
-      ctx->saved_data["row_sums"] = affine.row_sums;
-      ctx->saved_data["at_q"] = affine.at_q;
-      ctx->saved_data["at_p"] = affine.at_p;
-      ctx->saved_data["awt_p"] = affine.awt_p;
-      ctx->saved_data["awt_q"] = affine.awt_q;
-      ctx->saved_data["p_over_w"] = affine.p_over_w;
-      ctx->saved_data["q_over_w"] = affine.q_over_w;
-      ctx->saved_data["p_sum"] = affine.p_sum;
-      ctx->saved_data["q_sum"] = affine.q_sum;
-    }
-    return torch::full({}, (lse - targets) / (2.0 * static_cast<double>(n)), opts);
+    ctx->saved_data["state"] = c10::IValue::make_capsule(st);
+    return torch::full({}, (lse - targets) / (2.0 * static_cast<double>(p.size(0))), p.options());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     auto saved = ctx->get_saved_variables();
     const auto &p = saved[0], &q = saved[1], &scale = saved[2];
     SerialElementwise serial;
-    const auto config = FusedConfig::load(ctx);
-    const FusedConfig* cfg = config.get();
-    auto tensor = [&](const char* key) { return ctx->saved_data[key].toTensor(); };
-    auto inv_p = tensor("inv_p"), inv_q = tensor("inv_q");
-    auto lse_rows = tensor("lse_rows"), lse_cols = tensor("lse_cols");
+    const auto state = FusedState::load(ctx);
     const double s = scale.item<double>();
-    const int64_t n = p.size(0), tile = cfg->tile;
-    const auto opts = p.options();
     // d loss / d l_ij = c [softmax_row + softmax_col - targets], c = g / 2N.
-    const double c = grad_outputs[0].item<double>() / (2.0 * static_cast<double>(n));
+    const double c = grad_outputs[0].item<double>() / (2.0 * static_cast<double>(p.size(0)));
     const bool need_p = ctx->needs_input_grad(0), need_s = ctx->needs_input_grad(2);
-    const auto tiles = cfg->make_tiles(p);
-
-    // Gradients with respect to the normalised rows p^, q^ first.
     auto dq = torch::zeros_like(q);
     torch::Tensor dp = need_p ? torch::zeros_like(p) : torch::Tensor();
-    double ds = need_s ? -c * ctx->saved_data["targets_over_s"].toDouble() : 0.0;
-
-    auto logits = torch::empty({tile * tile}, opts), grad = torch::empty({tile * tile}, opts),
-         scratch = torch::empty({tile * tile}, opts);
-    for (int64_t i0 = 0; i0 < n; i0 += tile) {
-      const int64_t ti = std::min(tile, n - i0);
-      auto pi = unit_rows(p, inv_p, i0, ti);
-      for (int64_t j0 = 0; j0 < n; j0 += tile) {
-        const int64_t tj = std::min(tile, n - j0);
-        auto qj = unit_rows(q, inv_q, j0, tj);
-        auto l = tile_logits(logits, pi, qj, s);
-        auto g = tile_view(grad, ti, tj);
-        softmax_grad_tile(l, lse_rows.narrow(0, i0, ti), lse_cols.narrow(0, j0, tj), 1.0, 1.0, g,
-                          scratch);
-        if (need_s) ds += c * g.view(-1).dot(l.view(-1)).item<double>() / s;
-        if (cfg->pq == Target::Tiles) g.sub_((*tiles)(i0, ti, j0, tj));
-        if (cfg->qp == Target::Tiles) g.sub_((*tiles)(j0, tj, i0, ti).t());
-        // l = s <p^_i, q^_j>
-        if (need_p) dp.narrow(0, i0, ti).addmm_(g, qj, 1.0, c * s);
-        dq.narrow(0, j0, tj).addmm_(g.t(), pi, 1.0, c * s);
-      }
-    }
-
-    // Diagonal and affine targets: each direction's sum_ij T_ij <r_i, c_j>.
-    const int diagonal_dirs = (cfg->pq == Target::Diagonal) + (cfg->qp == Target::Diagonal);
-    const bool affine = cfg->pq == Target::Affine || cfg->qp == Target::Affine;
-    torch::Tensor row_sums, at_q, at_p, awt_p, awt_q, p_over_w, q_over_w, p_sum, q_sum;
-    if (affine) {
-      row_sums = tensor("row_sums");
-      at_q = tensor("at_q"), at_p = tensor("at_p"), awt_p = tensor("awt_p"),
-      awt_q = tensor("awt_q");
-      p_over_w = tensor("p_over_w"), q_over_w = tensor("q_over_w");
-      p_sum = tensor("p_sum"), q_sum = tensor("q_sum");
-    }
-    const double k = -c * s;  // coefficient of a target's gradient
-    for (int64_t i0 = 0; i0 < n; i0 += tile) {
-      const int64_t t = std::min(tile, n - i0);
-      auto pi = unit_rows(p, inv_p, i0, t), qi = unit_rows(q, inv_q, i0, t);
-      auto dpi = need_p ? dp.narrow(0, i0, t) : torch::Tensor();
-      auto dqi = dq.narrow(0, i0, t);
-      if (diagonal_dirs > 0) {
-        dqi.add_(pi, k * diagonal_dirs);
-        if (need_p) dpi.add_(qi, k * diagonal_dirs);
-      }
-      if (affine) {
-        auto a = affine_rows(pi, cfg->weights.center);
-        auto inv_w = row_sums.narrow(0, i0, t).reciprocal().unsqueeze(1);
-        auto aw = a * inv_w;
-        if (cfg->pq == Target::Affine) {
-          // value = (<A^T Q^, AW^T P^> + <sum p^/W, sum q^>) / 2
-          dqi.add_(torch::mm(a, awt_p) + p_over_w, 0.5 * k);
-          if (need_p) dpi.add_(torch::mm(aw, at_q) + inv_w * q_sum, 0.5 * k);
-        }
-        if (cfg->qp == Target::Affine) {
-          // value = (<A^T P^, AW^T Q^> + <sum q^/W, sum p^>) / 2
-          dqi.add_(torch::mm(aw, at_p) + inv_w * p_sum, 0.5 * k);
-          if (need_p) dpi.add_(torch::mm(a, awt_q) + q_over_w, 0.5 * k);
-        }
-      }
-      // Through the normalisation x^ = x / |x|: dx = (dx^ - x^ <x^, dx^>) / |x|.
-      dqi.sub_(qi * (qi * dqi).sum(1, true)).mul_(inv_q.narrow(0, i0, t).unsqueeze(1));
-      if (need_p) dpi.sub_(pi * (pi * dpi).sum(1, true)).mul_(inv_p.narrow(0, i0, t).unsqueeze(1));
-    }
+    double ds = need_s ? -c * state->targets_over_s : 0.0;
+    ds += logit_gradients(p, q, *state, s, c, need_s, dp, dq);
+    target_gradients(p, q, *state, -c * s, dp, dq);
     torch::Tensor dscale = need_s ? torch::full({}, ds, scale.options()) : torch::Tensor();
     return {dp, dq, dscale, torch::Tensor()};
   }

@@ -262,8 +262,10 @@ struct Job {
 
 }  // namespace
 
-SynthReport synthesize(const std::vector<SynthItem>& items, const SynthOptions& o,
-                       const std::function<void(int64_t, int64_t)>& progress) {
+namespace {
+
+// The voices items may be given (options and per-item), parsed and checked up front.
+std::vector<Voice> checked_voices(const std::vector<SynthItem>& items, const SynthOptions& o) {
   if (o.out_dir.empty()) throw UsageError("synthesize: no output folder");
   if (o.voices.empty()) throw UsageError("synthesize: no voices");
   if (o.format != "wav" && o.format != "flac") throw UsageError("synthesize: format must be wav or flac");
@@ -275,45 +277,62 @@ SynthReport synthesize(const std::vector<SynthItem>& items, const SynthOptions& 
   for (const auto& it : items)
     if (!it.voice.empty() && seen.insert(it.voice).second) all.push_back(parse_voice(it.voice));
   check_espeak_voices(all);
-  const auto start = std::chrono::steady_clock::now();
-  const fs::path audio_dir = fs::path(o.out_dir) / "audio";
-  fs::create_directories(audio_dir);
+  return voices;
+}
 
-  SynthReport report;
-  report.total = static_cast<int64_t>(items.size());
-  std::vector<double> duration(items.size(), -1);
-  std::vector<std::string> rel_path(items.size()), voice_of(items.size());
-  std::vector<Job> pending;
+// Per item: its file, its voice, and its duration once it has audio.
+struct Plan {
+  std::vector<double> duration;
+  std::vector<std::string> rel_path, voice_of;
+  std::vector<Job> pending;  // items without audio yet
+};
+
+Plan plan_items(const std::vector<SynthItem>& items, const SynthOptions& o, const std::vector<Voice>& voices,
+                SynthReport& report) {
+  Plan plan{std::vector<double>(items.size(), -1), std::vector<std::string>(items.size()),
+            std::vector<std::string>(items.size()), {}};
   for (size_t i = 0; i < items.size(); ++i) {
     const auto& id = items[i].id;
     if (id.empty() || id.find('/') != std::string::npos || id == "." || id == "..")
       throw UsageError("synthesize: id '" + id + "' cannot name a file");
-    rel_path[i] = "audio/" + id + "." + o.format;
+    plan.rel_path[i] = "audio/" + id + "." + o.format;
     auto rng = item_rng(o.seed, id);
     const auto v = items[i].voice.empty() ? voices[rng() % voices.size()] : parse_voice(items[i].voice);
-    voice_of[i] = v.backend + ":" + v.name;
-    const auto path = (fs::path(o.out_dir) / rel_path[i]).string();
+    plan.voice_of[i] = v.backend + ":" + v.name;
+    const auto path = (fs::path(o.out_dir) / plan.rel_path[i]).string();
     const double existing = fs::exists(path) ? file_duration(path) : -1;
     if (existing > 0) {
-      duration[i] = existing;
+      plan.duration[i] = existing;
       ++report.reused;
     } else {
-      pending.push_back({i, path});
+      plan.pending.push_back({i, path});
     }
   }
+  return plan;
+}
 
-  // Fork the workers; each reads its share of the pending items.
-  const int workers = static_cast<int>(std::min<size_t>(static_cast<size_t>(o.workers), pending.size()));
-  std::vector<pid_t> pids;
-  std::vector<int> fds;
-  for (int w = 0; w < workers; ++w) {
-    std::vector<Job> share;
-    for (size_t k = static_cast<size_t>(w); k < pending.size(); k += static_cast<size_t>(workers)) share.push_back(pending[k]);
-    auto [pid, fd] = spawn_child([&](int out) { run_worker(items, share, voices, o, out); }, fds);
-    pids.push_back(pid);
-    fds.push_back(fd);
+// One "<index>\t<ok|error>\t<duration or reason>" line from a worker.
+void record_line(const std::string& line, const std::vector<SynthItem>& items, Plan& plan,
+                 std::vector<bool>& reported, SynthReport& report) {
+  std::istringstream fields(line);
+  std::string index, status, rest;
+  std::getline(fields, index, '\t');
+  std::getline(fields, status, '\t');
+  std::getline(fields, rest);
+  const size_t i = std::stoul(index);
+  reported[i] = true;
+  if (status == "ok") {
+    plan.duration[i] = std::stod(rest);
+    ++report.synthesized;
+  } else {
+    ++report.failed;
+    if (report.failures.size() < 10) report.failures.push_back(items[i].id + ": " + rest);
   }
+}
 
+// Reads the workers' result lines until every pipe closes.
+std::vector<bool> collect_results(const std::vector<int>& fds, const std::vector<SynthItem>& items, Plan& plan,
+                                  SynthReport& report, const std::function<void(int64_t, int64_t)>& progress) {
   int64_t done = report.reused;
   if (progress) progress(done, report.total);
   std::vector<bool> reported(items.size(), false);
@@ -329,7 +348,7 @@ SynthReport synthesize(const std::vector<SynthItem>& items, const SynthOptions& 
     for (size_t k = 0; k < polls.size(); ++k) {
       if (polls[k].fd < 0 || !(polls[k].revents & (POLLIN | POLLHUP))) continue;
       char buf[4096];
-      ssize_t n = ::read(polls[k].fd, buf, sizeof buf);
+      const ssize_t n = ::read(polls[k].fd, buf, sizeof buf);
       if (n <= 0) {
         ::close(polls[k].fd);
         polls[k].fd = -1;
@@ -337,28 +356,64 @@ SynthReport synthesize(const std::vector<SynthItem>& items, const SynthOptions& 
         continue;
       }
       partial[k].append(buf, static_cast<size_t>(n));
-      size_t nl;
-      while ((nl = partial[k].find('\n')) != std::string::npos) {
-        std::string line = partial[k].substr(0, nl);
+      for (size_t nl; (nl = partial[k].find('\n')) != std::string::npos;) {
+        record_line(partial[k].substr(0, nl), items, plan, reported, report);
         partial[k].erase(0, nl + 1);
-        std::istringstream fields(line);
-        std::string index, status, rest;
-        std::getline(fields, index, '\t');
-        std::getline(fields, status, '\t');
-        std::getline(fields, rest);
-        const size_t i = std::stoul(index);
-        reported[i] = true;
-        if (status == "ok") {
-          duration[i] = std::stod(rest);
-          ++report.synthesized;
-        } else {
-          ++report.failed;
-          if (report.failures.size() < 10) report.failures.push_back(items[i].id + ": " + rest);
-        }
         if (progress) progress(++done, report.total);
       }
     }
   }
+  return reported;
+}
+
+// manifest.jsonl: one line per item with audio, in input order.
+void write_manifest(const std::vector<SynthItem>& items, const SynthOptions& o, const Plan& plan,
+                    SynthReport& report) {
+  const auto manifest = (fs::path(o.out_dir) / "manifest.jsonl").string();
+  {
+    std::ofstream out(manifest + ".tmp");
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (plan.duration[i] <= 0) continue;
+      nlohmann::ordered_json j;
+      j["id"] = items[i].id;
+      j["audio"] = plan.rel_path[i];
+      j["text"] = items[i].text;
+      j["voice"] = plan.voice_of[i];
+      j["duration"] = std::round(plan.duration[i] * 1000.0) / 1000.0;
+      for (const auto& [key, value] : items[i].extra_json)
+        if (!j.contains(key)) j[key] = nlohmann::json::parse(value);
+      out << j.dump() << "\n";
+      report.audio_seconds += plan.duration[i];
+    }
+    if (!out) throw std::runtime_error(manifest + ": write failed");
+  }
+  fs::rename(manifest + ".tmp", manifest);
+}
+
+}  // namespace
+
+SynthReport synthesize(const std::vector<SynthItem>& items, const SynthOptions& o,
+                       const std::function<void(int64_t, int64_t)>& progress) {
+  const auto voices = checked_voices(items, o);
+  const auto start = std::chrono::steady_clock::now();
+  fs::create_directories(fs::path(o.out_dir) / "audio");
+  SynthReport report;
+  report.total = static_cast<int64_t>(items.size());
+  auto plan = plan_items(items, o, voices, report);
+
+  // Fork the workers; each synthesises its share of the pending items.
+  const auto& pending = plan.pending;
+  const int workers = static_cast<int>(std::min<size_t>(static_cast<size_t>(o.workers), pending.size()));
+  std::vector<pid_t> pids;
+  std::vector<int> fds;
+  for (int w = 0; w < workers; ++w) {
+    std::vector<Job> share;
+    for (size_t k = static_cast<size_t>(w); k < pending.size(); k += static_cast<size_t>(workers)) share.push_back(pending[k]);
+    auto [pid, fd] = spawn_child([&](int out) { run_worker(items, share, voices, o, out); }, fds);
+    pids.push_back(pid);
+    fds.push_back(fd);
+  }
+  const auto reported = collect_results(fds, items, plan, report, progress);
   for (pid_t pid : pids) {
     int status = 0;
     ::waitpid(pid, &status, 0);
@@ -369,26 +424,7 @@ SynthReport synthesize(const std::vector<SynthItem>& items, const SynthOptions& 
       ++report.failed;
       if (report.failures.size() < 10) report.failures.push_back(items[job.index].id + ": worker died");
     }
-
-  const auto manifest = (fs::path(o.out_dir) / "manifest.jsonl").string();
-  {
-    std::ofstream out(manifest + ".tmp");
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (duration[i] <= 0) continue;
-      nlohmann::ordered_json j;
-      j["id"] = items[i].id;
-      j["audio"] = rel_path[i];
-      j["text"] = items[i].text;
-      j["voice"] = voice_of[i];
-      j["duration"] = std::round(duration[i] * 1000.0) / 1000.0;
-      for (const auto& [key, value] : items[i].extra_json)
-        if (!j.contains(key)) j[key] = nlohmann::json::parse(value);
-      out << j.dump() << "\n";
-      report.audio_seconds += duration[i];
-    }
-    if (!out) throw std::runtime_error(manifest + ": write failed");
-  }
-  fs::rename(manifest + ".tmp", manifest);
+  write_manifest(items, o, plan, report);
   report.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
