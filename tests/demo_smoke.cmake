@@ -22,7 +22,7 @@ run(${CWCL} synth ${tmp}/text/train.txt -o ${tmp}/corpus/train --voices espeak:e
 run(${CWCL} synth ${tmp}/text/devel.jsonl -o ${tmp}/corpus/devel --text-field sentence --id-field slurp_id --voices espeak:en-gb-scotland)
 run(${CWCL} synth ${tmp}/text/test.jsonl -o ${tmp}/corpus/slurp_test --text-field sentence --id-field slurp_id --voices flite:kal16)
 run(${CWCL} synth ${tmp}/text/kws.jsonl -o ${tmp}/corpus/kws_test --voices flite:kal16)
-run(${CWCL} demo --preset smoke --corpus ${tmp}/corpus --out ${tmp}/demo --data ${SOURCE_DIR}/data)
+run(${CWCL} demo --preset smoke --corpus ${tmp}/corpus --out ${tmp}/demo)  # label texts and captions: the bundled data
 file(READ ${tmp}/demo/summary.json summary)
 string(JSON preset GET "${summary}" preset)
 if(NOT preset STREQUAL "smoke")

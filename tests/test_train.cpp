@@ -187,6 +187,26 @@ TEST(Config, ValidateNamesTheKey) {
   expect_key(b, "loss.weights");
 }
 
+TEST(Errors, KindsMapToExitCodesAndFormatErrorsAreDataErrors) {
+  EXPECT_EQ(cwcl::exit_code(cwcl::ErrorKind::Usage), 2);
+  EXPECT_EQ(cwcl::exit_code(cwcl::ErrorKind::Config), 2);
+  EXPECT_EQ(cwcl::exit_code(cwcl::ErrorKind::Data), 3);
+  EXPECT_EQ(cwcl::exit_code(cwcl::ErrorKind::Internal), 1);
+  try {
+    throw cwcl::FormatError("x.safetensors: truncated");
+  } catch (const cwcl::Error& e) {
+    EXPECT_EQ(e.kind(), cwcl::ErrorKind::Data);
+  }
+  try {
+    TrainConfig::from_string("[run]\nsteps = \"x\"\n", "k.toml");
+  } catch (const cwcl::Error& e) {
+    EXPECT_EQ(e.kind(), cwcl::ErrorKind::Config);
+  }
+  EXPECT_THROW(cwcl::parse_name<cwcl::TowerKind>("video"), cwcl::UsageError);
+  EXPECT_EQ(cwcl::parse_name<cwcl::TowerKind>("scratch"), cwcl::TowerKind::Scratch);
+  EXPECT_STREQ(cwcl::name_of(cwcl::TextTowerKind::GloveSif), "glove-sif");
+}
+
 TEST(Seeds, StreamsAndCountersGiveUnrelatedSeeds) {
   using cwcl::SeedStream;
   std::set<uint64_t> seen;

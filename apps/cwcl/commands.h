@@ -12,6 +12,7 @@
 #include <cwcl/runtime.h>
 #include <cwcl/data/speech.h>
 #include <cwcl/towers/speech_encoder.h>
+#include <cwcl/synth/synth.h>
 #include <cwcl/towers/text_tower.h>
 
 namespace cwcl::app {
@@ -83,7 +84,7 @@ struct SynthCommandOptions {
   std::string out;                   // output folder
   uint64_t seed = 0;
   int workers = 2;
-  std::string format = "wav";
+  AudioFormat format = AudioFormat::Wav;
 };
 
 /// cwcl synth: a speech corpus from text; prints a summary with throughput.
@@ -170,7 +171,7 @@ struct DemoOptions {
   std::string preset = "quick";  // quick or full
   std::string out = "runs/demo";
   std::string corpus = "runs/corpus";
-  std::string data = "data";     // the repository's data folder (labels, captions)
+  std::string data;               // a data folder like the repository's (empty: cwcl's bundled data)
   std::vector<std::string> only;  // tasks: speech, image (empty: both)
 };
 /// The experiments of DESIGN.md: CL vs CWCL on speech and images, summary.json/md and plots.

@@ -202,6 +202,11 @@ struct Demo {
   json summary;
 };
 
+// A file of --data, or of cwcl's bundled data when --data is not given.
+std::string data_path(const Demo& d, const std::string& relative) {
+  return d.data.empty() ? data_file(relative) : (d.data / relative).string();
+}
+
 // Trains every variant, validates each, and picks the best CWCL variant on
 // validation (never on test). evaluate(run, model) fills that variant's test
 // results; returns the runs by variant name and the chosen name.
@@ -287,7 +292,7 @@ void speech_experiments(Demo& d) {
     if (!fs::exists(d.corpus / part / "manifest.jsonl"))
       throw DataError((d.corpus / part / "manifest.jsonl").string() +
                       ": missing; build the corpus with scripts/make_corpus.sh " + d.corpus.string());
-  const std::string labels = (d.data / "slurp" / "intent_labels.tsv").string();
+  const std::string labels = data_path(d, "slurp/intent_labels.tsv");
   auto manifest = [&](const char* part) { return (d.corpus / part / "manifest.jsonl").string(); };
   auto devel = SpeechTaskData::load({"slurp-devel", manifest("devel"), "intent", labels, "", ""});
   std::vector<SpeechTaskData> tests = {
@@ -344,8 +349,8 @@ TrainConfig image_base(const Demo& d) {
   base.optim.warmup = 50;
   base.optim.lr = 2e-3;
   base.data.text_store = (d.runs / "fmnist-captions.store.safetensors").string();
-  base.data.class_names = (d.data / "fashion-mnist" / "classes.tsv").string();
-  base.data.templates = (d.data / "fashion-mnist" / "templates.txt").string();
+  base.data.class_names = data_path(d, "fashion-mnist/classes.tsv");
+  base.data.templates = data_path(d, "fashion-mnist/templates.txt");
   return base;
 }
 

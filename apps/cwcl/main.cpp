@@ -147,9 +147,7 @@ void add_data_commands(CLI::App& app, Actions& actions) {
     cmd->add_option("--workers", o.workers, "worker processes")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    cmd->add_option("--format", o.format, "wav or flac")
-        ->check(CLI::IsMember({"wav", "flac"}))
-        ->capture_default_str();
+    add_named_option(cmd, "--format", o.format, "audio file format");
     cmd->add_option("--text-field", o.text_field)->capture_default_str();
     cmd->add_option("--id-field", o.id_field)->capture_default_str();
   }
@@ -194,7 +192,7 @@ void add_model_commands(CLI::App& app, Actions& actions) {
         ->check(CLI::IsMember({"quick", "full", "smoke"}))->capture_default_str();
     cmd->add_option("--out", o.out, "output folder")->capture_default_str();
     cmd->add_option("--corpus", o.corpus, "speech corpus (scripts/make_corpus.sh)")->capture_default_str();
-    cmd->add_option("--data", o.data, "the repository's data folder (label texts, captions)")->capture_default_str();
+    cmd->add_option("--data", o.data, "a data folder like the repository's (default: cwcl's bundled data)");
     cmd->add_option("--only", o.only, "speech and/or image")->check(CLI::IsMember({"speech", "image"}));
   }
 }

@@ -41,23 +41,25 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const char* const kFliteVoices[] = {"kal", "kal16", "slt", "rms", "awb"};
-
 struct Voice {
-  std::string backend, name;
+  SynthBackend backend;
+  std::string name;  // espeak-ng's voice name, or flite's
+  FliteVoice flite = FliteVoice::Kal;
+  std::string spec() const { return std::string(name_of(backend)) + ":" + name; }
 };
 
+// "espeak:<voice>" or "flite:<kal|kal16|slt|rms|awb>", parsed once.
 Voice parse_voice(const std::string& spec) {
-  auto colon = spec.find(':');
-  if (colon == std::string::npos) throw UsageError("voice '" + spec + "': expected espeak:<voice> or flite:<voice>");
-  Voice v{spec.substr(0, colon), spec.substr(colon + 1)};
-  if (v.backend == "espeak" && !v.name.empty()) return v;
-  if (v.backend == "flite") {
-    for (const char* f : kFliteVoices)
-      if (v.name == f) return v;
-    throw UsageError("voice '" + spec + "': flite voices are kal, kal16, slt, rms, awb");
+  const auto colon = spec.find(':');
+  if (colon == std::string::npos || colon + 1 == spec.size())
+    throw UsageError("voice '" + spec + "': expected espeak:<voice> or flite:<voice>");
+  try {
+    Voice v{parse_name<SynthBackend>(spec.substr(0, colon)), spec.substr(colon + 1)};
+    if (v.backend == SynthBackend::Flite) v.flite = parse_name<FliteVoice>(v.name);
+    return v;
+  } catch (const UsageError& e) {
+    throw UsageError("voice '" + spec + "': " + e.what());
   }
-  throw UsageError("voice '" + spec + "': unknown backend '" + v.backend + "' (espeak, flite)");
 }
 
 // Per-item random stream, independent of worker scheduling.
@@ -84,8 +86,8 @@ class Engines {
     std::uniform_real_distribution<double> unit(-1.0, 1.0);
     const double rate = 1.0 + o.rate_jitter * unit(rng);
     const double pitch = o.pitch_jitter * unit(rng), range = o.pitch_jitter * unit(rng);
-    return v.backend == "espeak" ? espeak(v.name, text, rate, pitch, range)
-                                 : flite(v.name, text, rate, pitch / 100.0);
+    return v.backend == SynthBackend::Espeak ? espeak(v.name, text, rate, pitch, range)
+                                             : flite(v.flite, text, rate, pitch / 100.0);
   }
 
  private:
@@ -109,18 +111,20 @@ class Engines {
     return s;
   }
 
-  Synthesized flite(const std::string& name, const std::string& text, double rate, double pitch) {
+  Synthesized flite(FliteVoice name, const std::string& text, double rate, double pitch) {
     if (!flite_ready_) {
       flite_init();
       flite_ready_ = true;
     }
     cst_voice*& voice = flite_voices_[name];
     if (!voice) {
-      if (name == "kal") voice = register_cmu_us_kal(nullptr);
-      else if (name == "kal16") voice = register_cmu_us_kal16(nullptr);
-      else if (name == "slt") voice = register_cmu_us_slt(nullptr);
-      else if (name == "rms") voice = register_cmu_us_rms(nullptr);
-      else voice = register_cmu_us_awb(nullptr);
+      switch (name) {
+        case FliteVoice::Kal: voice = register_cmu_us_kal(nullptr); break;
+        case FliteVoice::Kal16: voice = register_cmu_us_kal16(nullptr); break;
+        case FliteVoice::Slt: voice = register_cmu_us_slt(nullptr); break;
+        case FliteVoice::Rms: voice = register_cmu_us_rms(nullptr); break;
+        case FliteVoice::Awb: voice = register_cmu_us_awb(nullptr); break;
+      }
       flite_f0_[name] = get_param_float(voice->features, "int_f0_target_mean", 100.0f);
     }
     feat_set_float(voice->features, "duration_stretch", static_cast<float>(1.0 / rate));
@@ -137,8 +141,8 @@ class Engines {
 
   int espeak_rate_ = 0;
   bool flite_ready_ = false;
-  std::map<std::string, cst_voice*> flite_voices_;
-  std::map<std::string, float> flite_f0_;
+  std::map<FliteVoice, cst_voice*> flite_voices_;
+  std::map<FliteVoice, float> flite_f0_;
 };
 
 std::vector<float> resample_vector(const std::vector<float>& in, int from, int to) {
@@ -204,7 +208,7 @@ std::pair<pid_t, int> spawn_child(const std::function<void(int)>& body,
 void check_espeak_voices(const std::vector<Voice>& voices) {
   std::vector<std::string> names;
   for (const auto& v : voices)
-    if (v.backend == "espeak") names.push_back(v.name);
+    if (v.backend == SynthBackend::Espeak) names.push_back(v.name);
   if (names.empty()) return;
   auto [pid, fd] = spawn_child([&](int out) {
     std::string bad;
@@ -245,7 +249,7 @@ struct Job {
       auto s = engines.speak(voice, item.text, rng, o);
       if (s.samples.empty()) throw std::runtime_error("no audio produced");
       auto out = resample_vector(s.samples, s.rate, o.sample_rate);
-      write_audio(job.path, out, o.sample_rate, o.format == "flac");
+      write_audio(job.path, out, o.sample_rate, o.format == AudioFormat::Flac);
       line = std::to_string(job.index) + "\tok\t" + std::to_string(static_cast<double>(out.size()) / o.sample_rate);
     } catch (const std::exception& e) {
       std::string why = e.what();
@@ -268,7 +272,6 @@ namespace {
 std::vector<Voice> checked_voices(const std::vector<SynthItem>& items, const SynthOptions& o) {
   if (o.out_dir.empty()) throw UsageError("synthesize: no output folder");
   if (o.voices.empty()) throw UsageError("synthesize: no voices");
-  if (o.format != "wav" && o.format != "flac") throw UsageError("synthesize: format must be wav or flac");
   if (o.workers < 1) throw UsageError("synthesize: workers must be >= 1");
   std::vector<Voice> voices;
   for (const auto& v : o.voices) voices.push_back(parse_voice(v));
@@ -295,10 +298,10 @@ Plan plan_items(const std::vector<SynthItem>& items, const SynthOptions& o, cons
     const auto& id = items[i].id;
     if (id.empty() || id.find('/') != std::string::npos || id == "." || id == "..")
       throw UsageError("synthesize: id '" + id + "' cannot name a file");
-    plan.rel_path[i] = "audio/" + id + "." + o.format;
+    plan.rel_path[i] = "audio/" + id + "." + name_of(o.format);
     auto rng = item_rng(o.seed, id);
     const auto v = items[i].voice.empty() ? voices[rng() % voices.size()] : parse_voice(items[i].voice);
-    plan.voice_of[i] = v.backend + ":" + v.name;
+    plan.voice_of[i] = v.spec();
     const auto path = (fs::path(o.out_dir) / plan.rel_path[i]).string();
     const double existing = fs::exists(path) ? file_duration(path) : -1;
     if (existing > 0) {

@@ -2,6 +2,8 @@
 // flite, in worker processes (espeak-ng's library is not thread-safe).
 #pragma once
 
+#include <cwcl/names.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -9,6 +11,37 @@
 #include <vector>
 
 namespace cwcl {
+
+enum class AudioFormat { Wav, Flac };
+
+template <>
+struct Names<AudioFormat> {
+  static constexpr const char* what = "audio format";
+  static constexpr std::array<std::pair<AudioFormat, const char*>, 2> table{
+      {{AudioFormat::Wav, "wav"}, {AudioFormat::Flac, "flac"}}};
+};
+
+enum class SynthBackend { Espeak, Flite };
+
+template <>
+struct Names<SynthBackend> {
+  static constexpr const char* what = "synthesis backend";
+  static constexpr std::array<std::pair<SynthBackend, const char*>, 2> table{
+      {{SynthBackend::Espeak, "espeak"}, {SynthBackend::Flite, "flite"}}};
+};
+
+/// flite's compiled-in voices.
+enum class FliteVoice { Kal, Kal16, Slt, Rms, Awb };
+
+template <>
+struct Names<FliteVoice> {
+  static constexpr const char* what = "flite voice";
+  static constexpr std::array<std::pair<FliteVoice, const char*>, 5> table{{{FliteVoice::Kal, "kal"},
+                                                                            {FliteVoice::Kal16, "kal16"},
+                                                                            {FliteVoice::Slt, "slt"},
+                                                                            {FliteVoice::Rms, "rms"},
+                                                                            {FliteVoice::Awb, "awb"}}};
+};
 
 /// One utterance to synthesise; `extra` fields (e.g. "intent", as JSON text)
 /// are carried into the manifest.
@@ -32,8 +65,8 @@ struct SynthOptions {
   double pitch_jitter = 15;
   int workers = 2;
   int sample_rate = 16000;
-  std::string format = "wav";  ///< wav or flac
-  std::string out_dir;         ///< audio/<id>.<format> and manifest.jsonl go here
+  AudioFormat format = AudioFormat::Wav;
+  std::string out_dir;  ///< audio/<id>.<format> and manifest.jsonl go here
 };
 
 struct SynthReport {
