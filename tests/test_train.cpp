@@ -58,8 +58,14 @@ TEST(Config, DefaultsRoundTripThroughToml) {
   c.data.train = "x.jsonl";
   c.loss.kernel_tau = 0.0625;
   c.run.steps = 77;
+  c.optim.lr = 0.1 + 0.2;  // 0.30000000000000004: needs all 17 digits
   auto back = TrainConfig::from_string(c.to_toml(), "resolved");
   EXPECT_EQ(back.values(), c.values());
+  EXPECT_EQ(back.optim.lr, c.optim.lr);
+  EXPECT_EQ(back.loss.temperature, c.loss.temperature);
+  // Floats print in their shortest exact form.
+  EXPECT_NE(c.to_toml().find("temperature = 0.07\n"), std::string::npos) << c.to_toml();
+  EXPECT_NE(c.to_toml().find("gamma = 4.0\n"), std::string::npos) << c.to_toml();
 }
 
 TEST(Config, UnknownKeyIsNamed) {

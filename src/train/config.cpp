@@ -7,6 +7,8 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -26,6 +28,17 @@ std::string toml_text(const T& value) {
   std::ostringstream out;
   out << toml::value<T>(value);
   return out.str();
+}
+
+// The shortest text that reads back as the same double (0.1, not
+// 0.10000000000000001), with a '.' or exponent so TOML keeps it a float.
+std::string shortest_float(double v) {
+  if (!std::isfinite(v)) return toml_text(v);
+  char buf[64];
+  const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  std::string s(buf, end);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
 }
 
 Field field(const std::string& key, std::string& v) {
@@ -53,7 +66,7 @@ Field field(const std::string& key, double& v) {
             if (auto x = n.value_exact<int64_t>()) return v = static_cast<double>(*x), true;
             return false;
           },
-          [&v] { return toml_text(v); }};
+          [&v] { return shortest_float(v); }};
 }
 
 Field field(const std::string& key, bool& v) {
