@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rebuild a tower exported by `cwcl export` in PyTorch (docs/export.md).
+"""Rebuild a tower exported by `cwcl export` in PyTorch (README "Export to PyTorch").
 
     from cwcl_tower import load_tower
     tower = load_tower("export/")           # a torch.nn.Module in eval mode

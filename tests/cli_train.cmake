@@ -84,3 +84,6 @@ foreach(run img sp scratch)
   run(/usr/bin/python3 ${SOURCE_DIR}/../scripts/cwcl_tower.py ${tmp}/export-${run} --check)
 endforeach()
 expect_exit(3 export ${tmp}/junk.pt -o ${tmp}/export-junk)
+expect_match("junk.pt: not a cwcl model")
+expect_exit(3 export ${tmp}/img -o /proc/cwcl-export)  # a folder that cannot be made
+expect_match("/proc/cwcl-export: cannot create the export folder")

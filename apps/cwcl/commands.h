@@ -137,7 +137,7 @@ struct ExportOptions {
   std::string model;  // run directory or checkpoint
   std::string out;    // folder for model.safetensors, config.json, check.safetensors
 };
-/// The trained tower in the interchange format (docs/export.md); one JSON line.
+/// The trained tower in the interchange format (README "Export to PyTorch"); one JSON line.
 int run_export(const ExportOptions& options);
 
 struct ZeroshotOptions {
