@@ -496,8 +496,19 @@ TEST(LossDistributed, RanksSumToTheGlobalLossAndGradients) {
   const int world = 3;
   const int64_t local = 5;
   auto b = random_batch(world * local, 6, 13);
+  // Every kind and map, plus one direction weighted with centring (affine's
+  // D x D statistics) and the other with weight tiles.
+  auto kinds = every_kind();
+  for (auto [map, directions] : {std::pair{WeightMap::Affine, cwcl::WeightedDirections::FrozenToTrained},
+                                 std::pair{WeightMap::Kernel, cwcl::WeightedDirections::TrainedToFrozen}}) {
+    LossOptions o;
+    o.weights.map = map;
+    o.directions = directions;
+    o.weights.center = torch::full({6}, 0.1, torch::kDouble);
+    kinds.push_back(o);
+  }
   for (auto path : {cwcl::LossPath::Plain, cwcl::LossPath::Tiled})
-  for (auto o : every_kind()) {
+  for (auto o : kinds) {
     SCOPED_TRACE(describe(o) + " " + cwcl::to_string(path));
     o.labels = b.labels;
     o.tiling.path = path;

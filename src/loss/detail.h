@@ -48,14 +48,12 @@ struct ScoredBatch {
   bool distributed = false;                      // columns come from a gather
 };
 
-/// CL, CWCL and SupCon without any N x N tensor (docs/performance.md).
+/// CL, CWCL and SupCon without any N x N tensor, in one autograd function
+/// (docs/method.md, "The tiled log-sum-exp"). One process: the batch's rows
+/// are its columns, given unnormalised (p and q as passed to the loss);
+/// distributed: this rank's normalised rows against the gathered columns.
+/// Memory beyond the inputs: O(N + D^2 + tile^2) plus the gradients.
 torch::Tensor tiled_softmax_loss(const ScoredBatch& batch, const LossOptions& options);
-
-/// The same for one process, from the raw (unnormalised) p and q, in one
-/// autograd function whose memory beyond the inputs is O(N + D^2 + tile^2)
-/// plus the gradients.
-torch::Tensor fused_softmax_loss(const torch::Tensor& p, const torch::Tensor& q,
-                                 const torch::Tensor& scale, const LossOptions& options);
 
 /// SigLIP and CWSigLIP without any N x N tensor.
 torch::Tensor tiled_sigmoid_loss(const ScoredBatch& batch, const LossOptions& options);

@@ -254,12 +254,13 @@ torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
   if (tiled) {
     TORCH_CHECK(o.tiling.tile >= 1, "contrastive_loss: tiling.tile must be >= 1, got ",
                 o.tiling.tile);
-    if (!sigmoid && !o.gather) return detail::fused_softmax_loss(p, q, s, o);
     detail::ScoredBatch batch;
-    batch.p_rows = p_rows;
-    batch.q_rows = q_rows;
-    batch.p_cols = p_cols;
-    batch.q_cols = q_cols;
+    // One process's softmax loss normalises inside, holding no normalised copy.
+    const bool raw = !sigmoid && !o.gather;
+    batch.p_rows = raw ? p : p_rows;
+    batch.q_rows = raw ? q : q_rows;
+    batch.p_cols = raw ? p : p_cols;
+    batch.q_cols = raw ? q : q_cols;
     if (needs_labels) {
       batch.labels_rows = o.labels;
       batch.labels_cols = labels_cols;

@@ -112,69 +112,6 @@ void softmax_grad_tile(const torch::Tensor& l, const torch::Tensor& lse_r,
   g.add_(w.exp_(), g_cols);
 }
 
-// sum_i LSE_j(s <x_i, y_j>) over this rank's rows x against all columns y
-// (the gathered ones in distributed training). Memory: O(N + tile^2).
-struct TiledLogSumExp : public torch::autograd::Function<TiledLogSumExp> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& y, const torch::Tensor& scale, int64_t tile) {
-    SerialElementwise serial;
-    const double s = scale.item<double>();
-    const int64_t n = x.size(0), m = y.size(0);
-    const auto opts = x.options();
-    auto row_max = torch::full({n}, -std::numeric_limits<double>::infinity(), opts);
-    auto row_sum = torch::zeros({n}, opts);
-    auto logits = torch::empty({tile * tile}, opts), scratch = torch::empty({tile * tile}, opts);
-    for (int64_t i0 = 0; i0 < n; i0 += tile) {
-      const int64_t ti = std::min(tile, n - i0);
-      auto xi = x.narrow(0, i0, ti);
-      for (int64_t j0 = 0; j0 < m; j0 += tile) {
-        auto l = tile_logits(logits, xi, y.narrow(0, j0, std::min(tile, m - j0)), s);
-        merge_tile_lse(l, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti), {}, {}, scratch);
-      }
-    }
-    auto lse_rows = row_max + row_sum.log();
-    ctx->save_for_backward({x, y, scale, lse_rows});
-    ctx->saved_data["tile"] = tile;
-    return lse_rows.sum();
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    auto saved = ctx->get_saved_variables();
-    const auto &x = saved[0], &y = saved[1], &scale = saved[2], &lse_rows = saved[3];
-    SerialElementwise serial;
-    const int64_t tile = ctx->saved_data["tile"].toInt();
-    const double s = scale.item<double>();
-    const double g_rows = grad_outputs[0].item<double>();
-    const bool need_x = ctx->needs_input_grad(0), need_y = ctx->needs_input_grad(1),
-               need_s = ctx->needs_input_grad(2);
-    const int64_t n = x.size(0), m = y.size(0);
-    const auto opts = x.options();
-    torch::Tensor dx = need_x ? torch::zeros_like(x) : torch::Tensor();
-    torch::Tensor dy = need_y ? torch::zeros_like(y) : torch::Tensor();
-    double ds = 0;
-    auto logits = torch::empty({tile * tile}, opts), grad = torch::empty({tile * tile}, opts),
-         scratch = torch::empty({tile * tile}, opts);
-    for (int64_t i0 = 0; i0 < n; i0 += tile) {
-      const int64_t ti = std::min(tile, n - i0);
-      auto xi = x.narrow(0, i0, ti);
-      for (int64_t j0 = 0; j0 < m; j0 += tile) {
-        const int64_t tj = std::min(tile, m - j0);
-        auto yj = y.narrow(0, j0, tj);
-        auto l = tile_logits(logits, xi, yj, s);
-        // dLSE_i/dl_ij = softmax over the row.
-        auto gl = tile_view(grad, ti, tj);
-        softmax_grad_tile(l, lse_rows.narrow(0, i0, ti), {}, g_rows, 0.0, gl, scratch);
-        // l = s <x, y>: dl/ds = l / s.
-        if (need_s) ds += gl.view(-1).dot(l.view(-1)).item<double>() / s;
-        if (need_x) dx.narrow(0, i0, ti).addmm_(gl, yj, 1.0, s);
-        if (need_y) dy.narrow(0, j0, tj).addmm_(gl.t(), xi, 1.0, s);
-      }
-    }
-    torch::Tensor dscale = need_s ? torch::full({}, ds, scale.options()) : torch::Tensor();
-    return {dx, dy, dscale, torch::Tensor()};
-  }
-};
-
 // Weights of any map, one tile at a time, optionally row-normalised (the
 // softmax targets). The row sums (and, for row_minmax, each row's cosine
 // range) come from one pass over tiles when the map needs them.
@@ -269,54 +206,12 @@ class WeightTiles {
   torch::TensorOptions options_;
 };
 
-// s * sum_ij T_ij <r_i, c_j> for row targets T given tile by tile. Value and
-// gradients are computed in one pass: with V = T c and U = T^T r (both
-// constants here), the expression s <r, V> + s <c - c.detach(), U> has the
-// right value and the exact first derivatives in r, c and s.
-torch::Tensor tiled_target_sum(const torch::Tensor& r, const torch::Tensor& c,
-                               const torch::Tensor& scale, const WeightTiles& targets,
-                               int64_t tile) {
-  torch::Tensor v, u;
-  {
-    torch::NoGradGuard no_grad;
-    v = torch::zeros_like(r);
-    const bool need_u = c.requires_grad();
-    if (need_u) u = torch::zeros_like(c);
-    auto rd = r.detach(), cd = c.detach();
-    WeightTiles::for_each_tile(r.size(0), c.size(0), tile,
-                               [&](int64_t i0, int64_t ti, int64_t j0, int64_t tj) {
-                                 auto t = targets(i0, ti, j0, tj);
-                                 v.narrow(0, i0, ti).addmm_(t, cd.narrow(0, j0, tj));
-                                 if (need_u) u.narrow(0, j0, tj).addmm_(t.t(), rd.narrow(0, i0, ti));
-                               });
-  }
-  auto value = scale * (r * v).sum();
-  if (u.defined()) value = value + scale.detach() * ((c - c.detach()) * u).sum();
-  return value;
-}
-
 // The affine shortcut (docs/method.md, "The affine shortcut"): with
 // w_ij = (<a_i, b_j> + 1) / 2 over m columns, the row sums are
-// W_i = (<a_i, sum_j b_j> + m) / 2 and sum_j w_ij c_j = (B^T C)^T a_i / 2 + sum_j c_j / 2,
-// so no N x N tensor is needed. Both the fused and the distributed path
-// take their row sums here.
+// W_i = (<a_i, sum_j b_j> + m) / 2 and sum_j w_ij c_j = ((B^T C)^T a_i + sum_j c_j) / 2,
+// so no N x N tensor is needed.
 torch::Tensor affine_row_sums(const torch::Tensor& a, const torch::Tensor& b_sum, double m) {
   return (torch::mv(a, b_sum) + m) * 0.5;
-}
-
-// s * sum_ij T_ij <r_i, c_j> for the affine targets T_ij = w_ij / W_i, in O(N D^2).
-torch::Tensor affine_target_sum(const torch::Tensor& r, const torch::Tensor& c,
-                                const torch::Tensor& scale, const torch::Tensor& a,
-                                const torch::Tensor& b) {
-  auto row_sums = affine_row_sums(a, b.sum(0), static_cast<double>(b.size(0)));  // [n]
-  auto weighted_c = (torch::mm(a, torch::mm(b.t(), c)) + c.sum(0)) * 0.5;          // [n, D]
-  return scale * ((r * weighted_c).sum(1) / row_sums).sum();
-}
-
-// s * sum_i <r_i, c_{offset + i}>: the CL target (one positive per row).
-torch::Tensor diagonal_target_sum(const torch::Tensor& r, const torch::Tensor& c,
-                                  const torch::Tensor& scale, int64_t offset) {
-  return scale * (r * c.narrow(0, offset, r.size(0))).sum();
 }
 
 // SigLIP and CWSigLIP: (1/N) sum_ij [softplus(z_ij) - t_ij z_ij] with
@@ -378,99 +273,104 @@ struct TiledSigmoidLoss : public torch::autograd::Function<TiledSigmoidLoss> {
 
 
 // ---------------------------------------------------------------------------
-// The single-process softmax loss in one autograd function: normalisation,
-// log-sum-exp and targets, with a hand-written backward that writes every
-// gradient contribution into one [N, D] buffer per input. Beyond the inputs
-// it holds O(N) vectors, D x D statistics and a few tiles (docs/performance.md).
+// The softmax kinds in one autograd function, for one process (the columns
+// are the rows) and for a rank scoring its rows against gathered columns:
+// normalisation, log-sum-exps and targets, with a hand-written backward that
+// writes every gradient contribution into one [N, D] buffer per input.
+// Beyond the inputs it holds O(N) vectors, D x D statistics and a few tiles
+// (docs/method.md, docs/performance.md).
 
 enum class Target { Diagonal, Affine, Tiles };
 
-struct FusedConfig {
+struct SoftmaxConfig {
   Target pq = Target::Diagonal, qp = Target::Diagonal;  // rows p vs q; rows q vs p
-  WeightOptions weights;  // Tiles: the map; Affine: weights.center
-  torch::Tensor labels;   // Tiles with the labels map
+  WeightOptions weights;                  // Tiles: the map; Affine: weights.center
+  torch::Tensor labels_rows, labels_cols; // Tiles with the labels map
   int64_t tile = 1024;
+  int64_t offset = 0;   // column of row 0's own pair
+  bool local = true;    // one process: the columns are the rows
 
-  // Weight tiles over p against itself, row-normalised (the softmax targets).
-  std::optional<WeightTiles> make_tiles(const torch::Tensor& p) const {
+  // Row-normalised weight tiles of the frozen rows against the frozen columns.
+  std::optional<WeightTiles> make_tiles(const torch::Tensor& p_rows, const torch::Tensor& p_cols) const {
     if (pq != Target::Tiles && qp != Target::Tiles) return std::nullopt;
     ScoredBatch b;
-    b.p_rows = b.p_cols = p;
-    b.labels_rows = b.labels_cols = labels;
+    b.p_rows = p_rows;
+    b.p_cols = p_cols;
+    b.labels_rows = labels_rows;
+    b.labels_cols = labels_cols;
+    b.offset = offset;
     return WeightTiles(weights, b, tile, /*normalise=*/true);
   }
 };
-
-// Rows [i0, i0 + t) of x scaled by their inverse norms.
-torch::Tensor unit_rows(const torch::Tensor& x, const torch::Tensor& inv_norm, int64_t i0,
-                        int64_t t) {
-  return x.narrow(0, i0, t) * inv_norm.narrow(0, i0, t).unsqueeze(1);
-}
 
 torch::Tensor inverse_norms(const torch::Tensor& x) {
   // As F::normalize: x / max(||x||, 1e-12).
   return x.norm(2, 1).clamp_min(1e-12).reciprocal();
 }
 
-// Affine targets through D x D statistics (docs/method.md): a = normalised (and
-// optionally centred) p, W_i = sum_j (<a_i, a_j> + 1) / 2, aw_i = a_i / W_i.
-// For the direction with rows r and columns c (r, c in {p^, q^}):
-//   sum_ij T_ij <r_i, c_j> = (<A^T C, AW^T R> + <sum_i r_i / W_i, sum_j c_j>) / 2.
-struct AffineStats {
-  torch::Tensor row_sums;          // W [N]
-  torch::Tensor at_q, at_p;        // A^T Q^, A^T P^  [D, D]
-  torch::Tensor awt_p, awt_q;      // AW^T P^, AW^T Q^ [D, D]
-  torch::Tensor p_over_w, q_over_w;  // sum_i p^_i / W_i, sum_i q^_i / W_i [D]
-  torch::Tensor p_sum, q_sum;      // sum_j p^_j, sum_j q^_j [D]
-
-  double value_pq() const {
-    return 0.5 * ((at_q * awt_p).sum() + p_over_w.dot(q_sum)).item<double>();
-  }
-  double value_qp() const {
-    return 0.5 * ((at_p * awt_q).sum() + q_over_w.dot(p_sum)).item<double>();
-  }
+// Raw rows and their inverse norms: unit(i0, t) gives normalised rows without
+// ever holding a normalised copy of the whole input.
+struct Side {
+  torch::Tensor x, inv;
+  int64_t size() const { return x.size(0); }
+  torch::Tensor unit(int64_t i0, int64_t t) const { return x.narrow(0, i0, t) * inv.narrow(0, i0, t).unsqueeze(1); }
 };
 
 torch::Tensor affine_rows(const torch::Tensor& p_hat, const torch::Tensor& center) {
   return center.defined() ? normalize_rows(p_hat - center) : p_hat;
 }
 
-AffineStats affine_stats(const torch::Tensor& p, const torch::Tensor& q,
-                         const torch::Tensor& inv_p, const torch::Tensor& inv_q,
+// Affine targets through D x D statistics (docs/method.md, "The affine
+// shortcut"): a = the frozen rows in weight space, b = the frozen columns,
+// W_i = (<a_i, sum_j b_j> + m) / 2, aw_i = a_i / W_i. For the direction with
+// rows r and columns c: sum_ij T_ij <r_i, c_j> = (<B^T C, AW^T R> + <sum_i r_i / W_i, sum_j c_j>) / 2.
+struct AffineStats {
+  torch::Tensor row_sums;            // W [n]
+  torch::Tensor bt_qc, bt_pc;        // B^T Q^c, B^T P^c  [D, D]
+  torch::Tensor awt_p, awt_q;        // AW^T P^, AW^T Q^  [D, D]
+  torch::Tensor p_over_w, q_over_w;  // sum_i p^_i / W_i, sum_i q^_i / W_i  [D]
+  torch::Tensor pc_sum, qc_sum;      // sum_j p^c_j, sum_j q^c_j  [D]
+
+  double value_pq() const { return 0.5 * ((bt_qc * awt_p).sum() + p_over_w.dot(qc_sum)).item<double>(); }
+  double value_qp() const { return 0.5 * ((bt_pc * awt_q).sum() + q_over_w.dot(pc_sum)).item<double>(); }
+};
+
+AffineStats affine_stats(const Side& pr, const Side& qr, const Side& pc, const Side& qc,
                          const torch::Tensor& center, int64_t block) {
-  const int64_t n = p.size(0), d = p.size(1);
-  const auto opts = p.options();
+  const int64_t n = pr.size(), m = pc.size(), d = pr.x.size(1);
+  const auto opts = pr.x.options();
   AffineStats st;
-  auto a_sum = torch::zeros({d}, opts);
-  for (int64_t i0 = 0; i0 < n; i0 += block) {
-    const int64_t t = std::min(block, n - i0);
-    a_sum += affine_rows(unit_rows(p, inv_p, i0, t), center).sum(0);
+  auto b_sum = torch::zeros({d}, opts);
+  st.bt_qc = torch::zeros({d, d}, opts);
+  st.bt_pc = torch::zeros({d, d}, opts);
+  st.pc_sum = torch::zeros({d}, opts);
+  st.qc_sum = torch::zeros({d}, opts);
+  for (int64_t j0 = 0; j0 < m; j0 += block) {
+    const int64_t t = std::min(block, m - j0);
+    auto ph = pc.unit(j0, t), qh = qc.unit(j0, t);
+    auto b = affine_rows(ph, center);
+    b_sum += b.sum(0);
+    st.bt_qc.addmm_(b.t(), qh);
+    st.bt_pc.addmm_(b.t(), ph);
+    st.pc_sum += ph.sum(0);
+    st.qc_sum += qh.sum(0);
   }
   st.row_sums = torch::empty({n}, opts);
-  st.at_q = torch::zeros({d, d}, opts);
-  st.at_p = torch::zeros({d, d}, opts);
   st.awt_p = torch::zeros({d, d}, opts);
   st.awt_q = torch::zeros({d, d}, opts);
   st.p_over_w = torch::zeros({d}, opts);
   st.q_over_w = torch::zeros({d}, opts);
-  st.p_sum = torch::zeros({d}, opts);
-  st.q_sum = torch::zeros({d}, opts);
   for (int64_t i0 = 0; i0 < n; i0 += block) {
     const int64_t t = std::min(block, n - i0);
-    auto ph = unit_rows(p, inv_p, i0, t), qh = unit_rows(q, inv_q, i0, t);
-    auto a = affine_rows(ph, center);
-    auto w = affine_row_sums(a, a_sum, static_cast<double>(n));
+    auto ph = pr.unit(i0, t), qh = qr.unit(i0, t);
+    auto w = affine_row_sums(affine_rows(ph, center), b_sum, static_cast<double>(m));
     st.row_sums.narrow(0, i0, t).copy_(w);
     auto inv_w = w.reciprocal().unsqueeze(1);
-    auto aw = a * inv_w;
-    st.at_q.addmm_(a.t(), qh);
-    st.at_p.addmm_(a.t(), ph);
+    auto aw = affine_rows(ph, center) * inv_w;
     st.awt_p.addmm_(aw.t(), ph);
     st.awt_q.addmm_(aw.t(), qh);
     st.p_over_w += (ph * inv_w).sum(0);
     st.q_over_w += (qh * inv_w).sum(0);
-    st.p_sum += ph.sum(0);
-    st.q_sum += qh.sum(0);
   }
   return st;
 }
@@ -478,175 +378,248 @@ AffineStats affine_stats(const torch::Tensor& p, const torch::Tensor& q,
 // What the backward pass needs, kept whole in one capsule: the autograd
 // context holds IValues only, and a field added here reaches the backward
 // pass by itself (no field-by-field copies).
-struct FusedState : torch::CustomClassHolder {
-  FusedConfig config;
-  torch::Tensor inv_p, inv_q;        // 1 / |p_i|, 1 / |q_i|
-  torch::Tensor lse_rows, lse_cols;  // per-row log-sum-exps of both directions
+struct SoftmaxState : torch::CustomClassHolder {
+  SoftmaxConfig config;
+  Side pr, qr, pc, qc;               // rows p, q; columns p, q (local: the rows)
+  torch::Tensor lse_pq, lse_qp;      // per row: p_i vs all q columns; q_i vs all p columns
   AffineStats affine;                // when a direction uses affine targets
   double targets_over_s = 0;         // sum of the target terms / s
 
-  static c10::intrusive_ptr<FusedState> load(AutogradContext* ctx) {
-    return c10::static_intrusive_pointer_cast<FusedState>(ctx->saved_data["state"].toCapsule());
+  static c10::intrusive_ptr<SoftmaxState> load(AutogradContext* ctx) {
+    return c10::static_intrusive_pointer_cast<SoftmaxState>(ctx->saved_data["state"].toCapsule());
   }
 };
 
-// Gradients of the log-sum-exp and tiled-target terms with respect to the
-// normalised rows p^, q^, tile by tile; returns their part of d loss / d s.
-double logit_gradients(const torch::Tensor& p, const torch::Tensor& q, const FusedState& st, double s, double c,
-                       bool need_s, torch::Tensor& dp, torch::Tensor& dq) {
-  const auto& cfg = st.config;
-  const int64_t n = p.size(0), tile = cfg.tile;
-  const auto tiles = cfg.make_tiles(p);
-  const auto opts = p.options();
-  double ds = 0;
-  auto logits = torch::empty({tile * tile}, opts), grad = torch::empty({tile * tile}, opts),
-       scratch = torch::empty({tile * tile}, opts);
-  for (int64_t i0 = 0; i0 < n; i0 += tile) {
-    const int64_t ti = std::min(tile, n - i0);
-    auto pi = unit_rows(p, st.inv_p, i0, ti);
-    for (int64_t j0 = 0; j0 < n; j0 += tile) {
-      const int64_t tj = std::min(tile, n - j0);
-      auto qj = unit_rows(q, st.inv_q, j0, tj);
-      auto l = tile_logits(logits, pi, qj, s);
-      auto g = tile_view(grad, ti, tj);
-      softmax_grad_tile(l, st.lse_rows.narrow(0, i0, ti), st.lse_cols.narrow(0, j0, tj), 1.0, 1.0, g, scratch);
-      if (need_s) ds += c * g.view(-1).dot(l.view(-1)).item<double>() / s;
-      if (cfg.pq == Target::Tiles) g.sub_((*tiles)(i0, ti, j0, tj));
-      if (cfg.qp == Target::Tiles) g.sub_((*tiles)(j0, tj, i0, ti).t());
-      // l = s <p^_i, q^_j>
-      if (dp.defined()) dp.narrow(0, i0, ti).addmm_(g, qj, 1.0, c * s);
-      dq.narrow(0, j0, tj).addmm_(g.t(), pi, 1.0, c * s);
-    }
-  }
-  return ds;
-}
-
-// Adds the diagonal and affine targets' gradients (each direction's
-// sum_ij T_ij <r_i, c_j>, coefficient k = -c s), then maps the gradients
-// through the normalisation x^ = x / |x|: dx = (dx^ - x^ <x^, dx^>) / |x|.
-void target_gradients(const torch::Tensor& p, const torch::Tensor& q, const FusedState& st, double k,
-                      torch::Tensor& dp, torch::Tensor& dq) {
-  const auto& cfg = st.config;
-  const auto& a_st = st.affine;
-  const int64_t n = p.size(0), tile = cfg.tile;
-  const int diagonal_dirs = (cfg.pq == Target::Diagonal) + (cfg.qp == Target::Diagonal);
-  const bool need_p = dp.defined();
-  for (int64_t i0 = 0; i0 < n; i0 += tile) {
-    const int64_t t = std::min(tile, n - i0);
-    auto pi = unit_rows(p, st.inv_p, i0, t), qi = unit_rows(q, st.inv_q, i0, t);
-    auto dpi = need_p ? dp.narrow(0, i0, t) : torch::Tensor();
-    auto dqi = dq.narrow(0, i0, t);
-    if (diagonal_dirs > 0) {
-      dqi.add_(pi, k * diagonal_dirs);
-      if (need_p) dpi.add_(qi, k * diagonal_dirs);
-    }
-    if (cfg.pq == Target::Affine || cfg.qp == Target::Affine) {
-      auto a = affine_rows(pi, cfg.weights.center);
-      auto inv_w = a_st.row_sums.narrow(0, i0, t).reciprocal().unsqueeze(1);
-      auto aw = a * inv_w;
-      if (cfg.pq == Target::Affine) {
-        // value = (<A^T Q^, AW^T P^> + <sum p^/W, sum q^>) / 2
-        dqi.add_(torch::mm(a, a_st.awt_p) + a_st.p_over_w, 0.5 * k);
-        if (need_p) dpi.add_(torch::mm(aw, a_st.at_q) + inv_w * a_st.q_sum, 0.5 * k);
-      }
-      if (cfg.qp == Target::Affine) {
-        // value = (<A^T P^, AW^T Q^> + <sum q^/W, sum p^>) / 2
-        dqi.add_(torch::mm(aw, a_st.at_p) + inv_w * a_st.p_sum, 0.5 * k);
-        if (need_p) dpi.add_(torch::mm(a, a_st.awt_q) + a_st.q_over_w, 0.5 * k);
-      }
-    }
-    dqi.sub_(qi * (qi * dqi).sum(1, true)).mul_(st.inv_q.narrow(0, i0, t).unsqueeze(1));
-    if (need_p) dpi.sub_(pi * (pi * dpi).sum(1, true)).mul_(st.inv_p.narrow(0, i0, t).unsqueeze(1));
-  }
-}
-
-// Log-sum-exp over rows (p_i vs all q) and columns (q_j vs all p) into the
-// state, and the tiled targets <T, l> of either direction, in one pass.
-double log_sum_exps(const torch::Tensor& p, const torch::Tensor& q, FusedState& st, double s) {
-  const auto& cfg = st.config;
-  const int64_t n = p.size(0), tile = cfg.tile;
-  const auto opts = p.options();
-  const auto tiles = cfg.make_tiles(p);
+// Row log-sum-exps of s X Y^T into row_lse (and, when col_lse is defined,
+// column log-sum-exps), with the tiled targets <T, l>: T of rows i vs
+// columns j (`rows_tiles`), and T of rows j vs columns i (`col_tiles`, one
+// process only, where the columns are the rows). Returns the targets' sum.
+double lse_pass(const Side& x, const Side& y, double s, int64_t tile, torch::Tensor row_lse, torch::Tensor col_lse,
+                const WeightTiles* row_tiles, const WeightTiles* col_tiles) {
+  const int64_t n = x.size(), m = y.size();
+  const auto opts = x.x.options();
   const double neg_inf = -std::numeric_limits<double>::infinity();
   auto row_max = torch::full({n}, neg_inf, opts), row_sum = torch::zeros({n}, opts);
-  auto col_max = torch::full({n}, neg_inf, opts), col_sum = torch::zeros({n}, opts);
+  torch::Tensor col_max, col_sum;
+  if (col_lse.defined()) col_max = torch::full({m}, neg_inf, opts), col_sum = torch::zeros({m}, opts);
   auto logits = torch::empty({tile * tile}, opts), scratch = torch::empty({tile * tile}, opts);
-  double tiled_targets = 0;
+  double targets = 0;
   for (int64_t i0 = 0; i0 < n; i0 += tile) {
     const int64_t ti = std::min(tile, n - i0);
-    auto pi = unit_rows(p, st.inv_p, i0, ti);
-    for (int64_t j0 = 0; j0 < n; j0 += tile) {
-      const int64_t tj = std::min(tile, n - j0);
-      auto l = tile_logits(logits, pi, unit_rows(q, st.inv_q, j0, tj), s);
-      merge_tile_lse(l, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti), col_max.narrow(0, j0, tj),
-                     col_sum.narrow(0, j0, tj), scratch);
-      if (cfg.pq == Target::Tiles) tiled_targets += l.view(-1).dot((*tiles)(i0, ti, j0, tj).reshape(-1)).item<double>();
-      // Rows q_j against columns p_i: logit l_ij with target T_ji.
-      if (cfg.qp == Target::Tiles) tiled_targets += (l * (*tiles)(j0, tj, i0, ti).t()).sum().item<double>();
+    auto xi = x.unit(i0, ti);
+    for (int64_t j0 = 0; j0 < m; j0 += tile) {
+      const int64_t tj = std::min(tile, m - j0);
+      auto l = tile_logits(logits, xi, y.unit(j0, tj), s);
+      merge_tile_lse(l, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti),
+                     col_lse.defined() ? col_max.narrow(0, j0, tj) : torch::Tensor(),
+                     col_lse.defined() ? col_sum.narrow(0, j0, tj) : torch::Tensor(), scratch);
+      if (row_tiles) targets += l.view(-1).dot((*row_tiles)(i0, ti, j0, tj).reshape(-1)).item<double>();
+      // Rows y_j against columns x_i: logit l_ij with target T_ji.
+      if (col_tiles) targets += (l * (*col_tiles)(j0, tj, i0, ti).t()).sum().item<double>();
     }
   }
-  st.lse_rows = row_max + row_sum.log();
-  st.lse_cols = col_max + col_sum.log();
-  return tiled_targets;
+  row_lse.copy_(row_max + row_sum.log());
+  if (col_lse.defined()) col_lse.copy_(col_max + col_sum.log());
+  return targets;
+}
+
+// Every log-sum-exp and the tiled targets of both directions.
+double log_sum_exps(SoftmaxState& st, double s) {
+  const auto& cfg = st.config;
+  const auto tiles = cfg.make_tiles(st.pr.x, st.pc.x);
+  const WeightTiles* t = tiles ? &*tiles : nullptr;
+  const int64_t n = st.pr.size();
+  st.lse_pq = torch::empty({n}, st.pr.x.options());
+  st.lse_qp = torch::empty({n}, st.pr.x.options());
+  if (cfg.local)  // one pass: the columns of p^ q^T are the rows of the other direction
+    return lse_pass(st.pr, st.qr, s, cfg.tile, st.lse_pq, st.lse_qp, cfg.pq == Target::Tiles ? t : nullptr,
+                    cfg.qp == Target::Tiles ? t : nullptr);
+  return lse_pass(st.pr, st.qc, s, cfg.tile, st.lse_pq, {}, cfg.pq == Target::Tiles ? t : nullptr, nullptr) +
+         lse_pass(st.qr, st.pc, s, cfg.tile, st.lse_qp, {}, cfg.qp == Target::Tiles ? t : nullptr, nullptr);
 }
 
 // The diagonal and affine targets' sum (affine statistics kept in the state).
-double linear_targets(const torch::Tensor& p, const torch::Tensor& q, FusedState& st, double s) {
+double linear_targets(SoftmaxState& st, double s) {
   const auto& cfg = st.config;
-  const int64_t n = p.size(0), tile = cfg.tile;
+  const int64_t n = st.pr.size(), tile = cfg.tile;
   double targets = 0;
-  const int diagonal_dirs = (cfg.pq == Target::Diagonal) + (cfg.qp == Target::Diagonal);
-  if (diagonal_dirs > 0) {
-    double diagonal = 0;  // sum_i <p^_i, q^_i>
-    for (int64_t i0 = 0; i0 < n; i0 += tile) {
-      const int64_t t = std::min(tile, n - i0);
-      diagonal += (unit_rows(p, st.inv_p, i0, t) * unit_rows(q, st.inv_q, i0, t)).sum().item<double>();
-    }
-    targets += s * diagonal * diagonal_dirs;
+  for (int64_t i0 = 0; i0 < n; i0 += tile) {  // sum_i <r_i, c_{offset + i}>
+    const int64_t t = std::min(tile, n - i0);
+    if (cfg.pq == Target::Diagonal)
+      targets += s * (st.pr.unit(i0, t) * st.qc.unit(cfg.offset + i0, t)).sum().item<double>();
+    if (cfg.qp == Target::Diagonal)
+      targets += s * (st.qr.unit(i0, t) * st.pc.unit(cfg.offset + i0, t)).sum().item<double>();
   }
   if (cfg.pq == Target::Affine || cfg.qp == Target::Affine) {
-    st.affine = affine_stats(p, q, st.inv_p, st.inv_q, cfg.weights.center, tile);
+    st.affine = affine_stats(st.pr, st.qr, st.pc, st.qc, cfg.weights.center, tile);
     if (cfg.pq == Target::Affine) targets += s * st.affine.value_pq();
     if (cfg.qp == Target::Affine) targets += s * st.affine.value_qp();
   }
   return targets;
 }
 
-struct FusedSoftmaxLoss : public torch::autograd::Function<FusedSoftmaxLoss> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p, const torch::Tensor& q,
-                               const torch::Tensor& scale, const FusedConfig& config) {
+// Gradients of the log-sum-exps and tiled targets with respect to the
+// normalised rows x^ and columns y^ of one rectangle (two softmaxes when
+// col_lse is defined); returns their part of d loss / d s.
+double logit_gradients(const Side& x, const Side& y, const torch::Tensor& row_lse, const torch::Tensor& col_lse,
+                       const WeightTiles* row_tiles, const WeightTiles* col_tiles, double s, double c, bool need_s,
+                       int64_t tile, torch::Tensor& dx, torch::Tensor& dy) {
+  const int64_t n = x.size(), m = y.size();
+  const auto opts = x.x.options();
+  double ds = 0;
+  auto logits = torch::empty({tile * tile}, opts), grad = torch::empty({tile * tile}, opts),
+       scratch = torch::empty({tile * tile}, opts);
+  for (int64_t i0 = 0; i0 < n; i0 += tile) {
+    const int64_t ti = std::min(tile, n - i0);
+    auto xi = x.unit(i0, ti);
+    for (int64_t j0 = 0; j0 < m; j0 += tile) {
+      const int64_t tj = std::min(tile, m - j0);
+      auto yj = y.unit(j0, tj);
+      auto l = tile_logits(logits, xi, yj, s);
+      auto g = tile_view(grad, ti, tj);
+      softmax_grad_tile(l, row_lse.narrow(0, i0, ti), col_lse.defined() ? col_lse.narrow(0, j0, tj) : torch::Tensor(),
+                        1.0, col_lse.defined() ? 1.0 : 0.0, g, scratch);
+      if (need_s) ds += c * g.view(-1).dot(l.view(-1)).item<double>() / s;
+      if (row_tiles) g.sub_((*row_tiles)(i0, ti, j0, tj));
+      if (col_tiles) g.sub_((*col_tiles)(j0, tj, i0, ti).t());
+      // l = s <x^_i, y^_j>
+      if (dx.defined()) dx.narrow(0, i0, ti).addmm_(g, yj, 1.0, c * s);
+      if (dy.defined()) dy.narrow(0, j0, tj).addmm_(g.t(), xi, 1.0, c * s);
+    }
+  }
+  return ds;
+}
+
+// The gradients of both directions' log-sum-exps and tiled targets.
+double all_logit_gradients(const SoftmaxState& st, double s, double c, bool need_s, torch::Tensor& dpr,
+                           torch::Tensor& dqr, torch::Tensor& dpc, torch::Tensor& dqc) {
+  const auto& cfg = st.config;
+  const auto tiles = cfg.make_tiles(st.pr.x, st.pc.x);
+  const WeightTiles* t = tiles ? &*tiles : nullptr;
+  const WeightTiles* t_pq = cfg.pq == Target::Tiles ? t : nullptr;
+  const WeightTiles* t_qp = cfg.qp == Target::Tiles ? t : nullptr;
+  if (cfg.local)
+    return logit_gradients(st.pr, st.qr, st.lse_pq, st.lse_qp, t_pq, t_qp, s, c, need_s, cfg.tile, dpr, dqr);
+  return logit_gradients(st.pr, st.qc, st.lse_pq, {}, t_pq, nullptr, s, c, need_s, cfg.tile, dpr, dqc) +
+         logit_gradients(st.qr, st.pc, st.lse_qp, {}, t_qp, nullptr, s, c, need_s, cfg.tile, dqr, dpc);
+}
+
+// Adds the diagonal and affine targets' gradients (coefficient k = -c s) of
+// rows [i0, i0 + t) and of their own columns.
+void row_target_gradients(const SoftmaxState& st, double k, int64_t i0, int64_t t, torch::Tensor& dpr,
+                          torch::Tensor& dqr, torch::Tensor& dpc, torch::Tensor& dqc) {
+  const auto& cfg = st.config;
+  const auto& a_st = st.affine;
+  auto pi = st.pr.unit(i0, t), qi = st.qr.unit(i0, t);
+  const int64_t own = cfg.offset + i0;
+  if (cfg.pq == Target::Diagonal) {  // <p^_i, q^c_own>
+    if (dpr.defined()) dpr.narrow(0, i0, t).add_(st.qc.unit(own, t), k);
+    if (dqc.defined()) dqc.narrow(0, own, t).add_(pi, k);
+  }
+  if (cfg.qp == Target::Diagonal) {  // <q^_i, p^c_own>
+    if (dqr.defined()) dqr.narrow(0, i0, t).add_(st.pc.unit(own, t), k);
+    if (dpc.defined()) dpc.narrow(0, own, t).add_(qi, k);
+  }
+  if (cfg.pq != Target::Affine && cfg.qp != Target::Affine) return;
+  auto inv_w = a_st.row_sums.narrow(0, i0, t).reciprocal().unsqueeze(1);
+  auto aw = affine_rows(pi, cfg.weights.center) * inv_w;
+  // d/dr_i of (<B^T C, AW^T R> + <sum r / W, sum c>) / 2 = (aw_i B^T C + sum c / W_i) / 2
+  if (cfg.pq == Target::Affine && dpr.defined())
+    dpr.narrow(0, i0, t).add_(torch::mm(aw, a_st.bt_qc) + inv_w * a_st.qc_sum, 0.5 * k);
+  if (cfg.qp == Target::Affine && dqr.defined())
+    dqr.narrow(0, i0, t).add_(torch::mm(aw, a_st.bt_pc) + inv_w * a_st.pc_sum, 0.5 * k);
+}
+
+// ... and of columns [j0, j0 + t): d/dc_j = (b_j AW^T R + sum_i r_i / W_i) / 2.
+void column_target_gradients(const SoftmaxState& st, double k, int64_t j0, int64_t t, torch::Tensor& dpc,
+                             torch::Tensor& dqc) {
+  const auto& cfg = st.config;
+  const auto& a_st = st.affine;
+  if (cfg.pq != Target::Affine && cfg.qp != Target::Affine) return;
+  auto b = affine_rows(st.pc.unit(j0, t), cfg.weights.center);
+  if (cfg.pq == Target::Affine && dqc.defined())
+    dqc.narrow(0, j0, t).add_(torch::mm(b, a_st.awt_p) + a_st.p_over_w, 0.5 * k);
+  if (cfg.qp == Target::Affine && dpc.defined())
+    dpc.narrow(0, j0, t).add_(torch::mm(b, a_st.awt_q) + a_st.q_over_w, 0.5 * k);
+}
+
+// Through the normalisation x^ = x / |x|: dx = (dx^ - x^ <x^, dx^>) / |x|.
+void through_normalisation(const Side& side, int64_t tile, torch::Tensor& dx) {
+  if (!dx.defined()) return;
+  for (int64_t i0 = 0; i0 < side.size(); i0 += tile) {
+    const int64_t t = std::min(tile, side.size() - i0);
+    auto xi = side.unit(i0, t);
+    auto di = dx.narrow(0, i0, t);
+    di.sub_(xi * (xi * di).sum(1, true)).mul_(side.inv.narrow(0, i0, t).unsqueeze(1));
+  }
+}
+
+void target_gradients(const SoftmaxState& st, double k, torch::Tensor& dpr, torch::Tensor& dqr, torch::Tensor& dpc,
+                      torch::Tensor& dqc) {
+  const int64_t tile = st.config.tile;
+  for (int64_t i0 = 0; i0 < st.pr.size(); i0 += tile)
+    row_target_gradients(st, k, i0, std::min(tile, st.pr.size() - i0), dpr, dqr, dpc, dqc);
+  for (int64_t j0 = 0; j0 < st.pc.size(); j0 += tile)
+    column_target_gradients(st, k, j0, std::min(tile, st.pc.size() - j0), dpc, dqc);
+}
+
+// Inputs: rows p, q of this process and columns p, q (the same tensors in
+// one process; every rank's rows, gathered, in distributed training).
+struct SoftmaxLoss : public torch::autograd::Function<SoftmaxLoss> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p_rows, const torch::Tensor& q_rows,
+                               const torch::Tensor& p_cols, const torch::Tensor& q_cols, const torch::Tensor& scale,
+                               const SoftmaxConfig& config) {
     SerialElementwise serial;
     const double s = scale.item<double>();
-    auto st = c10::make_intrusive<FusedState>();
+    auto st = c10::make_intrusive<SoftmaxState>();
     st->config = config;
-    st->inv_p = inverse_norms(p);
-    st->inv_q = inverse_norms(q);
-    const double targets = log_sum_exps(p, q, *st, s) + linear_targets(p, q, *st, s);
-    const double lse = st->lse_rows.sum().item<double>() + st->lse_cols.sum().item<double>();
+    st->pr = {p_rows, inverse_norms(p_rows)};
+    st->qr = {q_rows, inverse_norms(q_rows)};
+    st->pc = config.local ? st->pr : Side{p_cols, inverse_norms(p_cols)};
+    st->qc = config.local ? st->qr : Side{q_cols, inverse_norms(q_cols)};
+    const double targets = log_sum_exps(*st, s) + linear_targets(*st, s);
+    const double lse = st->lse_pq.sum().item<double>() + st->lse_qp.sum().item<double>();
     st->targets_over_s = targets / s;
-    ctx->save_for_backward({p, q, scale});
+    // The inputs travel as saved variables (autograd checks they are not
+    // changed in place before backward); the state keeps everything else.
+    ctx->save_for_backward({p_rows, q_rows, p_cols, q_cols, scale});
+    st->pr.x = st->qr.x = st->pc.x = st->qc.x = torch::Tensor();
     ctx->saved_data["state"] = c10::IValue::make_capsule(st);
-    return torch::full({}, (lse - targets) / (2.0 * static_cast<double>(p.size(0))), p.options());
+    return torch::full({}, (lse - targets) / (2.0 * static_cast<double>(p_cols.size(0))), p_rows.options());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    auto saved = ctx->get_saved_variables();
-    const auto &p = saved[0], &q = saved[1], &scale = saved[2];
+    const auto saved = ctx->get_saved_variables();
+    const auto& scale = saved[4];
     SerialElementwise serial;
-    const auto state = FusedState::load(ctx);
+    const auto state = SoftmaxState::load(ctx);
+    auto& st = *state;
+    st.pr.x = saved[0], st.qr.x = saved[1], st.pc.x = saved[2], st.qc.x = saved[3];
+    const bool local = st.config.local;
     const double s = scale.item<double>();
-    // d loss / d l_ij = c [softmax_row + softmax_col - targets], c = g / 2N.
-    const double c = grad_outputs[0].item<double>() / (2.0 * static_cast<double>(p.size(0)));
-    const bool need_p = ctx->needs_input_grad(0), need_s = ctx->needs_input_grad(2);
-    auto dq = torch::zeros_like(q);
-    torch::Tensor dp = need_p ? torch::zeros_like(p) : torch::Tensor();
-    double ds = need_s ? -c * state->targets_over_s : 0.0;
-    ds += logit_gradients(p, q, *state, s, c, need_s, dp, dq);
-    target_gradients(p, q, *state, -c * s, dp, dq);
+    // d loss / d l_ij = c [softmax - targets], c = g / 2N over the global N columns.
+    const double c = grad_outputs[0].item<double>() / (2.0 * static_cast<double>(st.pc.size()));
+    const bool need_s = ctx->needs_input_grad(4);
+    auto grad_of = [&](const Side& side, bool needed) { return needed ? torch::zeros_like(side.x) : torch::Tensor(); };
+    auto dpr = grad_of(st.pr, ctx->needs_input_grad(0)), dqr = grad_of(st.qr, ctx->needs_input_grad(1));
+    // One process: the columns are the rows, so their gradients are the rows'.
+    auto dpc = local ? dpr : grad_of(st.pc, ctx->needs_input_grad(2));
+    auto dqc = local ? dqr : grad_of(st.qc, ctx->needs_input_grad(3));
+    double ds = need_s ? -c * st.targets_over_s : 0.0;
+    ds += all_logit_gradients(st, s, c, need_s, dpr, dqr, dpc, dqc);
+    target_gradients(st, -c * s, dpr, dqr, dpc, dqc);
+    through_normalisation(st.pr, st.config.tile, dpr);
+    through_normalisation(st.qr, st.config.tile, dqr);
+    if (!local) {
+      through_normalisation(st.pc, st.config.tile, dpc);
+      through_normalisation(st.qc, st.config.tile, dqc);
+    }
     torch::Tensor dscale = need_s ? torch::full({}, ds, scale.options()) : torch::Tensor();
-    return {dp, dq, dscale, torch::Tensor()};
+    if (local) dpc = dqc = torch::Tensor();  // already in dpr, dqr
+    return {dpr, dqr, dpc, dqc, dscale, torch::Tensor()};
   }
 };
+
 }  // namespace
 
 torch::Tensor tiled_sigmoid_loss(const ScoredBatch& b, const LossOptions& o) {
@@ -660,50 +633,27 @@ torch::Tensor tiled_sigmoid_loss(const ScoredBatch& b, const LossOptions& o) {
                                  static_cast<double>(b.p_cols.size(0)));
 }
 
-torch::Tensor fused_softmax_loss(const torch::Tensor& p, const torch::Tensor& q,
-                                 const torch::Tensor& scale, const LossOptions& o) {
+torch::Tensor tiled_softmax_loss(const ScoredBatch& b, const LossOptions& o) {
   const auto targets = softmax_targets(o);
-  FusedConfig cfg;
+  SoftmaxConfig cfg;
   cfg.tile = o.tiling.tile;
+  cfg.offset = b.offset;
+  cfg.local = !b.distributed;
   cfg.weights = targets.weights;
-  if (cfg.weights.map == WeightMap::Labels) cfg.labels = o.labels;
-  const Target weighted =
-      cfg.weights.map == WeightMap::Affine ? Target::Affine : Target::Tiles;
+  if (cfg.weights.map == WeightMap::Labels) {
+    cfg.labels_rows = b.labels_rows;
+    cfg.labels_cols = b.labels_cols;
+  }
+  const Target weighted = cfg.weights.map == WeightMap::Affine ? Target::Affine : Target::Tiles;
   cfg.pq = targets.frozen_to_trained ? weighted : Target::Diagonal;
   cfg.qp = targets.trained_to_frozen ? weighted : Target::Diagonal;
   if (cfg.weights.center.defined()) {
-    // Validated and cast once here (weight_space does the same for the other paths).
-    TORCH_CHECK(cfg.weights.center.dim() == 1 && cfg.weights.center.size(0) == p.size(1),
-                "contrastive_weights: center must be [", p.size(1), "], got ",
-                cfg.weights.center.sizes());
-    cfg.weights.center = cfg.weights.center.detach().to(p.options());
+    // Validated and cast once here (weight_space does the same for the plain path).
+    TORCH_CHECK(cfg.weights.center.dim() == 1 && cfg.weights.center.size(0) == b.p_rows.size(1),
+                "contrastive_weights: center must be [", b.p_rows.size(1), "], got ", cfg.weights.center.sizes());
+    cfg.weights.center = cfg.weights.center.detach().to(b.p_rows.options());
   }
-  return FusedSoftmaxLoss::apply(p, q, scale, cfg);
-}
-
-torch::Tensor tiled_softmax_loss(const ScoredBatch& b, const LossOptions& o) {
-  TORCH_CHECK(b.distributed, "tiled_softmax_loss: one process uses fused_softmax_loss");
-  const int64_t tile = o.tiling.tile;
-  const double n_global = static_cast<double>(b.p_cols.size(0));
-  // Log-sum-exp of this rank's rows of both directions against the gathered
-  // columns: p_i vs all q, and q_i vs all p.
-  auto lse = TiledLogSumExp::apply(b.p_rows, b.q_cols, b.scale, tile) +
-             TiledLogSumExp::apply(b.q_rows, b.p_cols, b.scale, tile);
-
-  const auto t = softmax_targets(o);
-  // Each direction's target sum: the diagonal, or weighted (affine through
-  // D x D statistics, any other map through weight tiles).
-  std::optional<WeightTiles> tiles;
-  torch::Tensor wa, wb;
-  if (t.any() && t.weights.map == WeightMap::Affine) std::tie(wa, wb) = weight_space(b.p_rows, b.p_cols, t.weights);
-  if (t.any() && t.weights.map != WeightMap::Affine) tiles.emplace(t.weights, b, tile, /*normalise=*/true);
-  auto direction = [&](bool weighted, const torch::Tensor& rows, const torch::Tensor& cols) {
-    if (!weighted) return diagonal_target_sum(rows, cols, b.scale, b.offset);
-    return tiles ? tiled_target_sum(rows, cols, b.scale, *tiles, tile)
-                 : affine_target_sum(rows, cols, b.scale, wa, wb);
-  };
-  auto targets = direction(t.frozen_to_trained, b.p_rows, b.q_cols) + direction(t.trained_to_frozen, b.q_rows, b.p_cols);
-  return (lse - targets) / (2.0 * n_global);
+  return SoftmaxLoss::apply(b.p_rows, b.q_rows, b.p_cols, b.q_cols, b.scale, cfg);
 }
 
 }  // namespace cwcl::detail
