@@ -363,10 +363,11 @@ AffineStats affine_stats(const Side& pr, const Side& qr, const Side& pc, const S
   for (int64_t i0 = 0; i0 < n; i0 += block) {
     const int64_t t = std::min(block, n - i0);
     auto ph = pr.unit(i0, t), qh = qr.unit(i0, t);
-    auto w = affine_row_sums(affine_rows(ph, center), b_sum, static_cast<double>(m));
+    auto a = affine_rows(ph, center);
+    auto w = affine_row_sums(a, b_sum, static_cast<double>(m));
     st.row_sums.narrow(0, i0, t).copy_(w);
     auto inv_w = w.reciprocal().unsqueeze(1);
-    auto aw = affine_rows(ph, center) * inv_w;
+    auto aw = a * inv_w;
     st.awt_p.addmm_(aw.t(), ph);
     st.awt_q.addmm_(aw.t(), qh);
     st.p_over_w += (ph * inv_w).sum(0);
