@@ -12,6 +12,7 @@
 #include <cwcl/train/trainer.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -419,6 +420,11 @@ TEST_F(Training, RunDirectoryHoldsConfigMetricsCheckpointsAndModel) {
     ++lines;
     for (const char* key : {"\"step\"", "\"loss\"", "\"logit_scale\"", "\"lr\"", "\"samples_per_s\""})
       EXPECT_NE(line.find(key), std::string::npos) << line;
+    // Gradient norms per parameter group, before clipping: the tower's and the temperature's.
+    auto j = nlohmann::json::parse(line);
+    ASSERT_TRUE(j.contains("grad_norm")) << line;
+    EXPECT_GT(j["grad_norm"]["encoder"].get<double>(), 0) << line;
+    EXPECT_TRUE(j["grad_norm"].contains("criterion")) << line;
   }
   EXPECT_EQ(lines, 3);  // log_every 2 over 6 steps
   auto model = cwcl::TrainedModel::load(path("run"));

@@ -109,12 +109,14 @@ struct Optimizer {
   std::unique_ptr<torch::optim::AdamW> adamw;
   std::vector<double> base_lr;        // per param group
   std::vector<torch::Tensor> trained;  // every trained tensor (clipping)
+  std::vector<ParameterGroup> named;   // the tower's groups and the criterion, by name (gradient norms)
 };
 
 Optimizer make_optimizer(TrainedTowerImpl& tower, ContrastiveLossImpl& criterion, const TrainConfig& c) {
   auto groups = tower.parameter_groups({c.optim.lr, c.optim.encoder_lr});
   groups.push_back({"criterion", criterion.parameters(), c.optim.lr});
   Optimizer out;
+  out.named = groups;
   std::vector<torch::optim::OptimizerParamGroup> param_groups;
   for (const auto& g : groups) {
     std::vector<torch::Tensor> decay, plain;
@@ -170,7 +172,21 @@ struct Run {
   ModelFileHeader header;
 };
 
-double train_step(Run& r, const Batch& batch, int64_t step) {
+// The L2 norm of each named group's gradients (before clipping).
+json gradient_norms(const Optimizer& o) {
+  json out = json::object();
+  for (const auto& g : o.named) {
+    double sum = 0;
+    for (const auto& p : g.parameters)
+      if (p.grad().defined()) sum += p.grad().pow(2).sum().item<double>();
+    out[g.name] = std::sqrt(sum);
+  }
+  return out;
+}
+
+// One optimizer step; `grad_norms` (when given) receives each group's
+// gradient norm before clipping.
+double train_step(Run& r, const Batch& batch, int64_t step, json* grad_norms = nullptr) {
   const auto& c = r.config;
   torch::manual_seed(derive_seed(static_cast<uint64_t>(c.run.seed), SeedStream::StepNoise, static_cast<uint64_t>(step)));
   set_learning_rates(r.optimizer, learning_rate_factor({c.run.steps, c.optim.warmup, c.optim.lr, c.optim.min_lr}, step));
@@ -182,6 +198,7 @@ double train_step(Run& r, const Batch& batch, int64_t step) {
     throw InternalError("train: the loss is not finite at step " + std::to_string(step + 1) +
                         " (lower optim.lr?); the last checkpoint is kept");
   loss.backward();
+  if (grad_norms) *grad_norms = gradient_norms(r.optimizer);
   if (c.optim.clip > 0) torch::nn::utils::clip_grad_norm_(r.optimizer.trained, c.optim.clip);
   r.optimizer.adamw->step();
   return value;
@@ -215,7 +232,9 @@ double run_steps(Run& r, int64_t start, std::ofstream& metrics, const TrainOptio
   r.tower->train();
   for (int64_t step = start; step < c.run.steps; ++step) {
     const int64_t epoch = step / per_epoch;
-    last = train_step(r, r.source->batch(epoch, step % per_epoch), step);
+    const bool log_step = (step + 1) % c.run.log_every == 0 || step + 1 == c.run.steps;
+    json grad_norms;
+    last = train_step(r, r.source->batch(epoch, step % per_epoch), step, log_step ? &grad_norms : nullptr);
     window_samples += c.run.batch_size;
     const auto now = Clock::now();
     const double elapsed = std::chrono::duration<double>(now - t0).count();
@@ -223,11 +242,11 @@ double run_steps(Run& r, int64_t start, std::ofstream& metrics, const TrainOptio
                      c.optim.lr * learning_rate_factor({c.run.steps, c.optim.warmup, c.optim.lr, c.optim.min_lr}, step),
                      static_cast<double>((step + 1 - start) * c.run.batch_size) / std::max(elapsed, 1e-9),
                      static_cast<double>(c.run.steps - step - 1) * elapsed / static_cast<double>(step + 1 - start)};
-    if ((step + 1) % c.run.log_every == 0 || step + 1 == c.run.steps) {
+    if (log_step) {
       const double window = std::chrono::duration<double>(now - window_start).count();
       metrics << json{{"step", pr.step}, {"epoch", epoch}, {"loss", last}, {"logit_scale", pr.logit_scale},
                       {"lr", pr.lr}, {"samples_per_s", static_cast<double>(window_samples) / std::max(window, 1e-9)},
-                      {"skipped", r.source->skipped}}
+                      {"skipped", r.source->skipped}, {"grad_norm", grad_norms}}
                      .dump()
               << "\n"
               << std::flush;
