@@ -301,6 +301,12 @@ struct SoftmaxConfig {
     b.offset = offset;
     return WeightTiles(weights, b, tile, /*normalise=*/true);
   }
+
+  // The tiles each direction's targets come from (null: not tiled).
+  std::pair<const WeightTiles*, const WeightTiles*> tiles_by_direction(const std::optional<WeightTiles>& t) const {
+    const WeightTiles* any = t ? &*t : nullptr;
+    return {pq == Target::Tiles ? any : nullptr, qp == Target::Tiles ? any : nullptr};
+  }
 };
 
 torch::Tensor inverse_norms(const torch::Tensor& x) {
@@ -428,15 +434,14 @@ double lse_pass(const Side& x, const Side& y, double s, int64_t tile, torch::Ten
 double log_sum_exps(SoftmaxState& st, double s) {
   const auto& cfg = st.config;
   const auto tiles = cfg.make_tiles(st.pr.x, st.pc.x);
-  const WeightTiles* t = tiles ? &*tiles : nullptr;
+  const auto [t_pq, t_qp] = cfg.tiles_by_direction(tiles);
   const int64_t n = st.pr.size();
   st.lse_pq = torch::empty({n}, st.pr.x.options());
   st.lse_qp = torch::empty({n}, st.pr.x.options());
   if (cfg.local)  // one pass: the columns of p^ q^T are the rows of the other direction
-    return lse_pass(st.pr, st.qr, s, cfg.tile, st.lse_pq, st.lse_qp, cfg.pq == Target::Tiles ? t : nullptr,
-                    cfg.qp == Target::Tiles ? t : nullptr);
-  return lse_pass(st.pr, st.qc, s, cfg.tile, st.lse_pq, {}, cfg.pq == Target::Tiles ? t : nullptr, nullptr) +
-         lse_pass(st.qr, st.pc, s, cfg.tile, st.lse_qp, {}, cfg.qp == Target::Tiles ? t : nullptr, nullptr);
+    return lse_pass(st.pr, st.qr, s, cfg.tile, st.lse_pq, st.lse_qp, t_pq, t_qp);
+  return lse_pass(st.pr, st.qc, s, cfg.tile, st.lse_pq, {}, t_pq, nullptr) +
+         lse_pass(st.qr, st.pc, s, cfg.tile, st.lse_qp, {}, t_qp, nullptr);
 }
 
 // The diagonal and affine targets' sum (affine statistics kept in the state).
@@ -495,10 +500,10 @@ double logit_gradients(const Side& x, const Side& y, const torch::Tensor& row_ls
 double all_logit_gradients(const SoftmaxState& st, double s, double c, bool need_s, torch::Tensor& dpr,
                            torch::Tensor& dqr, torch::Tensor& dpc, torch::Tensor& dqc) {
   const auto& cfg = st.config;
+  // Rebuilt rather than kept from the forward pass: the tiles hold
+  // normalised copies of the frozen rows, memory the loss does not keep.
   const auto tiles = cfg.make_tiles(st.pr.x, st.pc.x);
-  const WeightTiles* t = tiles ? &*tiles : nullptr;
-  const WeightTiles* t_pq = cfg.pq == Target::Tiles ? t : nullptr;
-  const WeightTiles* t_qp = cfg.qp == Target::Tiles ? t : nullptr;
+  const auto [t_pq, t_qp] = cfg.tiles_by_direction(tiles);
   if (cfg.local)
     return logit_gradients(st.pr, st.qr, st.lse_pq, st.lse_qp, t_pq, t_qp, s, c, need_s, cfg.tile, dpr, dqr);
   return logit_gradients(st.pr, st.qc, st.lse_pq, {}, t_pq, nullptr, s, c, need_s, cfg.tile, dpr, dqc) +

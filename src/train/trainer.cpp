@@ -184,12 +184,12 @@ json gradient_norms(const Optimizer& o) {
   return out;
 }
 
-// One optimizer step; `grad_norms` (when given) receives each group's
-// gradient norm before clipping.
-double train_step(Run& r, const Batch& batch, int64_t step, json* grad_norms = nullptr) {
+// One optimizer step at `lr_factor` times every group's base rate;
+// `grad_norms` (when given) receives each group's gradient norm before clipping.
+double train_step(Run& r, const Batch& batch, int64_t step, double lr_factor, json* grad_norms = nullptr) {
   const auto& c = r.config;
   torch::manual_seed(derive_seed(static_cast<uint64_t>(c.run.seed), SeedStream::StepNoise, static_cast<uint64_t>(step)));
-  set_learning_rates(r.optimizer, learning_rate_factor({c.run.steps, c.optim.warmup, c.optim.lr, c.optim.min_lr}, step));
+  set_learning_rates(r.optimizer, lr_factor);
   r.optimizer.adamw->zero_grad();
   auto q = r.source->pooled() ? r.tower->head(batch.x) : r.tower->forward(batch.x, batch.lengths);
   auto loss = r.criterion->forward(batch.p, q, r.needs_labels ? batch.labels : torch::Tensor());
@@ -229,17 +229,19 @@ double run_steps(Run& r, int64_t start, std::ofstream& metrics, const TrainOptio
   auto window_start = t0;
   int64_t window_samples = 0;
   double last = 0;
+  const ScheduleOptions schedule{c.run.steps, c.optim.warmup, c.optim.lr, c.optim.min_lr};
   r.tower->train();
   for (int64_t step = start; step < c.run.steps; ++step) {
     const int64_t epoch = step / per_epoch;
     const bool log_step = (step + 1) % c.run.log_every == 0 || step + 1 == c.run.steps;
+    const double lr_factor = learning_rate_factor(schedule, step);
     json grad_norms;
-    last = train_step(r, r.source->batch(epoch, step % per_epoch), step, log_step ? &grad_norms : nullptr);
+    last = train_step(r, r.source->batch(epoch, step % per_epoch), step, lr_factor, log_step ? &grad_norms : nullptr);
     window_samples += c.run.batch_size;
     const auto now = Clock::now();
     const double elapsed = std::chrono::duration<double>(now - t0).count();
     TrainProgress pr{step + 1, c.run.steps, last, logit_scale(r),
-                     c.optim.lr * learning_rate_factor({c.run.steps, c.optim.warmup, c.optim.lr, c.optim.min_lr}, step),
+                     c.optim.lr * lr_factor,
                      static_cast<double>((step + 1 - start) * c.run.batch_size) / std::max(elapsed, 1e-9),
                      static_cast<double>(c.run.steps - step - 1) * elapsed / static_cast<double>(step + 1 - start)};
     if (log_step) {
