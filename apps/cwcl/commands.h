@@ -125,6 +125,8 @@ struct TrainCommandOptions {
   std::string config;            // TOML
   std::vector<std::string> set;  // section.key=value overrides
   bool resume = false;
+  int nproc = 1;                           // local ranks to start (each runs this command without --nproc)
+  std::vector<std::string> command_line;   // argv as given, for the ranks
 };
 /// Console callbacks for train(): a progress line on a terminal (none
 /// otherwise), messages on stderr with a prefix.

@@ -161,13 +161,16 @@ void add_data_commands(CLI::App& app, Actions& actions) {
   }
 }
 
-void add_model_commands(CLI::App& app, Actions& actions) {
+void add_model_commands(CLI::App& app, Actions& actions, const std::vector<std::string>& command_line) {
   {
     auto* cmd = app.add_subcommand("train", "train a tower against the frozen text tower (TOML config)");
     auto& o = bind(cmd, actions, cwcl::app::run_train);
     cmd->add_option("config", o.config, "TOML configuration (see configs/)")->required()->check(CLI::ExistingFile);
     cmd->add_option("--set", o.set, "override a key: section.key=value (repeatable)");
     cmd->add_flag("--resume", o.resume, "continue from the newest checkpoint in run.out");
+    cmd->add_option("--nproc", o.nproc, "start this many local ranks (data parallel; the global batch is run.batch_size)")
+        ->check(CLI::Range(1, 1024));
+    o.command_line = command_line;
   }
   {
     auto* cmd = app.add_subcommand("zeroshot", "classify audio or image files zero-shot with a trained model");
@@ -273,7 +276,7 @@ int main(int argc, char** argv) {
   add_info_command(app, actions);
   add_bench_commands(app, actions);
   add_data_commands(app, actions);
-  add_model_commands(app, actions);
+  add_model_commands(app, actions, std::vector<std::string>(argv, argv + argc));
   add_eval_commands(app, actions);
   try {
     app.parse(argc, argv);

@@ -3,6 +3,7 @@
 #include "tasks.h"
 
 #include <cwcl/audio/audio.h>
+#include <cwcl/dist.h>
 #include <cwcl/train/export.h>
 
 #include <cstdio>
@@ -43,17 +44,74 @@ TrainOptions console_train_options(bool resume, const std::string& prefix) {
   return o;
 }
 
+namespace {
+
+// This command again for each rank: the same arguments without --nproc.
+std::vector<std::string> rank_command(const std::vector<std::string>& command_line) {
+  std::vector<std::string> out{std::filesystem::canonical("/proc/self/exe").string()};
+  for (size_t i = 1; i < command_line.size(); ++i) {
+    if (command_line[i] == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (command_line[i].rfind("--nproc=", 0) == 0) continue;
+    out.push_back(command_line[i]);
+  }
+  return out;
+}
+
+// cwcl train --nproc N: N local ranks; rank 0's output here, the others' in
+// <run.out>/logs/rank<k>.log.
+int launch_ranks(const TrainCommandOptions& o, const TrainConfig& config) {
+  dist::LaunchOptions l;
+  l.ranks = o.nproc;
+  l.argv = rank_command(o.command_line);
+  l.log_dir = (std::filesystem::path(config.run.out) / "logs").string();
+  // A failed rank's peers notice within the timeout and say whom they miss.
+  l.grace = std::chrono::milliseconds(static_cast<int64_t>(config.run.dist_timeout * 1000)) + std::chrono::seconds(10);
+  std::cerr << "cwcl train: " << o.nproc << " ranks; ranks 1.." << o.nproc - 1 << " log to " << l.log_dir << "\n";
+  const auto result = dist::launch_local(l);
+  if (result.exit_code != 0)
+    std::cerr << "cwcl train: " << result.message << " (its log: "
+              << (result.failed_rank == 0 ? std::string("above")
+                                          : l.log_dir + "/rank" + std::to_string(result.failed_rank) + ".log")
+              << ")\n";
+  return result.exit_code;
+}
+
+}  // namespace
+
 int run_train(const TrainCommandOptions& o) {
   auto config = TrainConfig::from_file(o.config);
   for (const auto& s : o.set) config.set(s);
   config.validate();
-  auto summary = train(config, console_train_options(o.resume, ""));
+  const auto env = dist::Environment::from_process();
+  if (o.nproc > 1) {
+    if (env.world_size > 1)
+      throw UsageError("--nproc starts its own ranks; under torchrun (WORLD_SIZE = " +
+                       std::to_string(env.world_size) + ") leave it out");
+    return launch_ranks(o, config);
+  }
+  const std::string prefix = env.rank == 0 ? "" : "rank " + std::to_string(env.rank) + ": ";
+  auto options = console_train_options(o.resume, prefix);
+  if (env.world_size > 1) {
+    dist::GroupOptions g;
+    g.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.run.dist_timeout * 1000));
+    options.log("joining " + std::to_string(env.world_size) + " ranks at " + env.master_addr + ":" +
+                std::to_string(env.master_port));
+    options.group = dist::Group::join(env, g);
+    if (env.rank != 0) options.progress = nullptr;
+  }
+  auto summary = train(config, options);
+  if (env.rank != 0) return 0;
   std::cout << json{{"run_dir", summary.run_dir},
                     {"steps", summary.steps},
                     {"resumed_at", summary.start_step},
                     {"seconds", summary.seconds},
                     {"final_loss", summary.final_loss},
-                    {"skipped", summary.skipped}}
+                    {"skipped", summary.skipped},
+                    {"nonfinite_steps", summary.nonfinite_steps},
+                    {"ranks", summary.world_size}}
                    .dump()
             << "\n";
   return 0;

@@ -15,6 +15,7 @@ enum class ErrorKind {
   Config,    ///< a bad configuration file or --set value; the message names the key
   Data,      ///< a data or model file is missing, unreadable or malformed; names the file
   Internal,  ///< a failure that is not the input's fault (a bug, the system)
+  Peer,      ///< distributed training: another rank died, hung or cannot be reached; names it
 };
 
 class Error : public std::runtime_error {
@@ -46,8 +47,13 @@ class InternalError : public Error {
   explicit InternalError(const std::string& what) : Error(ErrorKind::Internal, what) {}
 };
 
+class PeerError : public Error {
+ public:
+  explicit PeerError(const std::string& what) : Error(ErrorKind::Peer, what) {}
+};
+
 /// The command's exit status for an error of this kind: 2 usage and
-/// configuration, 3 data, 1 internal.
+/// configuration, 3 data, 4 peer, 1 internal.
 constexpr int exit_code(ErrorKind kind) noexcept {
   switch (kind) {
     case ErrorKind::Usage:
@@ -55,13 +61,15 @@ constexpr int exit_code(ErrorKind kind) noexcept {
       return 2;
     case ErrorKind::Data:
       return 3;
+    case ErrorKind::Peer:
+      return 4;
     case ErrorKind::Internal:
       return 1;
   }
   return 1;
 }
 
-/// "usage", "config", "data" or "internal".
+/// "usage", "config", "data", "peer" or "internal".
 constexpr const char* to_string(ErrorKind kind) noexcept {
   switch (kind) {
     case ErrorKind::Usage:
@@ -70,6 +78,8 @@ constexpr const char* to_string(ErrorKind kind) noexcept {
       return "config";
     case ErrorKind::Data:
       return "data";
+    case ErrorKind::Peer:
+      return "peer";
     case ErrorKind::Internal:
       return "internal";
   }

@@ -222,7 +222,10 @@ struct SpeechLoader::State {
   State(const FeatureCache& c, LoaderOptions o, int64_t e) : cache(c), options(std::move(o)), epoch(e) {}
 
   SpeechBatch assemble(int64_t b) {
-    const auto& idx = batches[static_cast<size_t>(b)];
+    const auto& global = batches[static_cast<size_t>(b)];
+    const auto size = static_cast<int64_t>(global.size());
+    const int64_t first = options.shard.first(size);
+    const std::vector<int64_t> idx(global.begin() + first, global.begin() + first + options.shard.rows(size));
     int64_t longest = 0;
     for (auto i : idx) longest = std::max(longest, cache.frames(i));
     const int64_t n_mels = cache.features(idx[0]).size(1);
@@ -230,12 +233,16 @@ struct SpeechLoader::State {
     out.mel = torch::zeros({static_cast<int64_t>(idx.size()), longest, n_mels});
     out.lengths = torch::empty({static_cast<int64_t>(idx.size())}, torch::kLong);
     out.indices = idx;
-    // A generator per batch keeps augmentation independent of thread timing.
-    auto gen = make_generator(derive_seed(options.seed, SeedStream::SpecAugment, static_cast<uint64_t>(epoch),
-                                          static_cast<uint64_t>(b)));
+    // A generator per row of the global batch keeps augmentation independent
+    // of thread timing and of how the batch is sharded.
+    const auto batch_seed = derive_seed(options.seed, SeedStream::SpecAugment, static_cast<uint64_t>(epoch),
+                                        static_cast<uint64_t>(b));
     for (size_t r = 0; r < idx.size(); ++r) {
       auto f = cache.features(idx[r]);
-      if (options.spec_augment) f = spec_augment(f, *options.spec_augment, gen);
+      if (options.spec_augment) {
+        auto gen = make_generator(derive_seed(batch_seed, SeedStream::SpecAugment, static_cast<uint64_t>(first) + r));
+        f = spec_augment(f, *options.spec_augment, gen);
+      }
       out.mel[static_cast<int64_t>(r)].narrow(0, 0, f.size(0)).copy_(f);
       out.lengths[static_cast<int64_t>(r)] = f.size(0);
     }
@@ -268,6 +275,10 @@ struct SpeechLoader::State {
 SpeechLoader::SpeechLoader(const FeatureCache& cache, LoaderOptions o, int64_t epoch)
     : state_(std::make_unique<State>(cache, o, epoch)) {
   TORCH_CHECK(o.batch_size >= 1 && o.workers >= 1 && o.prefetch >= 1, "SpeechLoader: bad options");
+  TORCH_CHECK(o.shard.count >= 1 && o.shard.index >= 0 && o.shard.index < o.shard.count &&
+                  (!o.drop_last || o.batch_size % o.shard.count == 0),
+              "SpeechLoader: shard ", o.shard.index, " of ", o.shard.count, " does not divide batches of ",
+              o.batch_size);
   auto& s = *state_;
   std::vector<int64_t> order = o.rows;
   if (order.empty()) {

@@ -160,7 +160,8 @@ void add_tower_fields(std::vector<Field>& f, TowerSpec& spec) {
 std::vector<Field> fields(TrainConfig& c) {
   auto& r = c.run;
   std::vector<Field> f{field("run.out", r.out), field("run.seed", r.seed), field("run.steps", r.steps),
-                       field("run.batch_size", r.batch_size), field("run.threads", r.threads),
+                       field("run.batch_size", r.batch_size), field("run.accum_steps", r.accum_steps),
+                       field("run.dist_timeout", r.dist_timeout), field("run.threads", r.threads),
                        field("run.checkpoint_every", r.checkpoint_every),
                        field("run.keep_checkpoints", r.keep_checkpoints), field("run.log_every", r.log_every)};
   // model.tower picks the variant's alternative; a new kind starts from its defaults.
@@ -317,6 +318,10 @@ void TrainConfig::validate() const {
   check(run.steps >= 1, "run.steps", "must be >= 1");
   check(run.batch_size >= 2, "run.batch_size", "must be >= 2 (a contrastive batch)");
   check(run.threads >= 1, "run.threads", "must be >= 1");
+  check(run.accum_steps >= 1, "run.accum_steps", "must be >= 1");
+  check(run.batch_size % run.accum_steps == 0, "run.accum_steps",
+        "must divide run.batch_size = " + std::to_string(run.batch_size));
+  check(run.dist_timeout > 0, "run.dist_timeout", "must be > 0 seconds");
   check(run.checkpoint_every >= 1, "run.checkpoint_every", "must be >= 1");
   check(run.keep_checkpoints >= 1, "run.keep_checkpoints", "must be >= 1");
   check(run.log_every >= 1, "run.log_every", "must be >= 1");

@@ -21,8 +21,8 @@ torch::Tensor long_tensor(const std::vector<int64_t>& v) { return torch::tensor(
 // Rows of a table of precomputed inputs (pooled encoder outputs), shuffled per epoch.
 class TableSource : public DataSource {
  public:
-  TableSource(torch::Tensor inputs, torch::Tensor p, int64_t batch_size, uint64_t seed)
-      : inputs_(std::move(inputs)), p_(std::move(p)), batch_size_(batch_size), seed_(seed) {}
+  TableSource(torch::Tensor inputs, torch::Tensor p, int64_t batch_size, uint64_t seed, Shard shard)
+      : inputs_(std::move(inputs)), p_(std::move(p)), batch_size_(batch_size), seed_(seed), shard_(shard) {}
   int64_t batches_per_epoch() const override { return inputs_.size(0) / batch_size_; }
   Batch batch(int64_t epoch, int64_t index) override {
     if (epoch != epoch_) {
@@ -30,7 +30,7 @@ class TableSource : public DataSource {
       order_ = torch::randperm(inputs_.size(0), g, torch::kLong);
       epoch_ = epoch;
     }
-    auto rows = order_.narrow(0, index * batch_size_, batch_size_);
+    auto rows = order_.narrow(0, index * batch_size_ + shard_.first(batch_size_), shard_.rows(batch_size_));
     return {inputs_.index_select(0, rows), {}, p_.index_select(0, rows), {}};
   }
   const torch::Tensor& frozen() const override { return p_; }
@@ -40,6 +40,7 @@ class TableSource : public DataSource {
   torch::Tensor inputs_, p_, order_;
   int64_t batch_size_;
   uint64_t seed_;
+  Shard shard_;
   int64_t epoch_ = -1;
 };
 
@@ -47,8 +48,8 @@ class TableSource : public DataSource {
 class SpeechSource : public DataSource {
  public:
   SpeechSource(std::shared_ptr<FeatureCache> cache, std::vector<int64_t> rows, torch::Tensor p,
-               const TrainConfig& c)
-      : cache_(std::move(cache)), rows_(std::move(rows)), p_(std::move(p)), config_(c) {
+               const TrainConfig& c, Shard shard)
+      : cache_(std::move(cache)), rows_(std::move(rows)), p_(std::move(p)), config_(c), shard_(shard) {
     p_row_.assign(static_cast<size_t>(cache_->size()), -1);
     for (size_t i = 0; i < rows_.size(); ++i) p_row_[static_cast<size_t>(rows_[i])] = static_cast<int64_t>(i);
   }
@@ -72,6 +73,7 @@ class SpeechSource : public DataSource {
     o.drop_last = true;
     o.rows = rows_;
     o.first_batch = index;
+    o.shard = shard_;
     if (config_.data.augment) o.spec_augment = SpecAugmentOptions{};
     loader_.reset();
     loader_ = std::make_unique<SpeechLoader>(*cache_, o, epoch);
@@ -82,6 +84,7 @@ class SpeechSource : public DataSource {
   std::vector<int64_t> rows_, p_row_;
   torch::Tensor p_;
   TrainConfig config_;
+  Shard shard_;
   std::unique_ptr<SpeechLoader> loader_;
   int64_t epoch_ = -1, next_index_ = -1;
 };
@@ -91,8 +94,12 @@ class ImageSource : public DataSource {
  public:
   // captions: [all captions, D]; spans[k] = (first row, count) of class k's captions.
   ImageSource(ImageSet images, torch::Tensor captions, std::vector<std::pair<int64_t, int64_t>> spans,
-              const TrainConfig& c)
-      : images_(std::move(images)), captions_(std::move(captions)), spans_(std::move(spans)), config_(c) {
+              const TrainConfig& c, Shard shard)
+      : images_(std::move(images)),
+        captions_(std::move(captions)),
+        spans_(std::move(spans)),
+        config_(c),
+        shard_(shard) {
     std::vector<int64_t> first;
     auto l = images_.labels.accessor<int64_t, 1>();
     for (int64_t i = 0; i < images_.size(); ++i) first.push_back(spans_.at(static_cast<size_t>(l[i])).first);
@@ -117,8 +124,11 @@ class ImageSource : public DataSource {
                                           static_cast<uint64_t>(index)));
       raw = augment_images(raw, 2, g);
     }
-    return {normalise_images(raw), {}, captions_.index_select(0, caption_rows(labels, pick_.index_select(0, rows))),
-            labels};
+    // The whole global batch is drawn (it is small), then cut: augmentation
+    // does not depend on the number of ranks.
+    auto p = captions_.index_select(0, caption_rows(labels, pick_.index_select(0, rows)));
+    const int64_t first = shard_.first(b), n = shard_.rows(b);
+    return {normalise_images(raw.narrow(0, first, n)), {}, p.narrow(0, first, n), labels.narrow(0, first, n)};
   }
   const torch::Tensor& frozen() const override { return p_; }
 
@@ -139,6 +149,7 @@ class ImageSource : public DataSource {
   torch::Tensor captions_, p_, order_, pick_;
   std::vector<std::pair<int64_t, int64_t>> spans_;
   TrainConfig config_;
+  Shard shard_;
   int64_t epoch_ = -1;
 };
 
@@ -181,7 +192,7 @@ std::shared_ptr<FeatureCache> open_features(const std::string& path, FrontEnd fr
 }
 
 std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl& tower, const TextTower& text,
-                                          const Log& log) {
+                                          const Log& log, Shard shard) {
   int64_t skipped = 0;
   const auto examples = training_examples(c, skipped, log);
   const auto features = features_path(c, tower.front_end());
@@ -217,15 +228,15 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
                                          log("tower: " + std::to_string(done) + "/" + std::to_string(total));
                                      });
     source = std::make_unique<TableSource>(all.index_select(0, long_tensor(rows)), p, c.run.batch_size,
-                                           static_cast<uint64_t>(c.run.seed));
+                                           static_cast<uint64_t>(c.run.seed), shard);
   } else {
-    source = std::make_unique<SpeechSource>(cache, rows, p, c);
+    source = std::make_unique<SpeechSource>(cache, rows, p, c, shard);
   }
   source->skipped = skipped;
   return source;
 }
 
-std::unique_ptr<DataSource> image_source(const TrainConfig& c, const TextTower& text, const Log& log) {
+std::unique_ptr<DataSource> image_source(const TrainConfig& c, const TextTower& text, const Log& log, Shard shard) {
   const auto names = ClassNames::read(c.class_names_file());
   check_classes(c.data.classes, names.size(), "config key 'data.classes'");
   auto train = split_training_images(read_fashion_mnist(c.data.train, FashionMnistSplit::Train), c.data.classes,
@@ -245,15 +256,17 @@ std::unique_ptr<DataSource> image_source(const TrainConfig& c, const TextTower& 
                                                       : c.data.text_store;
   log("text: " + std::to_string(texts.size()) + " captions through " + text.name);
   auto p = embed_with_store(store, text.name, text.fingerprint, texts, texts, text.encode);
-  return std::make_unique<ImageSource>(std::move(train), p, std::move(spans), c);
+  return std::make_unique<ImageSource>(std::move(train), p, std::move(spans), c, shard);
 }
 
 }  // namespace
 
 std::unique_ptr<DataSource> make_data_source(const TrainConfig& config, TrainedTowerImpl& tower,
-                                             const TextTower& text, const Log& log) {
-  return config.modality() == Modality::Speech ? speech_source(config, tower, text, log)
-                                               : image_source(config, text, log);
+                                             const TextTower& text, const Log& log, Shard shard) {
+  TORCH_CHECK(shard.count >= 1 && config.run.batch_size % shard.count == 0, "make_data_source: ", shard.count,
+              " shards do not divide run.batch_size = ", config.run.batch_size);
+  return config.modality() == Modality::Speech ? speech_source(config, tower, text, log, shard)
+                                               : image_source(config, text, log, shard);
 }
 
 }  // namespace cwcl::detail

@@ -1,8 +1,10 @@
 // Training data for the trainer (not installed): every source yields, for
 // (epoch, batch), the same batch on every run, so a resumed run continues
-// exactly where the interrupted one stopped.
+// exactly where the interrupted one stopped. In a distributed run each rank
+// gets its shard of that same global batch.
 #pragma once
 
+#include <cwcl/data/shard.h>
 #include <cwcl/towers/text_tower.h>
 #include <cwcl/towers/tower.h>
 #include <cwcl/train/config.h>
@@ -25,6 +27,7 @@ class DataSource {
  public:
   virtual ~DataSource() = default;
   virtual int64_t batches_per_epoch() const = 0;
+  /// This shard's rows of global batch `index` of `epoch`.
   virtual Batch batch(int64_t epoch, int64_t index) = 0;
   /// Frozen-side rows of the training set (centring, calibration).
   virtual const torch::Tensor& frozen() const = 0;
@@ -36,8 +39,9 @@ class DataSource {
 using Log = std::function<void(const std::string&)>;
 
 /// The source a configuration describes: speech (feature cache, or cached
-/// pooled outputs when the tower allows it) or Fashion-MNIST images.
+/// pooled outputs when the tower allows it) or Fashion-MNIST images; batches
+/// of run.batch_size rows, of which this source yields `shard`'s.
 std::unique_ptr<DataSource> make_data_source(const TrainConfig& config, TrainedTowerImpl& tower,
-                                             const TextTower& text, const Log& log);
+                                             const TextTower& text, const Log& log, Shard shard = {});
 
 }  // namespace cwcl::detail

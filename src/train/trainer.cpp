@@ -1,5 +1,6 @@
 // The training loop and what it needs around it: resume checks, the loss
-// options from the data (centre, calibration), optimizer groups, metrics.
+// options from the data (centre, calibration), optimizer groups, metrics,
+// ranks of a distributed job and GradCache accumulation.
 #include <cwcl/error.h>
 #include <cwcl/io/files.h>
 #include <cwcl/runtime.h>
@@ -14,6 +15,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -41,9 +43,11 @@ class ThreadCountGuard {
   int previous_;
 };
 
-// Keys a resumed run may change: the length, and values set by calibration.
+// Keys a resumed run may change: the length, values set by calibration, and
+// how the batch is computed (chunks, timeouts), which leaves the result alone.
 bool may_differ_on_resume(const std::string& key) {
-  return key == "run.steps" || key == "loss.kernel_tau" || key == "loss.gamma";
+  return key == "run.steps" || key == "loss.kernel_tau" || key == "loss.gamma" || key == "run.accum_steps" ||
+         key == "run.dist_timeout";
 }
 
 // The newest checkpoint when resuming (its config must match), else nothing;
@@ -75,12 +79,12 @@ std::optional<ModelFile> resume_point(TrainConfig& c, bool resume, const Log& lo
   return file;
 }
 
-// Sharpness from the frozen side's statistics: the median over a few batches
-// (calibrate_weights; docs/method.md, "Calibration").
-void calibrate(TrainConfig& c, WeightOptions& weights, DataSource& source, const Log& log) {
+// Sharpness from the frozen side's statistics: the median over a few global
+// batches (calibrate_weights; docs/method.md, "Calibration").
+void calibrate(TrainConfig& c, WeightOptions& weights, DataSource& source, dist::Group& group, const Log& log) {
   std::vector<double> picks;
   for (int64_t b = 0; b < std::min<int64_t>(8, source.batches_per_epoch()); ++b) {
-    auto w = calibrate_weights(source.batch(0, b).p, weights, c.loss.calibrate);
+    auto w = calibrate_weights(group.all_gather(source.batch(0, b).p), weights, c.loss.calibrate);
     picks.push_back(c.loss.weights == WeightMap::Kernel ? w.kernel_tau : w.gamma);
   }
   std::sort(picks.begin(), picks.end());
@@ -92,14 +96,19 @@ void calibrate(TrainConfig& c, WeightOptions& weights, DataSource& source, const
       std::to_string(c.loss.calibrate) + " effective positives per row");
 }
 
-// The loss options, complete before the loss module is built.
-LossOptions loss_options(TrainConfig& c, DataSource& source, bool resuming, const Log& log) {
+// The loss options, complete before the loss module is built. Ranks score
+// their rows against every rank's columns.
+LossOptions loss_options(TrainConfig& c, DataSource& source, dist::Group& group, bool resuming, const Log& log) {
   auto o = c.loss_options();
   if (c.loss.center) {
     namespace F = torch::nn::functional;
     o.weights.center = F::normalize(source.frozen(), F::NormalizeFuncOptions().dim(1)).mean(0).detach();
   }
-  if (c.loss.calibrate > 0 && !resuming) calibrate(c, o.weights, source, log);
+  if (c.loss.calibrate > 0 && !resuming) calibrate(c, o.weights, source, group, log);
+  if (group.distributed()) {
+    o.gather = group.gather_fn();
+    o.rank = group.rank();
+  }
   return o;
 }
 
@@ -170,7 +179,14 @@ struct Run {
   Optimizer optimizer;
   bool needs_labels = false;
   ModelFileHeader header;
+  std::shared_ptr<dist::Group> group;
+  bool writer = true;            // rank 0: writes the run directory
+  int64_t nonfinite = 0;         // steps skipped for a non-finite loss or gradient
+  int64_t nonfinite_in_row = 0;
 };
+
+// A run gives up after this many non-finite steps in a row.
+constexpr int64_t kMaxNonfiniteInRow = 20;
 
 // The L2 norm of each named group's gradients (before clipping).
 json gradient_norms(const Optimizer& o) {
@@ -184,22 +200,109 @@ json gradient_norms(const Optimizer& o) {
   return out;
 }
 
+// The tower's noise (dropout) for one chunk of this rank's share of a step:
+// GradCache's second pass recomputes a chunk with the noise of its first.
+void seed_noise(const Run& r, int64_t step, int64_t chunk) {
+  const auto slot = static_cast<uint64_t>(r.group->rank() * r.config.run.accum_steps + chunk);
+  torch::manual_seed(derive_seed(static_cast<uint64_t>(r.config.run.seed), SeedStream::StepNoise,
+                                 static_cast<uint64_t>(step), slot));
+}
+
+torch::Tensor embed(Run& r, const Batch& b) {
+  return r.source->pooled() ? r.tower->head(b.x) : r.tower->forward(b.x, b.lengths);
+}
+
+Batch chunk_of(const Batch& b, int64_t k, int64_t chunks) {
+  const int64_t n = b.p.size(0) / chunks;
+  auto cut = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, k * n, n) : t; };
+  return {cut(b.x), cut(b.lengths), cut(b.p), cut(b.labels)};
+}
+
+// GradCache pass 1 (Gao et al. 2021): the embeddings of every chunk without a
+// graph. Buffers (BatchNorm's running statistics) are put back afterwards so
+// that only the second pass updates them.
+torch::Tensor embed_without_graph(Run& r, const Batch& batch, int64_t step) {
+  std::vector<torch::Tensor> saved;
+  for (const auto& b : r.tower->buffers()) saved.push_back(b.clone());
+  std::vector<torch::Tensor> parts;
+  {
+    torch::NoGradGuard no_grad;
+    for (int64_t k = 0; k < r.config.run.accum_steps; ++k) {
+      seed_noise(r, step, k);
+      parts.push_back(embed(r, chunk_of(batch, k, r.config.run.accum_steps)));
+    }
+    auto buffers = r.tower->buffers();
+    for (size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved[i]);
+  }
+  return torch::cat(parts).requires_grad_(true);
+}
+
+// The loss over the global batch and, when every rank's share is finite, the
+// gradients of this rank's tower (not yet summed over ranks). Returns the
+// global loss. All ranks agree on it before any backward pass, whose
+// collectives need every rank.
+double loss_and_gradients(Run& r, const Batch& batch, int64_t step) {
+  const int64_t chunks = r.config.run.accum_steps;
+  torch::Tensor q;
+  if (chunks == 1) {
+    seed_noise(r, step, 0);
+    q = embed(r, batch);
+  } else {
+    q = embed_without_graph(r, batch, step);
+  }
+  auto loss = r.criterion->forward(batch.p, q, r.needs_labels ? batch.labels : torch::Tensor());
+  const double value = r.group->all_reduce_sum(loss.item<double>(), "loss of step " + std::to_string(step + 1));
+  if (!std::isfinite(value)) return value;
+  loss.backward();
+  if (chunks > 1) {
+    // GradCache pass 2: each chunk again, with its graph, fed its slice of dL/dq.
+    const auto dq = q.grad();
+    const int64_t n = dq.size(0) / chunks;
+    for (int64_t k = 0; k < chunks; ++k) {
+      seed_noise(r, step, k);
+      embed(r, chunk_of(batch, k, chunks)).backward(dq.narrow(0, k * n, n));
+    }
+  }
+  return value;
+}
+
+// Sums every trained tensor's gradient over ranks: the gradient of the
+// global loss, identical on every rank.
+void sum_gradients(Run& r) {
+  if (!r.group->distributed()) return;
+  std::vector<torch::Tensor> grads;
+  for (auto& p : r.optimizer.trained) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  r.group->all_reduce_sum(grads, "gradients");
+}
+
 // One optimizer step at `lr_factor` times every group's base rate;
-// `grad_norms` (when given) receives each group's gradient norm before clipping.
+// `grad_norms` (when given) receives each group's gradient norm before
+// clipping. A non-finite loss or gradient skips the step on every rank.
 double train_step(Run& r, const Batch& batch, int64_t step, double lr_factor, json* grad_norms = nullptr) {
   const auto& c = r.config;
-  torch::manual_seed(derive_seed(static_cast<uint64_t>(c.run.seed), SeedStream::StepNoise, static_cast<uint64_t>(step)));
   set_learning_rates(r.optimizer, lr_factor);
   r.optimizer.adamw->zero_grad();
-  auto q = r.source->pooled() ? r.tower->head(batch.x) : r.tower->forward(batch.x, batch.lengths);
-  auto loss = r.criterion->forward(batch.p, q, r.needs_labels ? batch.labels : torch::Tensor());
-  const double value = loss.item<double>();
-  if (!std::isfinite(value))
-    throw InternalError("train: the loss is not finite at step " + std::to_string(step + 1) +
-                        " (lower optim.lr?); the last checkpoint is kept");
-  loss.backward();
-  if (grad_norms) *grad_norms = gradient_norms(r.optimizer);
-  if (c.optim.clip > 0) torch::nn::utils::clip_grad_norm_(r.optimizer.trained, c.optim.clip);
+  const double value = loss_and_gradients(r, batch, step);
+  double norm = value;
+  if (std::isfinite(value)) {
+    sum_gradients(r);
+    if (grad_norms) *grad_norms = gradient_norms(r.optimizer);
+    norm = torch::nn::utils::clip_grad_norm_(r.optimizer.trained,
+                                             c.optim.clip > 0 ? c.optim.clip : std::numeric_limits<double>::infinity());
+  }
+  if (!std::isfinite(norm)) {
+    ++r.nonfinite;
+    if (++r.nonfinite_in_row >= kMaxNonfiniteInRow)
+      throw InternalError("train: the loss or gradient was not finite for " + std::to_string(kMaxNonfiniteInRow) +
+                          " steps in a row, up to step " + std::to_string(step + 1) +
+                          " (lower optim.lr?); the last checkpoint is kept");
+    r.optimizer.adamw->zero_grad();
+    return value;
+  }
+  r.nonfinite_in_row = 0;
   r.optimizer.adamw->step();
   return value;
 }
@@ -211,6 +314,7 @@ void save(Run& r, const std::string& path, int64_t step, bool with_optimizer) {
 }
 
 void checkpoint(Run& r, int64_t step) {
+  if (!r.writer) return;
   save(r, checkpoint_path(r.config.run.out, step), step, true);
   auto all = list_checkpoints(r.config.run.out);
   for (size_t i = 0; i + static_cast<size_t>(r.config.run.keep_checkpoints) < all.size(); ++i) fs::remove(all[i]);
@@ -221,8 +325,9 @@ double logit_scale(const Run& r) {
                                             : 1.0 / r.config.loss.temperature;
 }
 
-// Runs steps [start, steps): metrics every log_every, checkpoints every checkpoint_every.
-double run_steps(Run& r, int64_t start, std::ofstream& metrics, const TrainOptions& options) {
+// Runs steps [start, steps): metrics every log_every, checkpoints every
+// checkpoint_every (rank 0 only: `metrics` is null elsewhere).
+double run_steps(Run& r, int64_t start, std::ofstream* metrics, const TrainOptions& options) {
   const auto& c = r.config;
   const int64_t per_epoch = r.source->batches_per_epoch();
   const auto t0 = Clock::now();
@@ -244,14 +349,15 @@ double run_steps(Run& r, int64_t start, std::ofstream& metrics, const TrainOptio
                      c.optim.lr * lr_factor,
                      static_cast<double>((step + 1 - start) * c.run.batch_size) / std::max(elapsed, 1e-9),
                      static_cast<double>(c.run.steps - step - 1) * elapsed / static_cast<double>(step + 1 - start)};
-    if (log_step) {
+    if (log_step && metrics) {
       const double window = std::chrono::duration<double>(now - window_start).count();
-      metrics << json{{"step", pr.step}, {"epoch", epoch}, {"loss", last}, {"logit_scale", pr.logit_scale},
-                      {"lr", pr.lr}, {"samples_per_s", static_cast<double>(window_samples) / std::max(window, 1e-9)},
-                      {"skipped", r.source->skipped}, {"grad_norm", grad_norms}}
-                     .dump()
-              << "\n"
-              << std::flush;
+      *metrics << json{{"step", pr.step}, {"epoch", epoch}, {"loss", last}, {"logit_scale", pr.logit_scale},
+                       {"lr", pr.lr}, {"samples_per_s", static_cast<double>(window_samples) / std::max(window, 1e-9)},
+                       {"skipped", r.source->skipped}, {"nonfinite_steps", r.nonfinite}, {"grad_norm", grad_norms},
+                       {"ranks", r.group->world_size()}}
+                      .dump()
+               << "\n"
+               << std::flush;
       window_start = now;
       window_samples = 0;
     }
@@ -261,6 +367,40 @@ double run_steps(Run& r, int64_t start, std::ofstream& metrics, const TrainOptio
   return last;
 }
 
+// The data source of this rank. Rank 0 builds the caches (features, pooled
+// outputs, text stores) first; the others wait for it, then read them.
+std::unique_ptr<DataSource> prepare_data(Run& r, const TextTower& text, const Log& log) {
+  auto& g = *r.group;
+  const Shard shard{g.rank(), g.world_size()};
+  // Preparing a large corpus can take long; rank 0 failing ends the wait at once.
+  constexpr auto kPreparation = std::chrono::hours(6);
+  if (!r.writer) {
+    log("waiting for rank 0 to prepare the data");
+    g.wait_for("prepared", kPreparation);
+  }
+  auto source = detail::make_data_source(r.config, *r.tower, text, log, shard);
+  if (r.writer) g.set("prepared", "1");
+  return source;
+}
+
+// Every rank starts from rank 0's weights (identical already when they were
+// seeded alike or loaded from one checkpoint; this makes it certain).
+void synchronise_weights(Run& r) {
+  if (!r.group->distributed()) return;
+  std::vector<torch::Tensor> tensors;
+  for (auto& p : r.tower->parameters()) tensors.push_back(p);
+  for (auto& b : r.tower->buffers()) tensors.push_back(b);
+  for (auto& p : r.criterion->parameters()) tensors.push_back(p);
+  r.group->broadcast(tensors, 0, "initial weights");
+}
+
+void check_batch_split(const TrainConfig& c, int world) {
+  if (c.run.batch_size % (world * c.run.accum_steps) != 0)
+    throw ConfigError("config key 'run.batch_size' = " + std::to_string(c.run.batch_size) + " must be divisible by " +
+                      std::to_string(world) + " ranks x " + std::to_string(c.run.accum_steps) +
+                      " run.accum_steps (it is the global batch)");
+}
+
 }  // namespace
 
 TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
@@ -268,6 +408,9 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   Run r;
   r.config = given;
   auto& c = r.config;
+  r.group = options.group ? options.group : dist::Group::single();
+  r.writer = r.group->rank() == 0;
+  check_batch_split(c, r.group->world_size());
   const Log log = options.log ? options.log : [](const std::string&) {};
   auto resume_from = resume_point(c, options.resume, log);
   fs::create_directories(fs::path(c.run.out) / "checkpoints");
@@ -278,9 +421,10 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   r.header.out_dim = text.encode({"a"}).size(1);
   r.tower = make_tower(c.model, r.header.out_dim, TowerWeights::Pretrained);
   r.header.architecture = r.tower->architecture();
-  r.source = detail::make_data_source(c, *r.tower, text, log);
+  r.source = prepare_data(r, text, log);
   TORCH_CHECK(r.source->batches_per_epoch() >= 1, "train: no full batch in the training data");
-  r.criterion = ContrastiveLoss(loss_options(c, *r.source, resume_from.has_value(), log), c.loss.learn_temperature);
+  r.criterion = ContrastiveLoss(loss_options(c, *r.source, *r.group, resume_from.has_value(), log),
+                                c.loss.learn_temperature);
   r.needs_labels = c.loss.kind == LossKind::SupCon || c.loss.weights == WeightMap::Labels;
   r.optimizer = make_optimizer(*r.tower, *r.criterion, c);
 
@@ -291,20 +435,26 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
     resume_from->load_optimizer(*r.optimizer.adamw);
     start = resume_from->header().step;
   }
-  std::ofstream(fs::path(c.run.out) / "config.toml") << c.to_toml();
-  auto metrics = open_metrics(fs::path(c.run.out) / "metrics.jsonl", start);
+  synchronise_weights(r);
+  std::unique_ptr<std::ofstream> metrics;
+  if (r.writer) {
+    std::ofstream(fs::path(c.run.out) / "config.toml") << c.to_toml();
+    metrics = open_metrics(fs::path(c.run.out) / "metrics.jsonl", start);
+  }
 
   TrainSummary summary;
   summary.run_dir = c.run.out;
   summary.start_step = start;
   summary.skipped = r.source->skipped;
+  summary.world_size = r.group->world_size();
   const auto t0 = Clock::now();
-  summary.final_loss = run_steps(r, start, *metrics, options);
+  summary.final_loss = run_steps(r, start, metrics.get(), options);
   const auto model = (fs::path(c.run.out) / "model.pt").string();
-  save(r, model, c.run.steps, false);
+  if (r.writer) save(r, model, c.run.steps, false);
   summary.steps = c.run.steps;
+  summary.nonfinite_steps = r.nonfinite;
   summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  log("model: " + model);
+  if (r.writer) log("model: " + model);
   return summary;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cwcl/audio/audio.h>
+#include <cwcl/data/shard.h>
 #include <cwcl/names.h>
 #include <torch/torch.h>
 
@@ -96,6 +97,9 @@ struct LoaderOptions {
   std::optional<SpecAugmentOptions> spec_augment;  ///< training only
   std::vector<int64_t> rows;  ///< cache rows to iterate over (empty: all)
   int64_t first_batch = 0;    ///< start the epoch at this batch (resuming); earlier ones are not built
+  /// Each batch is cut from the global order as usual; this rank assembles
+  /// only its shard of it (with the augmentation that rows would get anyway).
+  Shard shard;
 };
 
 /// Iterates over one epoch of a cache in batches, assembled ahead of time by

@@ -21,7 +21,11 @@ struct TrainConfig {
     std::string out = "runs/train";  ///< the run directory
     int64_t seed = 0;
     int64_t steps = 1000;
-    int64_t batch_size = 64;
+    int64_t batch_size = 64;         ///< the global contrastive batch, split over ranks and accum_steps
+    /// GradCache (Gao et al. 2021): embed each rank's share of the batch in
+    /// this many chunks; the loss stays over the whole global batch.
+    int64_t accum_steps = 1;
+    double dist_timeout = 300;       ///< seconds a rank waits for its peers before failing (distributed runs)
     int64_t threads = 1;             ///< torch threads during training (OpenBLAS runs its own)
     int64_t checkpoint_every = 200;  ///< steps; a checkpoint is also written at the end
     int64_t keep_checkpoints = 2;
