@@ -134,6 +134,8 @@ TrainOptions console_train_options(bool resume, const std::string& prefix);
 int run_train(const TrainCommandOptions& options);
 /// One JSON line: source, step, tower, parameters, weights digest.
 int run_info_model(const std::string& model);
+/// One JSON line: tensors compared, largest absolute and relative difference.
+int run_compare_models(const std::string& a, const std::string& b);
 
 struct ExportOptions {
   std::string model;  // run directory or checkpoint

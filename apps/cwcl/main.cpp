@@ -61,8 +61,12 @@ Options& bind(CLI::App* cmd, Actions& actions, int (*run)(const Options&)) {
 void add_info_command(CLI::App& app, Actions& actions) {
   auto* cmd = app.add_subcommand("info", "versions, thread count and BLAS configuration");
   auto model = std::make_shared<std::string>();
+  auto compare = std::make_shared<std::string>();
   cmd->add_option("--model", *model, "describe a trained model (run directory or checkpoint) instead");
-  actions.emplace_back(cmd, [model] {
+  cmd->add_option("--compare", *compare, "with --model: how far this model's weights are from it")
+      ->needs("--model");
+  actions.emplace_back(cmd, [model, compare] {
+    if (!compare->empty()) return cwcl::app::run_compare_models(*model, *compare);
     if (!model->empty()) return cwcl::app::run_info_model(*model);
     std::cout << cwcl::runtime_info();
     return 0;

@@ -63,6 +63,7 @@ std::vector<std::string> rank_command(const std::vector<std::string>& command_li
 // cwcl train --nproc N: N local ranks; rank 0's output here, the others' in
 // <run.out>/logs/rank<k>.log.
 int launch_ranks(const TrainCommandOptions& o, const TrainConfig& config) {
+  config.validate_split(o.nproc);
   dist::LaunchOptions l;
   l.ranks = o.nproc;
   l.argv = rank_command(o.command_line);
@@ -130,6 +131,16 @@ int run_info_model(const std::string& path) {
                     {"text_tower", name_of(c.text.tower)},
                     {"parameters", parameters},
                     {"weights_digest", model.weights_digest()}}
+                   .dump()
+            << "\n";
+  return 0;
+}
+
+int run_compare_models(const std::string& a, const std::string& b) {
+  auto ma = TrainedModel::load(a), mb = TrainedModel::load(b);
+  const auto d = compare_weights(ma, mb);
+  std::cout << json{{"a", ma.source()}, {"b", mb.source()}, {"tensors", d.tensors}, {"max_abs_diff", d.max_abs},
+                    {"max_rel_diff", d.max_rel}, {"worst", d.worst}}
                    .dump()
             << "\n";
   return 0;

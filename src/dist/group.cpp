@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 #include <signal.h>
@@ -102,39 +103,53 @@ struct Group::Impl {
     }
   }
 
-  // "rank 1 (pid 4242 on host) is no longer running", "rank 2 last entered
-  // collective 7 (all-reduce), not 9", from the store; or that the store
-  // itself (rank 0's) is gone.
+  // One clause per peer, from the store: gone, stopped, behind (its last
+  // collective) or in this collective too; or that the store itself (rank
+  // 0's) is gone.
   std::string describe_failure(const std::string& what, const std::string& error) const {
     std::ostringstream out;
     out << "rank " << env.rank << ": " << what << " (collective " << sequence << ") failed";
-    std::ostringstream blame;
     try {
       store->setTimeout(Milliseconds(2000));
       for (int r = 0; r < env.world_size; ++r) {
         if (r == env.rank) continue;
         const std::string at = store->check({key("at", r)}) ? string_of(store->get(key("at", r))) : "0 joining";
         const int64_t their = std::stoll(at.substr(0, at.find(' ')));
-        const std::string process = string_of(store->get(key("process", r)));
-        std::istringstream p(process);
+        std::istringstream process(string_of(store->get(key("process", r))));
         std::string host;
         long pid = 0;
-        p >> host >> pid;
-        const bool gone = host == host_name() && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
-        if (gone)
-          blame << "; rank " << r << " (pid " << pid << ") is no longer running";
+        process >> host >> pid;
+        const char state = host == host_name() ? process_state(pid) : '?';
+        out << "; rank " << r << " (pid " << pid << " on " << host << ") ";
+        if (state == 'X')
+          out << "is no longer running";
+        else if (state == 'T')
+          out << "is stopped";
         else if (their < sequence)
-          blame << "; rank " << r << " has not arrived: its last collective is " << at;
+          out << "has not arrived: its last collective is " << at;
+        else
+          out << "entered it too";
       }
     } catch (const std::exception&) {
-      blame << "; the store at " << env.master_addr << ":" << env.master_port
-            << (env.agent_store ? " (torchrun's agent)" : " (hosted by rank 0)")
-            << " is unreachable: that process has died";
+      out << "; the store at " << env.master_addr << ":" << env.master_port
+          << (env.agent_store ? " (torchrun's agent)" : " (hosted by rank 0)")
+          << " is unreachable: that process has died";
     }
-    const auto b = blame.str();
-    out << (b.empty() ? "; no rank is behind (a peer failed inside it)" : b) << ". Timeout "
-        << options.timeout.count() / 1000.0 << " s. " << error;
+    out << ". Timeout " << options.timeout.count() / 1000.0 << " s. " << error;
     return out.str();
+  }
+
+  // A local process's state: 'X' gone (or a zombie), 'T' stopped, 'R' else.
+  static char process_state(long pid) {
+    if (pid <= 0) return '?';
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return 'X';
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size()) return 'R';
+    const char state = line[close + 2];
+    return state == 'Z' || state == 'X' ? 'X' : (state == 'T' || state == 't') ? 'T' : 'R';
   }
 
   void wait(const c10::intrusive_ptr<c10d::Work>& work) {

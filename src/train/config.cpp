@@ -313,6 +313,12 @@ void TrainConfig::set(const std::string& assignment) {
   apply_table(*this, table, "--set " + assignment);
 }
 
+void TrainConfig::validate_split(int64_t ranks) const {
+  check(run.batch_size % (ranks * run.accum_steps) == 0, "run.batch_size",
+        "the global batch (" + std::to_string(run.batch_size) + ") must be divisible by " + std::to_string(ranks) +
+            " ranks x " + std::to_string(run.accum_steps) + " run.accum_steps");
+}
+
 void TrainConfig::validate() const {
   check(!run.out.empty(), "run.out", "must not be empty");
   check(run.steps >= 1, "run.steps", "must be >= 1");

@@ -120,6 +120,36 @@ std::string TrainedModel::weights_digest() const {
   return content_key("weights", bytes);
 }
 
+WeightsDifference compare_weights(TrainedModel& a, TrainedModel& b) {
+  auto named = [](TrainedModel& m) {
+    auto all = m.tower().named_parameters();
+    for (const auto& buffer : m.tower().named_buffers()) all.insert(buffer.key(), buffer.value());
+    return all;
+  };
+  const auto ta = named(a), tb = named(b);
+  if (ta.size() != tb.size())
+    throw DataError(a.source() + " and " + b.source() + ": " + std::to_string(ta.size()) + " and " +
+                    std::to_string(tb.size()) + " tensors; not the same architecture");
+  WeightsDifference d;
+  for (const auto& item : ta) {
+    const auto* other = tb.find(item.key());
+    if (other == nullptr || other->sizes() != item.value().sizes())
+      throw DataError(b.source() + ": tensor '" + item.key() + "' is missing or shaped differently than in " +
+                      a.source());
+    auto x = item.value().detach().to(torch::kDouble), y = other->detach().to(torch::kDouble);
+    ++d.tensors;
+    if (x.numel() == 0) continue;
+    const auto diff = (x - y).abs();
+    const double abs = diff.max().item<double>();
+    d.max_rel = std::max(d.max_rel, (diff / y.abs().clamp_min(1e-8)).max().item<double>());
+    if (abs > d.max_abs || d.worst.empty()) {
+      d.max_abs = std::max(d.max_abs, abs);
+      d.worst = item.key();
+    }
+  }
+  return d;
+}
+
 TextTower TrainedModel::text_tower() const { return load_text_tower(config_.text_tower_options()); }
 
 torch::Tensor TrainedModel::embed_waveforms(const std::vector<torch::Tensor>& waveforms) {

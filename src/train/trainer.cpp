@@ -394,13 +394,6 @@ void synchronise_weights(Run& r) {
   r.group->broadcast(tensors, 0, "initial weights");
 }
 
-void check_batch_split(const TrainConfig& c, int world) {
-  if (c.run.batch_size % (world * c.run.accum_steps) != 0)
-    throw ConfigError("config key 'run.batch_size' = " + std::to_string(c.run.batch_size) + " must be divisible by " +
-                      std::to_string(world) + " ranks x " + std::to_string(c.run.accum_steps) +
-                      " run.accum_steps (it is the global batch)");
-}
-
 }  // namespace
 
 TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
@@ -410,7 +403,7 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   auto& c = r.config;
   r.group = options.group ? options.group : dist::Group::single();
   r.writer = r.group->rank() == 0;
-  check_batch_split(c, r.group->world_size());
+  c.validate_split(r.group->world_size());
   const Log log = options.log ? options.log : [](const std::string&) {};
   auto resume_from = resume_point(c, options.resume, log);
   fs::create_directories(fs::path(c.run.out) / "checkpoints");

@@ -81,6 +81,9 @@ struct TrainConfig {
   void set(const std::string& assignment);
   /// Checks ranges and combinations; throws ConfigError naming the key.
   void validate() const;
+  /// Checks that `ranks` ranks x run.accum_steps chunks divide the global
+  /// batch; throws ConfigError naming run.batch_size.
+  void validate_split(int64_t ranks) const;
   /// The resolved configuration, every key of the chosen tower, as TOML.
   std::string to_toml() const;
   /// Every key any configuration accepts, "section.key".

@@ -52,6 +52,18 @@ class TrainedModel {
   std::string source_;
 };
 
+/// How far apart two models' tower weights are (parameters and buffers).
+struct WeightsDifference {
+  int64_t tensors = 0;
+  double max_abs = 0;  ///< largest |a - b| over every element
+  double max_rel = 0;  ///< largest |a - b| / max(|b|, 1e-8) over every element
+  std::string worst;   ///< the tensor holding max_abs
+};
+
+/// Compares two models of the same architecture; throws DataError naming
+/// the first tensor whose name or shape differs.
+WeightsDifference compare_weights(TrainedModel& a, TrainedModel& b);
+
 /// Pooled outputs [N, D] of a tower that caches_pooled() for the rows of a
 /// feature cache, kept in an embedding store at `store_path` keyed by
 /// `fingerprint` (of the pre-trained weights) and the ids: a second call
