@@ -51,7 +51,7 @@ TEST(DistGroup, SingleProcessIsTheIdentity) {
   auto x = torch::randn({3, 2});
   EXPECT_TRUE(g->all_gather(x).equal(x));
   EXPECT_EQ(g->all_reduce_sum(2.5), 2.5);
-  EXPECT_EQ(g->bytes_sent(), 0);
+  EXPECT_EQ(g->traffic().bytes_sent, 0);
 }
 
 TEST(DistGroup, AllReduceBroadcastAndGather) {
@@ -68,7 +68,12 @@ TEST(DistGroup, AllReduceBroadcastAndGather) {
     EXPECT_TRUE(b[0].equal(torch::full({4}, 8.0)));
     auto labels = g.all_gather(torch::full({2}, g.rank(), torch::kLong));
     EXPECT_TRUE(labels.equal(torch::tensor({0, 0, 1, 1, 2, 2}, torch::kLong)));
-    EXPECT_GT(g.bytes_sent(), 0);
+        const auto traffic = g.traffic();
+    EXPECT_EQ(traffic.collectives, 4);
+    // All-reduces of 1 double and 7 floats (a ring sends 2 (N-1)/N of each:
+    // 10 + 37 bytes), an all-gather of 2 longs (2 x 16) and, from the root
+    // only, a broadcast of 4 floats.
+    EXPECT_EQ(traffic.bytes_sent, 10 + 37 + 32 + (g.rank() == 1 ? 16 : 0));
   });
 }
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace cwcl::app {
@@ -45,6 +46,13 @@ TrainOptions console_train_options(bool resume, const std::string& prefix) {
 }
 
 namespace {
+
+// This process's peak resident memory so far.
+double peak_rss_mib() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
 
 // This command again for each rank: the same arguments without --nproc.
 std::vector<std::string> rank_command(const std::vector<std::string>& command_line) {
@@ -112,7 +120,8 @@ int run_train(const TrainCommandOptions& o) {
                     {"final_loss", summary.final_loss},
                     {"skipped", summary.skipped},
                     {"nonfinite_steps", summary.nonfinite_steps},
-                    {"ranks", summary.world_size}}
+                    {"ranks", summary.world_size},
+                    {"peak_rss_mib", peak_rss_mib()}}
                    .dump()
             << "\n";
   return 0;

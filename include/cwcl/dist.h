@@ -76,10 +76,15 @@ class Group {
   void set(const std::string& key, const std::string& value);
   std::string wait_for(const std::string& key, std::chrono::milliseconds timeout);
 
-  /// Payload bytes this rank has sent through collectives so far (a ring
-  /// all-reduce sends about 2 (N-1)/N of the tensor; an all-gather (N-1)/N of
-  /// the result), for the communication volume per step.
-  int64_t bytes_sent() const;
+  /// What this rank's collectives have cost so far.
+  struct Traffic {
+    /// Payload bytes sent: a ring all-reduce sends about 2 (N-1)/N of the
+    /// tensor, an all-gather N-1 times the local rows.
+    int64_t bytes_sent = 0;
+    double seconds = 0;  ///< wall time inside collectives (waiting for peers included)
+    int64_t collectives = 0;
+  };
+  Traffic traffic() const;
 
   struct Impl;
 

@@ -86,7 +86,7 @@ struct Group::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
   int64_t sequence = 0;  // collectives entered so far: every rank counts alike
-  int64_t bytes = 0;
+  Group::Traffic traffic;
 
   std::string key(const std::string& what, int rank) const { return "cwcl/" + what + "/" + std::to_string(rank); }
 
@@ -95,12 +95,15 @@ struct Group::Impl {
   template <class F>
   void collective(const std::string& what, F&& body) {
     ++sequence;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       store->set(key("at", env.rank), bytes_of(std::to_string(sequence) + " " + what));
       body();
     } catch (const std::exception& e) {
       throw PeerError(describe_failure(what, e.what()));
     }
+    traffic.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++traffic.collectives;
   }
 
   // One clause per peer, from the store: gone, stopped, behind (its last
@@ -202,7 +205,7 @@ std::shared_ptr<Group> Group::join(const Environment& env, const GroupOptions& o
 
 int Group::rank() const { return impl_->env.rank; }
 int Group::world_size() const { return impl_->env.world_size; }
-int64_t Group::bytes_sent() const { return impl_->bytes; }
+Group::Traffic Group::traffic() const { return impl_->traffic; }
 
 void Group::barrier(const std::string& what) {
   if (!distributed()) return;
@@ -217,7 +220,7 @@ void Group::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::strin
   std::vector<torch::Tensor> buffer{torch::cat(flat)};
   impl_->collective(what, [&] { impl_->wait(impl_->group->allreduce(buffer)); });
   const int64_t n = world_size();
-  impl_->bytes += buffer[0].numel() * static_cast<int64_t>(buffer[0].element_size()) * 2 * (n - 1) / n;
+  impl_->traffic.bytes_sent += buffer[0].numel() * static_cast<int64_t>(buffer[0].element_size()) * 2 * (n - 1) / n;
   int64_t at = 0;
   for (auto& t : tensors) {
     torch::NoGradGuard no_grad;
@@ -240,7 +243,7 @@ void Group::broadcast(std::vector<torch::Tensor>& tensors, int root, const std::
   c10d::BroadcastOptions o;
   o.rootRank = root;
   impl_->collective(what, [&] { impl_->wait(impl_->group->broadcast(buffer, o)); });
-  if (rank() == root) impl_->bytes += buffer[0].numel() * static_cast<int64_t>(buffer[0].element_size());
+  if (rank() == root) impl_->traffic.bytes_sent += buffer[0].numel() * static_cast<int64_t>(buffer[0].element_size());
   int64_t at = 0;
   for (auto& t : tensors) {
     torch::NoGradGuard no_grad;
@@ -280,7 +283,7 @@ torch::Tensor Group::all_gather(const torch::Tensor& local) {
   for (int r = 0; r < world_size(); ++r) outputs[0].push_back(torch::empty_like(input));
   std::vector<torch::Tensor> inputs{input};
   impl_->collective("all-gather", [&] { impl_->wait(impl_->group->allgather(outputs, inputs)); });
-  impl_->bytes += input.numel() * static_cast<int64_t>(input.element_size()) * (world_size() - 1);
+  impl_->traffic.bytes_sent += input.numel() * static_cast<int64_t>(input.element_size()) * (world_size() - 1);
   return torch::cat(outputs[0], 0);
 }
 

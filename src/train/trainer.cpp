@@ -325,14 +325,37 @@ double logit_scale(const Run& r) {
                                             : 1.0 / r.config.loss.temperature;
 }
 
+// The steps since the last metrics line: throughput and what the
+// collectives cost (rank 0's view).
+struct MetricsWindow {
+  Clock::time_point start = Clock::now();
+  int64_t steps = 0;
+  dist::Group::Traffic traffic_at_start;
+
+  json close(const Run& r) {
+    const double seconds = std::max(std::chrono::duration<double>(Clock::now() - start).count(), 1e-9);
+    const auto t = r.group->traffic();
+    const auto n = static_cast<double>(std::max<int64_t>(steps, 1));
+    json out{{"samples_per_s", static_cast<double>(steps * r.config.run.batch_size) / seconds},
+             {"ranks", r.group->world_size()}};
+    if (r.group->distributed()) {
+      out["comm_bytes_per_step"] = static_cast<double>(t.bytes_sent - traffic_at_start.bytes_sent) / n;
+      out["comm_fraction"] = (t.seconds - traffic_at_start.seconds) / seconds;
+    }
+    *this = MetricsWindow{};
+    traffic_at_start = t;
+    return out;
+  }
+};
+
 // Runs steps [start, steps): metrics every log_every, checkpoints every
 // checkpoint_every (rank 0 only: `metrics` is null elsewhere).
 double run_steps(Run& r, int64_t start, std::ofstream* metrics, const TrainOptions& options) {
   const auto& c = r.config;
   const int64_t per_epoch = r.source->batches_per_epoch();
   const auto t0 = Clock::now();
-  auto window_start = t0;
-  int64_t window_samples = 0;
+  MetricsWindow window;
+  window.traffic_at_start = r.group->traffic();
   double last = 0;
   const ScheduleOptions schedule{c.run.steps, c.optim.warmup, c.optim.lr, c.optim.min_lr};
   r.tower->train();
@@ -342,24 +365,18 @@ double run_steps(Run& r, int64_t start, std::ofstream* metrics, const TrainOptio
     const double lr_factor = learning_rate_factor(schedule, step);
     json grad_norms;
     last = train_step(r, r.source->batch(epoch, step % per_epoch), step, lr_factor, log_step ? &grad_norms : nullptr);
-    window_samples += c.run.batch_size;
-    const auto now = Clock::now();
-    const double elapsed = std::chrono::duration<double>(now - t0).count();
+    ++window.steps;
+    const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     TrainProgress pr{step + 1, c.run.steps, last, logit_scale(r),
                      c.optim.lr * lr_factor,
                      static_cast<double>((step + 1 - start) * c.run.batch_size) / std::max(elapsed, 1e-9),
                      static_cast<double>(c.run.steps - step - 1) * elapsed / static_cast<double>(step + 1 - start)};
     if (log_step && metrics) {
-      const double window = std::chrono::duration<double>(now - window_start).count();
-      *metrics << json{{"step", pr.step}, {"epoch", epoch}, {"loss", last}, {"logit_scale", pr.logit_scale},
-                       {"lr", pr.lr}, {"samples_per_s", static_cast<double>(window_samples) / std::max(window, 1e-9)},
-                       {"skipped", r.source->skipped}, {"nonfinite_steps", r.nonfinite}, {"grad_norm", grad_norms},
-                       {"ranks", r.group->world_size()}}
-                      .dump()
-               << "\n"
-               << std::flush;
-      window_start = now;
-      window_samples = 0;
+      json line{{"step", pr.step}, {"epoch", epoch}, {"loss", last}, {"logit_scale", pr.logit_scale},
+                {"lr", pr.lr}, {"skipped", r.source->skipped}, {"nonfinite_steps", r.nonfinite},
+                {"grad_norm", grad_norms}};
+      line.update(window.close(r));
+      *metrics << line.dump() << "\n" << std::flush;
     }
     if (options.progress) options.progress(pr);
     if ((step + 1) % c.run.checkpoint_every == 0 || step + 1 == c.run.steps) checkpoint(r, step + 1);
