@@ -76,6 +76,22 @@ TEST_F(Synth, EspeakAndFliteMakeADeterministicResumableCorpus) {
   EXPECT_EQ(again.synthesized, 1);
 }
 
+// These lines, as ids and voices of `cwcl synth` on the first 512 lines of
+// lm.txt, came out past full scale after resampling; FLAC refused them
+// until writes clip.
+TEST_F(Synth, LoudUtterancesAreClippedNotLostInFlac) {
+  cwcl::SynthOptions o;
+  o.voices = {"espeak:en-us", "espeak:en"};
+  o.format = cwcl::AudioFormat::Flac;
+  o.out_dir = path("loud");
+  auto r = cwcl::synthesize({{"247", "can you check for any new emails", {}, ""},
+                             {"353", "i need to know current weather in new york city", {}, ""},
+                             {"415", "what is the most densely populated country in the world", {}, ""}},
+                            o);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_EQ(r.synthesized, 3);
+}
+
 TEST_F(Synth, BadVoicesAndIdsAreUsageErrors) {
   cwcl::SynthOptions o;
   o.out_dir = path("x");

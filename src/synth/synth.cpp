@@ -169,10 +169,18 @@ void write_audio(const std::string& path, const std::vector<float>& samples, int
   info.format = (flac ? SF_FORMAT_FLAC : SF_FORMAT_WAV) | SF_FORMAT_PCM_16;
   SNDFILE* f = sf_open(tmp.c_str(), SFM_WRITE, &info);
   if (!f) throw std::runtime_error(path + ": cannot write: " + sf_strerror(nullptr));
+  // Loud synthesis can pass full scale after resampling: clip it, else the
+  // FLAC encoder refuses the out-of-range samples.
+  sf_command(f, SFC_SET_CLIPPING, nullptr, SF_TRUE);
   const sf_count_t n = static_cast<sf_count_t>(samples.size());
   const bool ok = sf_writef_float(f, samples.data(), n) == n;
+  const std::string why = ok ? "" : sf_strerror(f);
   sf_close(f);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": write failed");
+  if (!ok) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error(path + ": write failed: " + why);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": write failed: cannot rename");
 }
 
 double file_duration(const std::string& path) {
