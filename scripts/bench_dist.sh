@@ -21,7 +21,9 @@ mkdir -p "$work"
 cd "$work"
 
 if [ ! -s speech/manifest.jsonl ]; then
-  head -n "$utterances" "$here/data/slurp/lm.txt" > texts.txt
+  # Lines of six words: utterances of similar length (about 1.5-2.5 s), so
+  # that batches of any size pad alike and memory grows with the batch alone.
+  awk 'NF == 6' "$here/data/slurp/lm.txt" | head -n "$utterances" > texts.txt
   "$cwcl" synth texts.txt -o speech --format flac --voices espeak:en-us,espeak:en > /dev/null 2>&1
 fi
 cat > whisper.toml <<TOML
@@ -47,7 +49,7 @@ tower = "image"
 train = "/usr/share/datasets/fashion-mnist"
 TOML
 
-field() { grep -o "\"$1\":[0-9.e+-]*" | tail -1 | cut -d: -f2; }
+field() { grep -o "\"$1\":[0-9.e+-]*" | tail -1 | cut -d: -f2 || true; }
 
 train() {  # <config> <run name> [--set ...]: prints the summary line
   local config=$1 name=$2
@@ -67,7 +69,7 @@ fit() {  # "x y" lines -> slope (least squares)
        END { printf "%.4f", (n * sxy - sx * sy) / (n * sxx - sx * sx) }'
 }
 
-echo "| tower | global batch | chunks | peak RSS MiB | s/step |"
+echo "| tower | global batch | chunks | peak RSS MiB | samples/s |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 summary=()
 for tower in whisper image; do
@@ -81,7 +83,7 @@ for tower in whisper image; do
       out=$(train "$tower.toml" "$tower-$b-$k" --set run.batch_size="$b" --set run.accum_steps="$k")
       rss=$(echo "$out" | field peak_rss_mib)
       secs=$(echo "$out" | field seconds)
-      printf '| %s | %d | %d | %.0f | %.2f |\n' "$tower" "$b" "$k" "$rss" "$(awk -v s="$secs" 'BEGIN { print s / 2 }')"
+      printf '| %s | %d | %d | %.0f | %.1f |\n' "$tower" "$b" "$k" "$rss" "$(awk -v s="$secs" -v b="$b" 'BEGIN { print 2 * b / s }')"
       points+="$b $rss"$'\n'
     done
     slope=$(printf '%s' "$points" | fit)

@@ -112,6 +112,23 @@ set -e
 [ $rc = 2 ] || fail "--nproc 5 with a global batch of 12 exited $rc, want 2"
 grep -q "run.batch_size" runs/bad.out || fail "the split error does not name run.batch_size: $(cat runs/bad.out)"
 
+# --- a non-finite loss skips the step on every rank -------------------------
+# A learning rate of 1e30 sends the head's weights to infinity after one
+# step; from then on every step's loss is NaN on both ranks: each is skipped
+# and counted, and after 20 in a row both ranks stop with the same error
+# (neither waits for the other in a backward pass the other skipped).
+set +e
+"$cwcl" train base.toml --set run.out="$work/runs/nan" --set optim.lr=1e30 --set optim.warmup=0 \
+  --set run.steps=40 --nproc 2 > runs/nan.out 2>&1
+rc=$?
+set -e
+[ $rc = 1 ] || fail "a run whose loss is NaN exited $rc, want 1:"$'\n'"$(cat runs/nan.out)"
+grep -q "not finite for 20 steps in a row" runs/nan.out || fail "no non-finite message: $(cat runs/nan.out)"
+grep -q "not finite for 20 steps in a row" runs/nan/logs/rank1.log || fail "rank 1 did not stop alike"
+skipped=$(tail -1 runs/nan/metrics.jsonl | grep -o '"nonfinite_steps":[0-9]*' | cut -d: -f2)
+[ "$skipped" -ge 19 ] || fail "metrics.jsonl counts $skipped non-finite steps"
+echo "NaN loss: $skipped steps skipped on both ranks, then a clear stop"
+
 # --- faults ----------------------------------------------------------------
 # The pid of rank <r> among the launcher's children.
 rank_pid() {

@@ -94,21 +94,28 @@ TEST(DistGroup, AllGatherCarriesTheGradientOfEveryRank) {
 }
 
 // The loss of N ranks, each holding a shard, summed, equals the loss of the
-// whole batch in one process, and so do the gradients (every kind and map).
+// whole batch in one process, and so do the gradients (every kind and map,
+// labels included).
 TEST(DistGroup, RanksOverGlooGiveTheWholeBatchLoss) {
   const int world = 2;
   const int64_t local = 4, dim = 5;
   auto p = torch::nn::functional::normalize(torch::randn({world * local, dim}, torch::kDouble),
                                             torch::nn::functional::NormalizeFuncOptions().dim(1));
   auto q0 = torch::randn({world * local, dim}, torch::kDouble);
+  const auto labels = torch::tensor({0, 1, 2, 0, 1, 1, 2, 0}, torch::kLong);  // gathered through Gloo too
   std::vector<cwcl::LossOptions> kinds;
   for (auto kind : {cwcl::LossKind::CL, cwcl::LossKind::SigLIP}) {
     cwcl::LossOptions o;
     o.kind = kind;
     kinds.push_back(o);
   }
+  {
+    cwcl::LossOptions o;
+    o.kind = cwcl::LossKind::SupCon;
+    kinds.push_back(o);
+  }
   for (auto map : {cwcl::WeightMap::Affine, cwcl::WeightMap::Relu, cwcl::WeightMap::Power, cwcl::WeightMap::Kernel,
-                   cwcl::WeightMap::RowMinMax, cwcl::WeightMap::Identity})
+                   cwcl::WeightMap::RowMinMax, cwcl::WeightMap::Identity, cwcl::WeightMap::Labels})
     for (auto kind : {cwcl::LossKind::CWCL, cwcl::LossKind::CWSigLIP}) {
       cwcl::LossOptions o;
       o.kind = kind;
@@ -120,6 +127,7 @@ TEST(DistGroup, RanksOverGlooGiveTheWholeBatchLoss) {
       SCOPED_TRACE(cwcl::to_string(o.kind) + " " + cwcl::to_string(o.weights.map) + " " + cwcl::to_string(path));
       o.tiling.path = path;
       o.tiling.tile = 3;
+      o.labels = labels;
       auto q = q0.clone().requires_grad_(true);
       auto whole = cwcl::contrastive_loss(p, q, o);
       whole.backward();
@@ -129,6 +137,7 @@ TEST(DistGroup, RanksOverGlooGiveTheWholeBatchLoss) {
         auto ro = o;
         ro.gather = g.gather_fn();
         ro.rank = g.rank();
+        ro.labels = labels.narrow(0, g.rank() * local, local);
         auto mine = q0.narrow(0, g.rank() * local, local).clone().requires_grad_(true);
         auto share = cwcl::contrastive_loss(p.narrow(0, g.rank() * local, local), mine, ro);
         share.backward();
