@@ -77,7 +77,7 @@ int launch_ranks(const TrainCommandOptions& o, const TrainConfig& config) {
   l.argv = rank_command(o.command_line);
   l.log_dir = (std::filesystem::path(config.run.out) / "logs").string();
   // A failed rank's peers notice within the timeout and say whom they miss.
-  l.grace = std::chrono::milliseconds(static_cast<int64_t>(config.run.dist_timeout * 1000)) + std::chrono::seconds(10);
+  l.grace = std::chrono::milliseconds(static_cast<int64_t>(config.run.dist_timeout * 1000)) + std::chrono::seconds(2);
   std::cerr << "cwcl train: " << o.nproc << " ranks; ranks 1.." << o.nproc - 1 << " log to " << l.log_dir << "\n";
   const auto result = dist::launch_local(l);
   if (result.exit_code != 0)

@@ -212,21 +212,36 @@ void Group::barrier(const std::string& what) {
   impl_->collective(what, [&] { impl_->wait(impl_->group->barrier()); });
 }
 
-void Group::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what) {
-  if (!distributed() || tensors.empty()) return;
-  // One flat buffer: one collective however many tensors.
+namespace {
+
+// One flat buffer for several tensors (one collective however many), in the
+// first tensor's dtype, and back.
+torch::Tensor flatten(const std::vector<torch::Tensor>& tensors) {
   std::vector<torch::Tensor> flat;
   for (const auto& t : tensors) flat.push_back(t.detach().reshape(-1).to(tensors[0].scalar_type()));
-  std::vector<torch::Tensor> buffer{torch::cat(flat)};
-  impl_->collective(what, [&] { impl_->wait(impl_->group->allreduce(buffer)); });
-  const int64_t n = world_size();
-  impl_->traffic.bytes_sent += buffer[0].numel() * static_cast<int64_t>(buffer[0].element_size()) * 2 * (n - 1) / n;
+  return torch::cat(flat);
+}
+
+void unflatten_into(const torch::Tensor& buffer, std::vector<torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
   int64_t at = 0;
   for (auto& t : tensors) {
-    torch::NoGradGuard no_grad;
-    t.copy_(buffer[0].narrow(0, at, t.numel()).view(t.sizes()));
+    t.copy_(buffer.narrow(0, at, t.numel()).view(t.sizes()));
     at += t.numel();
   }
+}
+
+int64_t payload_bytes(const torch::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+
+}  // namespace
+
+void Group::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what) {
+  if (!distributed() || tensors.empty()) return;
+  std::vector<torch::Tensor> buffer{flatten(tensors)};
+  impl_->collective(what, [&] { impl_->wait(impl_->group->allreduce(buffer)); });
+  const int64_t n = world_size();
+  impl_->traffic.bytes_sent += payload_bytes(buffer[0]) * 2 * (n - 1) / n;
+  unflatten_into(buffer[0], tensors);
 }
 
 double Group::all_reduce_sum(double value, const std::string& what) {
@@ -237,19 +252,12 @@ double Group::all_reduce_sum(double value, const std::string& what) {
 
 void Group::broadcast(std::vector<torch::Tensor>& tensors, int root, const std::string& what) {
   if (!distributed() || tensors.empty()) return;
-  std::vector<torch::Tensor> flat;
-  for (const auto& t : tensors) flat.push_back(t.detach().reshape(-1).to(tensors[0].scalar_type()));
-  std::vector<torch::Tensor> buffer{torch::cat(flat)};
+  std::vector<torch::Tensor> buffer{flatten(tensors)};
   c10d::BroadcastOptions o;
   o.rootRank = root;
   impl_->collective(what, [&] { impl_->wait(impl_->group->broadcast(buffer, o)); });
-  if (rank() == root) impl_->traffic.bytes_sent += buffer[0].numel() * static_cast<int64_t>(buffer[0].element_size());
-  int64_t at = 0;
-  for (auto& t : tensors) {
-    torch::NoGradGuard no_grad;
-    t.copy_(buffer[0].narrow(0, at, t.numel()).view(t.sizes()));
-    at += t.numel();
-  }
+  if (rank() == root) impl_->traffic.bytes_sent += payload_bytes(buffer[0]);
+  unflatten_into(buffer[0], tensors);
 }
 
 namespace {
@@ -283,7 +291,7 @@ torch::Tensor Group::all_gather(const torch::Tensor& local) {
   for (int r = 0; r < world_size(); ++r) outputs[0].push_back(torch::empty_like(input));
   std::vector<torch::Tensor> inputs{input};
   impl_->collective("all-gather", [&] { impl_->wait(impl_->group->allgather(outputs, inputs)); });
-  impl_->traffic.bytes_sent += input.numel() * static_cast<int64_t>(input.element_size()) * (world_size() - 1);
+  impl_->traffic.bytes_sent += payload_bytes(input) * (world_size() - 1);
   return torch::cat(outputs[0], 0);
 }
 

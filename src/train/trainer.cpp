@@ -250,8 +250,13 @@ double loss_and_gradients(Run& r, const Batch& batch, int64_t step) {
   } else {
     q = embed_without_graph(r, batch, step);
   }
+  // The loss refuses non-finite embeddings: every rank skips when any has one.
+  const std::string at = " of step " + std::to_string(step + 1);
+  const double nonfinite_ranks =
+      r.group->all_reduce_sum(torch::isfinite(q).all().item<bool>() ? 0.0 : 1.0, "finite embeddings" + at);
+  if (nonfinite_ranks > 0) return std::numeric_limits<double>::quiet_NaN();
   auto loss = r.criterion->forward(batch.p, q, r.needs_labels ? batch.labels : torch::Tensor());
-  const double value = r.group->all_reduce_sum(loss.item<double>(), "loss of step " + std::to_string(step + 1));
+  const double value = r.group->all_reduce_sum(loss.item<double>(), "loss" + at);
   if (!std::isfinite(value)) return value;
   loss.backward();
   if (chunks > 1) {
