@@ -81,6 +81,14 @@ def supcon_direction(logits, labels):
 
 
 def loss(cfg, p, q, scale, bias, labels, custom, center):
+    # The cosine regression term: alone (kind "cosine") or added with a weight.
+    distance = (1 - F.cosine_similarity(p, q, dim=1)).mean()
+    if cfg["kind"] == "cosine":
+        return distance
+    return contrastive(cfg, p, q, scale, bias, labels, custom, center) + cfg.get("cosine_weight", 0.0) * distance
+
+
+def contrastive(cfg, p, q, scale, bias, labels, custom, center):
     pn, qn = F.normalize(p, dim=1), F.normalize(q, dim=1)
     s = torch.exp(torch.clamp(scale, max=math.log(100.0))) if cfg["learn_scale"] else 1.0 / cfg["temperature"]
     cos = pn @ qn.T
@@ -117,6 +125,9 @@ def cases():
         {"name": "siglip", "kind": "siglip", "learn_scale": True, "scale": math.log(10.0),
          "learn_bias": True, "bias_value": -10.0},
         {"name": "siglip_fixed", "kind": "siglip", "temperature": 0.1, "bias": -3.0},
+        {"name": "cosine", "kind": "cosine"},
+        {"name": "cl_plus_cosine", "kind": "cl", "cosine_weight": 0.5},
+        {"name": "siglip_plus_cosine", "kind": "siglip", "cosine_weight": 1.0},
     ]
     maps = [
         {"map": "affine"},
@@ -137,6 +148,7 @@ def cases():
                     "scale": math.log(10.0), "learn_bias": True, "bias_value": -5.0, **m})
     out.append({"name": "cwcl_affine_learned_scale", "kind": "cwcl", "map": "affine",
                 "learn_scale": True, "scale": 2.0})
+    out.append({"name": "cwcl_affine_plus_cosine", "kind": "cwcl", "map": "affine", "cosine_weight": 2.0})
     for d in ("frozen_to_trained", "trained_to_frozen"):
         out.append({"name": "cwcl_power_" + d, "kind": "cwcl", "map": "power", "gamma": 3.0,
                     "directions": d})

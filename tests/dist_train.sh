@@ -2,7 +2,8 @@
 # Distributed training through the command (DESIGN.md contract 6):
 #  - N ranks (cwcl train --nproc N, or the torchrun variables set by hand)
 #    end with the weights of one process with the same global batch, for CL,
-#    CWCL with each weight map, SigLIP and CWSigLIP, 2 and 3 ranks;
+#    CWCL with each weight map, SigLIP, CWSigLIP and the cosine term, 2 and 3
+#    ranks;
 #  - GradCache accumulation (run.accum_steps) equals one whole-batch step,
 #    alone and with ranks;
 #  - a rank killed or stopped makes the job fail within the timeout with a
@@ -64,6 +65,8 @@ variants=(
   "row_minmax:--set loss.weights=row_minmax --set loss.center=true"
   "identity:--set loss.weights=identity"
   "affine-one-direction:--set loss.weights=affine --set loss.directions=frozen_to_trained"
+  "cosine:--set loss.kind=cosine"
+  "cl-plus-cosine:--set loss.kind=cl --set loss.cosine_weight=0.5"
 )
 for v in "${variants[@]}"; do
   name=${v%%:*} args=${v#*:}

@@ -71,6 +71,28 @@ std::vector<Case> cases() {
   return all;
 }
 
+// The cosine term: alone (no scale involved) and added to CL with a weight.
+TEST(LossGradcheck, CosineTermInDouble) {
+  torch::manual_seed(43);
+  auto p = torch::randn({6, 5}, kDouble);
+  auto q = 0.5 * p + torch::randn({6, 5}, kDouble);
+  LossOptions cosine;
+  cosine.kind = LossKind::Cosine;
+  EXPECT_LE(gradcheck([&](const auto& in) { return cwcl::contrastive_loss(in[0], in[1], cosine); }, {p, q}), 1.0);
+  LossOptions cl;
+  cl.kind = LossKind::CL;
+  cl.cosine_weight = 0.7;
+  auto scale = torch::tensor(std::log(1 / 0.2), kDouble);
+  EXPECT_LE(gradcheck(
+                [&](const auto& in) {
+                  LossOptions o = cl;
+                  o.logit_scale = in[2];
+                  return cwcl::contrastive_loss(in[0], in[1], o);
+                },
+                {p, q, scale}),
+            1.0);
+}
+
 TEST(LossGradcheck, EveryKindInDouble) {
   torch::manual_seed(42);
   const int64_t n = 7, d = 5;

@@ -85,6 +85,7 @@ LossOptions options_for(const json& c, const Golden& g, torch::Dtype dtype,
     if (o.weights.map == WeightMap::Custom) o.weights.custom = g.custom.to(dtype);
   }
   if (c.contains("directions")) o.directions = cwcl::parse_weighted_directions(c.at("directions"));
+  o.cosine_weight = c.value("cosine_weight", 0.0);
   return o;
 }
 
@@ -492,6 +493,30 @@ class ThreadGather {
   std::map<int, int> arrived_;
 };
 
+TEST(LossCosine, ExactValuesAndTheAddedTerm) {
+  LossOptions cosine;
+  cosine.kind = LossKind::Cosine;
+  auto p = torch::randn({5, 4}, kDouble);
+  // Same directions (any lengths): 0; opposite: 2; orthogonal: 1.
+  EXPECT_NEAR(cwcl::contrastive_loss(p, 3.0 * p, cosine).item<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(cwcl::contrastive_loss(p, -0.5 * p, cosine).item<double>(), 2.0, 1e-12);
+  auto e = torch::eye(4, kDouble);
+  EXPECT_NEAR(cwcl::contrastive_loss(e.narrow(0, 0, 2), e.narrow(0, 2, 2), cosine).item<double>(), 1.0, 1e-12);
+  // No negatives: one row is a batch.
+  EXPECT_NEAR(cwcl::contrastive_loss(p.narrow(0, 0, 1), p.narrow(0, 0, 1), cosine).item<double>(), 0.0, 1e-12);
+  // Added to CWCL: the CWCL loss plus the weighted mean cosine distance.
+  auto b = random_batch(9, 6, 21);
+  LossOptions plain;
+  LossOptions with = plain;
+  with.cosine_weight = 0.8;
+  const double distance = cwcl::contrastive_loss(b.p, b.q, cosine).item<double>();
+  EXPECT_NEAR(loss_of(b, with).item<double>(), loss_of(b, plain).item<double>() + 0.8 * distance, 1e-12);
+  expect_error([&] { cwcl::contrastive_loss(b.p, b.q, [&] { auto o = cosine; o.cosine_weight = 1; return o; }()); },
+               "cosine term alone");
+  expect_error([&] { cwcl::contrastive_loss(b.p, b.q, [&] { auto o = plain; o.cosine_weight = -1; return o; }()); },
+               "cosine_weight must be >= 0");
+}
+
 TEST(LossDistributed, RanksSumToTheGlobalLossAndGradients) {
   const int world = 3;
   const int64_t local = 5;
@@ -499,6 +524,14 @@ TEST(LossDistributed, RanksSumToTheGlobalLossAndGradients) {
   // Every kind and map, plus one direction weighted with centring (affine's
   // D x D statistics) and the other with weight tiles.
   auto kinds = every_kind();
+  {
+    LossOptions cosine;
+    cosine.kind = LossKind::Cosine;
+    kinds.push_back(cosine);
+    LossOptions with_cosine;
+    with_cosine.cosine_weight = 0.5;
+    kinds.push_back(with_cosine);
+  }
   for (auto [map, directions] : {std::pair{WeightMap::Affine, cwcl::WeightedDirections::FrozenToTrained},
                                  std::pair{WeightMap::Kernel, cwcl::WeightedDirections::TrainedToFrozen}}) {
     LossOptions o;

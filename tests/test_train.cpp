@@ -184,6 +184,22 @@ TEST(Config, ValidateNamesTheKey) {
   b.loss.calibrate = 4;  // needs a map with a sharpness
   expect_key(b, "loss.calibrate");
   b = c;
+  b.loss.kind = cwcl::LossKind::Cosine;
+  b.loss.cosine_weight = 1;  // the cosine kind is the term alone
+  expect_key(b, "loss.cosine_weight");
+  b = c;
+  b.run.accum_steps = 5;  // does not divide the batch of 64
+  expect_key(b, "run.accum_steps");
+  b = c;
+  b.run.accum_steps = 4;
+  EXPECT_NO_THROW(b.validate_split(2));
+  try {
+    b.validate_split(32);  // 32 ranks x 4 chunks > 64
+    FAIL() << "validate_split(32) accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'run.batch_size'"), std::string::npos) << e.what();
+  }
+  b = c;
   b.data.train = "";
   expect_key(b, "data.train");
   b = c;

@@ -15,13 +15,15 @@
 namespace cwcl {
 
 /// Which loss. Softmax kinds (CL, CWCL, SupCon) average the frozen->trained
-/// and trained->frozen directions; sigmoid kinds sum over all pairs.
+/// and trained->frozen directions; sigmoid kinds sum over all pairs; Cosine
+/// has no negatives at all.
 enum class LossKind {
   CL,        ///< symmetric InfoNCE (CLIP, LiT)
   CWCL,      ///< continuously weighted contrastive loss (Srinivasa et al. 2023)
   SupCon,    ///< labels define the positives of each row (cross-modal SupCon)
   SigLIP,    ///< pairwise sigmoid loss with a bias (Zhai et al. 2023)
   CWSigLIP,  ///< sigmoid loss whose targets are the continuous weights
+  Cosine,    ///< mean of 1 - cos(p_i, q_i): regression onto the frozen side (SAMU-XLSR-style distillation)
 };
 
 /// How the weights w_ij in [0, 1] are made from the frozen side's cosines.
@@ -94,6 +96,9 @@ struct LossOptions {
   /// CWCL: which directions are weighted. Ignored by sigmoid kinds, whose
   /// loss covers all pairs once.
   WeightedDirections directions = WeightedDirections::Both;
+  /// Adds cosine_weight * mean_i (1 - cos(p_i, q_i)) to a contrastive kind
+  /// (the Cosine kind is that term alone, with weight 1; leave this 0).
+  double cosine_weight = 0.0;
   /// [N] integer labels: required by SupCon and WeightMap::Labels.
   torch::Tensor labels;
   /// Distributed training: with a gather hook, this rank's rows are scored
@@ -154,7 +159,7 @@ WeightOptions calibrate_weights(const torch::Tensor& p, WeightOptions options,
                                 double target_effective_positives);
 
 /// Names used in configs and on the command line: "cl", "cwcl", "supcon",
-/// "siglip", "cwsiglip"; "affine", "relu", "power", "kernel", "row_minmax",
+/// "siglip", "cwsiglip", "cosine"; "affine", "relu", "power", "kernel", "row_minmax",
 /// "labels", "identity", "custom"; "both", "frozen_to_trained",
 /// "trained_to_frozen". Parsing throws std::invalid_argument naming the
 /// accepted values.

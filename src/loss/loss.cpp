@@ -216,11 +216,16 @@ torch::Tensor contrastive_weights(const torch::Tensor& p, const WeightOptions& o
   return contrastive_weights(p, p, options, labels, labels, 0);
 }
 
-torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
-                               const LossOptions& o) {
-  check_embeddings(p, q);
-  check_scalar_parameter(o.logit_scale, p, "logit_scale");
-  check_scalar_parameter(o.logit_bias, p, "logit_bias");
+namespace {
+
+// sum_i (1 - cos(p_i, q_i)) over this rank's rows (docs/method.md, "Cosine").
+torch::Tensor cosine_distance_sum(const torch::Tensor& p, const torch::Tensor& q) {
+  return (1.0 - (detail::normalize_rows(p) * detail::normalize_rows(q)).sum(1)).sum();
+}
+
+// The contrastive kinds; `n_global` receives the global batch size.
+torch::Tensor contrastive_term(const torch::Tensor& p, const torch::Tensor& q, const LossOptions& o,
+                               int64_t& n_global_out) {
   const int64_t n = p.size(0);
   const bool sigmoid = is_sigmoid_kind(o.kind);
   const bool needs_labels = o.kind == LossKind::SupCon ||
@@ -245,6 +250,7 @@ torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
     offset = o.rank * n;
   }
   const int64_t n_global = p_cols.size(0);
+  n_global_out = n_global;
   TORCH_CHECK(sigmoid || n_global >= 2, "contrastive_loss: a batch of ", n_global,
               " has no negatives; softmax losses need N >= 2");
 
@@ -305,6 +311,29 @@ torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
   auto loss_qp = weigh_qp ? weighted_row_loss_sum(logits_qp, w)
                           : one_hot_row_loss_sum(logits_qp, offset);
   return (loss_pq + loss_qp) / (2.0 * static_cast<double>(n_global));
+}
+
+}  // namespace
+
+torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
+                               const LossOptions& o) {
+  check_embeddings(p, q);
+  check_scalar_parameter(o.logit_scale, p, "logit_scale");
+  check_scalar_parameter(o.logit_bias, p, "logit_bias");
+  TORCH_CHECK(std::isfinite(o.cosine_weight) && o.cosine_weight >= 0,
+              "contrastive_loss: cosine_weight must be >= 0, got ", o.cosine_weight);
+  if (o.kind == LossKind::Cosine) {
+    TORCH_CHECK(o.cosine_weight == 0, "contrastive_loss: the cosine kind is the cosine term alone; "
+                "cosine_weight adds it to another kind");
+    // A rank's share: its rows over the global batch (the gather only counts it).
+    const int64_t n_global = o.gather ? o.gather(p.detach()).size(0) : p.size(0);
+    return cosine_distance_sum(p, q) / static_cast<double>(n_global);
+  }
+  int64_t n_global = 0;
+  auto loss = contrastive_term(p, q, o, n_global);
+  if (o.cosine_weight > 0)
+    loss = loss + o.cosine_weight * cosine_distance_sum(p, q) / static_cast<double>(n_global);
+  return loss;
 }
 
 // ---------------------------------------------------------------------------
@@ -407,7 +436,7 @@ Enum parse_name(const std::string& name, const std::pair<const char*, Enum> (&ta
 
 const std::pair<const char*, LossKind> kLossKinds[] = {
     {"cl", LossKind::CL},         {"cwcl", LossKind::CWCL},        {"supcon", LossKind::SupCon},
-    {"siglip", LossKind::SigLIP}, {"cwsiglip", LossKind::CWSigLIP}};
+    {"siglip", LossKind::SigLIP}, {"cwsiglip", LossKind::CWSigLIP}, {"cosine", LossKind::Cosine}};
 const std::pair<const char*, WeightMap> kWeightMaps[] = {
     {"affine", WeightMap::Affine},        {"relu", WeightMap::Relu},
     {"power", WeightMap::Power},          {"kernel", WeightMap::Kernel},

@@ -195,7 +195,7 @@ std::vector<Field> fields(TrainConfig& c) {
       field("loss.calibrate", l.calibrate),
       enum_field<WeightedDirections>("loss.directions", l.directions, parse_weighted_directions,
                                      [](WeightedDirections w) { return to_string(w); }),
-      field("loss.temperature", l.temperature), field("loss.learn_temperature", l.learn_temperature),
+      field("loss.cosine_weight", l.cosine_weight), field("loss.temperature", l.temperature), field("loss.learn_temperature", l.learn_temperature),
       field("optim.lr", o.lr), field("optim.weight_decay", o.weight_decay), field("optim.warmup", o.warmup),
       field("optim.min_lr", o.min_lr), field("optim.encoder_lr", o.encoder_lr), field("optim.clip", o.clip)};
   f.insert(f.end(), rest.begin(), rest.end());
@@ -347,6 +347,9 @@ void TrainConfig::validate() const {
   check(loss.calibrate == 0 || loss.weights == WeightMap::Kernel || loss.weights == WeightMap::Power,
         "loss.calibrate", "needs loss.weights = kernel or power");
   check(loss.temperature > 0, "loss.temperature", "must be > 0");
+  check(loss.cosine_weight >= 0, "loss.cosine_weight", "must be >= 0");
+  check(loss.kind != LossKind::Cosine || loss.cosine_weight == 0, "loss.cosine_weight",
+        "adds the cosine term to another loss.kind; with kind \"cosine\" leave it 0");
   const bool needs_labels = loss.kind == LossKind::SupCon || loss.weights == WeightMap::Labels;
   check(!needs_labels || modality() == Modality::Image, "loss.weights",
         "labels are needed (loss.kind supcon or loss.weights labels), but speech training data has none");
@@ -399,6 +402,7 @@ LossOptions TrainConfig::loss_options() const {
   o.weights.gamma = loss.gamma;
   o.weights.kernel_tau = loss.kernel_tau;
   o.directions = loss.directions;
+  o.cosine_weight = loss.cosine_weight;
   return o;
 }
 

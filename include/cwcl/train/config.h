@@ -60,6 +60,7 @@ struct TrainConfig {
     /// positives per row (calibrate_weights on the first batches).
     double calibrate = 0.0;
     WeightedDirections directions = WeightedDirections::Both;
+    double cosine_weight = 0.0;  ///< adds this times mean(1 - cos(p_i, q_i)) to the loss (LossOptions)
     double temperature = 0.07;
     bool learn_temperature = true;
   } loss;
