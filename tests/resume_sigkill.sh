@@ -1,6 +1,7 @@
 #!/bin/bash
 # A training run killed with SIGKILL and resumed with --resume ends with the
-# same weights (equal digests of every weight and buffer) as an uninterrupted run.
+# same weights (equal digests of every weight and buffer) as an uninterrupted
+# run, and the same validations (results.jsonl) and best model (best.pt).
 # usage: resume_sigkill.sh <cwcl> <source dir> <work dir>
 set -euo pipefail
 cwcl=$1 src=$2 work=$3
@@ -11,6 +12,7 @@ steps = 400
 batch_size = 16
 checkpoint_every = 50
 log_every = 10
+eval_every = 100
 threads = 1
 [model]
 tower = "image"
@@ -49,4 +51,13 @@ if [ "$(wc -l < "$work/killed/metrics.jsonl")" != "$(wc -l < "$work/straight/met
   echo "FAIL: metrics.jsonl has $(wc -l < "$work/killed/metrics.jsonl") lines, expected 40" >&2
   exit 1
 fi
-echo "resume after SIGKILL: identical weights"
+# Validations: the same lines, and the same best model.
+cmp "$work/straight/results.jsonl" "$work/killed/results.jsonl" ||
+  { echo "FAIL: results.jsonl differs after the resume" >&2; exit 1; }
+[ "$(wc -l < "$work/straight/results.jsonl")" = 4 ] || { echo "FAIL: expected 4 validations" >&2; exit 1; }
+a=$(digest "$work/straight/best.pt") b=$(digest "$work/killed/best.pt")
+if [ -z "$a" ] || [ "$a" != "$b" ]; then
+  echo "FAIL: best.pt differs after the resume ($a vs $b)" >&2
+  exit 1
+fi
+echo "resume after SIGKILL: identical weights, validations and best model"

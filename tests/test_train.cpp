@@ -188,6 +188,11 @@ TEST(Config, ValidateNamesTheKey) {
   b.loss.cosine_weight = 1;  // the cosine kind is the term alone
   expect_key(b, "loss.cosine_weight");
   b = c;
+  b.run.eval_every = 100;  // a speech tower validates on eval.manifest
+  expect_key(b, "eval.manifest");
+  b.eval.manifest = "devel.jsonl";
+  EXPECT_NO_THROW(b.validate());
+  b = c;
   b.run.accum_steps = 5;  // does not divide the batch of 64
   expect_key(b, "run.accum_steps");
   b = c;

@@ -68,6 +68,33 @@ std::vector<std::string> rank_command(const std::vector<std::string>& command_li
   return out;
 }
 
+// One validation's figures: zero-shot top-1 (the score) and top-5, and
+// retrieval R@1 both ways where the set has texts.
+Validation validation_of(const TaskResult& r) {
+  Validation v;
+  v.score = r.classification.top1;
+  v.values = {{"top1", r.classification.top1}, {"top5", r.classification.top5}};
+  if (r.has_retrieval) {
+    v.values.emplace_back("r1_to_text", r.retrieval.a_to_b[0]);
+    v.values.emplace_back("r1_from_text", r.retrieval.b_to_a[0]);
+  }
+  return v;
+}
+
+// run.eval_every: zero-shot on eval.manifest (speech) or on the held-out
+// training images of the seen classes (image).
+std::function<Validation(TrainedModel&)> make_validation(const TrainConfig& c) {
+  if (c.run.eval_every == 0) return {};
+  auto text = std::make_shared<TextTower>(load_text_tower(c.text_tower_options()));
+  if (c.modality() == Modality::Speech) {
+    SpeechTaskSpec spec{"validation", c.eval.manifest, c.eval.label_field, c.eval.labels, "", c.eval.templates};
+    auto data = std::make_shared<SpeechTaskData>(SpeechTaskData::load(spec));
+    return [text, data](TrainedModel& m) { return validation_of(evaluate_speech(m, *text, *data)); };
+  }
+  const ImageTaskSpec spec{"fmnist-valid", c.data.classes, 1, true};
+  return [text, spec](TrainedModel& m) { return validation_of(evaluate_images(m, *text, spec)); };
+}
+
 // cwcl train --nproc N: N local ranks; rank 0's output here, the others' in
 // <run.out>/logs/rank<k>.log.
 int launch_ranks(const TrainCommandOptions& o, const TrainConfig& config) {
@@ -103,6 +130,7 @@ int run_train(const TrainCommandOptions& o) {
   }
   const std::string prefix = env.rank == 0 ? "" : "rank " + std::to_string(env.rank) + ": ";
   auto options = console_train_options(o.resume, prefix);
+  if (env.rank == 0) options.validate = make_validation(config);
   if (env.world_size > 1) {
     dist::GroupOptions g;
     g.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.run.dist_timeout * 1000));

@@ -163,7 +163,8 @@ std::vector<Field> fields(TrainConfig& c) {
                        field("run.batch_size", r.batch_size), field("run.accum_steps", r.accum_steps),
                        field("run.dist_timeout", r.dist_timeout), field("run.threads", r.threads),
                        field("run.checkpoint_every", r.checkpoint_every),
-                       field("run.keep_checkpoints", r.keep_checkpoints), field("run.log_every", r.log_every)};
+                       field("run.keep_checkpoints", r.keep_checkpoints), field("run.log_every", r.log_every),
+                       field("run.eval_every", r.eval_every)};
   // model.tower picks the variant's alternative; a new kind starts from its defaults.
   f.push_back({"model.tower", "a string",
                [&c](const toml::node& n) {
@@ -188,7 +189,9 @@ std::vector<Field> fields(TrainConfig& c) {
       field("data.features", d.features), field("data.text_store", d.text_store), field("data.limit", d.limit),
       field("data.augment", d.augment), list_field("data.classes", d.classes),
       field("data.valid_fraction", d.valid_fraction), field("data.class_names", d.class_names),
-      field("data.templates", d.templates),
+      field("data.templates", d.templates), field("eval.manifest", c.eval.manifest),
+      field("eval.label_field", c.eval.label_field), field("eval.labels", c.eval.labels),
+      field("eval.templates", c.eval.templates),
       enum_field<LossKind>("loss.kind", l.kind, parse_loss_kind, [](LossKind k) { return to_string(k); }),
       enum_field<WeightMap>("loss.weights", l.weights, parse_weight_map, [](WeightMap m) { return to_string(m); }),
       field("loss.gamma", l.gamma), field("loss.kernel_tau", l.kernel_tau), field("loss.center", l.center),
@@ -328,6 +331,9 @@ void TrainConfig::validate() const {
   check(run.batch_size % run.accum_steps == 0, "run.accum_steps",
         "must divide run.batch_size = " + std::to_string(run.batch_size));
   check(run.dist_timeout > 0, "run.dist_timeout", "must be > 0 seconds");
+  check(run.eval_every >= 0, "run.eval_every", "must be >= 0 (0: no validation)");
+  check(run.eval_every == 0 || modality() != Modality::Speech || !eval.manifest.empty(), "eval.manifest",
+        "must name a labelled speech manifest when run.eval_every > 0");
   check(run.checkpoint_every >= 1, "run.checkpoint_every", "must be >= 1");
   check(run.keep_checkpoints >= 1, "run.keep_checkpoints", "must be >= 1");
   check(run.log_every >= 1, "run.log_every", "must be >= 1");

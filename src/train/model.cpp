@@ -108,6 +108,15 @@ TrainedModel TrainedModel::load(const std::string& path) {
   return out;
 }
 
+TrainedModel TrainedModel::of_tower(const TrainConfig& config, TrainedTower tower, int64_t step) {
+  TrainedModel out;
+  out.config_ = config;
+  out.tower_ = std::move(tower);
+  out.step_ = step;
+  out.source_ = config.run.out + " (step " + std::to_string(step) + ", in training)";
+  return out;
+}
+
 std::string TrainedModel::weights_digest() const {
   std::string bytes;
   auto add = [&](const std::string& name, const torch::Tensor& t) {

@@ -47,7 +47,7 @@ class ThreadCountGuard {
 // how the batch is computed (chunks, timeouts), which leaves the result alone.
 bool may_differ_on_resume(const std::string& key) {
   return key == "run.steps" || key == "loss.kernel_tau" || key == "loss.gamma" || key == "run.accum_steps" ||
-         key == "run.dist_timeout";
+         key == "run.dist_timeout" || key == "run.eval_every" || key.rfind("eval.", 0) == 0;
 }
 
 // The newest checkpoint when resuming (its config must match), else nothing;
@@ -330,6 +330,54 @@ double logit_scale(const Run& r) {
                                             : 1.0 / r.config.loss.temperature;
 }
 
+// run.eval_every: each validation a line of results.jsonl, the best model so
+// far best.pt. Rank 0 validates; the others wait for it on the store rather
+// than in a collective, so a long validation does not trip run.dist_timeout.
+class Validator {
+ public:
+  Validator(const Run& r, const TrainOptions& options, int64_t start)
+      : validate_(options.validate), every_(r.config.run.eval_every), steps_(r.config.run.steps) {
+    if (every_ == 0 || !r.writer) return;
+    if (!validate_) throw InternalError("train: run.eval_every is set but no validation was given");
+    const auto dir = fs::path(r.config.run.out);
+    best_path_ = (dir / "best.pt").string();
+    results_ = open_metrics(dir / "results.jsonl", start);  // keeps the lines up to `start`
+    for (const auto& line : read_lines((dir / "results.jsonl").string()))
+      best_ = std::max(best_, json::parse(line).at("score").get<double>());
+  }
+
+  bool due(int64_t done) const { return every_ > 0 && (done % every_ == 0 || done == steps_); }
+
+  void run(Run& r, int64_t done, const Log& log) {
+    const std::string key = "validated-" + std::to_string(done);
+    if (!r.writer) {
+      r.group->wait_for(key, std::chrono::hours(6));
+      return;
+    }
+    r.tower->eval();
+    auto model = TrainedModel::of_tower(r.config, r.tower, done);
+    const auto v = validate_(model);
+    r.tower->train();
+    json line{{"step", done}, {"score", v.score}};
+    for (const auto& [name, value] : v.values) line[name] = value;
+    *results_ << line.dump() << "\n" << std::flush;
+    if (v.score > best_) {
+      best_ = v.score;
+      save(r, best_path_, done, false);
+    }
+    log("validation at step " + std::to_string(done) + ": score " + std::to_string(v.score) + " (best " +
+        std::to_string(best_) + ")");
+    r.group->set(key, "1");
+  }
+
+ private:
+  std::function<Validation(TrainedModel&)> validate_;
+  int64_t every_, steps_;
+  std::string best_path_;
+  std::unique_ptr<std::ofstream> results_;
+  double best_ = -std::numeric_limits<double>::infinity();
+};
+
 // The steps since the last metrics line: throughput and what the
 // collectives cost (rank 0's view).
 struct MetricsWindow {
@@ -361,6 +409,8 @@ double run_steps(Run& r, int64_t start, std::ofstream* metrics, const TrainOptio
   const auto t0 = Clock::now();
   MetricsWindow window;
   window.traffic_at_start = r.group->traffic();
+  Validator validator(r, options, start);
+  const Log log = options.log ? options.log : [](const std::string&) {};
   double last = 0;
   const ScheduleOptions schedule{c.run.steps, c.optim.warmup, c.optim.lr, c.optim.min_lr};
   r.tower->train();
@@ -384,6 +434,8 @@ double run_steps(Run& r, int64_t start, std::ofstream* metrics, const TrainOptio
       *metrics << line.dump() << "\n" << std::flush;
     }
     if (options.progress) options.progress(pr);
+    // Validation first: a crash before the checkpoint repeats it on resume.
+    if (validator.due(step + 1)) validator.run(r, step + 1, log);
     if ((step + 1) % c.run.checkpoint_every == 0 || step + 1 == c.run.steps) checkpoint(r, step + 1);
   }
   return last;

@@ -30,6 +30,9 @@ struct TrainConfig {
     int64_t checkpoint_every = 200;  ///< steps; a checkpoint is also written at the end
     int64_t keep_checkpoints = 2;
     int64_t log_every = 10;          ///< steps between metrics.jsonl lines
+    /// Steps between validations (results.jsonl, best.pt); 0: none. Needs
+    /// eval.manifest for speech; images use the held-out training images.
+    int64_t eval_every = 0;
   } run;
   /// The trained tower ("model.tower" picks the alternative; the other
   /// "model.*" keys belong to one alternative each).
@@ -50,6 +53,13 @@ struct TrainConfig {
     std::string class_names;      ///< image: names and synonyms (empty: fashion-mnist/classes.tsv of cwcl's data)
     std::string templates;        ///< image: caption templates (empty: fashion-mnist/templates.txt of cwcl's data)
   } data;
+  /// Speech validation during training (run.eval_every): a labelled manifest.
+  struct Eval {
+    std::string manifest;               ///< JSONL with audio and a label field (e.g. SLURP devel)
+    std::string label_field = "intent";
+    std::string labels;                 ///< TSV class<TAB>text; empty: the class names are the texts
+    std::string templates;              ///< optional prompt templates for the label texts
+  } eval;
   struct Loss {
     LossKind kind = LossKind::CWCL;
     WeightMap weights = WeightMap::Affine;

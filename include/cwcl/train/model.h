@@ -20,6 +20,8 @@ class TrainedModel {
   /// file. Throws DataError naming the file when it is not a cwcl model of
   /// this format or its weights do not fit its configuration.
   static TrainedModel load(const std::string& path);
+  /// The tower a training run holds now (shared, not copied), at `step`.
+  static TrainedModel of_tower(const TrainConfig& config, TrainedTower tower, int64_t step);
 
   const TrainConfig& config() const { return config_; }
   Modality modality() const { return tower_->modality(); }

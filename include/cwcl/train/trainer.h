@@ -2,7 +2,9 @@
 // tower's space (docs/method.md).
 //
 // A run directory holds config.toml (the resolved configuration),
-// metrics.jsonl, checkpoints/step-<N>.pt and, at the end, model.pt.
+// metrics.jsonl, checkpoints/step-<N>.pt and, at the end, model.pt; with
+// validation also results.jsonl (one line per validation) and best.pt (the
+// model at the best score so far).
 //
 // Distributed: every rank calls train() with its group. Each computes its
 // tower on its shard of every global batch (run.batch_size rows), the loss
@@ -13,10 +15,13 @@
 
 #include <cwcl/dist.h>
 #include <cwcl/train/config.h>
+#include <cwcl/train/model.h>
 
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace cwcl {
 
@@ -25,12 +30,21 @@ struct TrainProgress {
   double loss = 0, logit_scale = 0, lr = 0, samples_per_second = 0, eta_seconds = 0;
 };
 
+/// One validation of the model being trained (run.eval_every).
+struct Validation {
+  double score = 0;  ///< higher is better: the best so far is kept as best.pt
+  std::vector<std::pair<std::string, double>> values;  ///< written to results.jsonl
+};
+
 struct TrainOptions {
   bool resume = false;  ///< continue from the newest checkpoint in the run directory
   std::function<void(const TrainProgress&)> progress;  ///< after every step
   std::function<void(const std::string&)> log;         ///< one-line messages (data preparation, checkpoints)
   /// The job this process is a rank of; null: a single process.
   std::shared_ptr<dist::Group> group;
+  /// Scores the model every run.eval_every steps and at the end (rank 0;
+  /// the model is in eval mode meanwhile). Needed when run.eval_every > 0.
+  std::function<Validation(TrainedModel&)> validate;
 };
 
 struct TrainSummary {
