@@ -8,6 +8,7 @@
 
 #include <cwcl/eval/plot.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -36,27 +37,49 @@ Preset preset(const std::string& name) {
   throw UsageError("--preset: '" + name + "' is not quick, full or smoke");
 }
 
-// One CWCL variant of the ablation: a name and the config keys it sets.
+// One variant of the ablation: a name, the table's method (cl, cwcl or the
+// cosine baseline) and the config keys it sets.
 struct Variant {
   std::string name;  // cl, or the weight map
+  std::string method;
   std::vector<std::string> set;
 };
 
 // The ablation: the paper's affine map, centred, sharper maps, the automatic
 // calibration (the kernel's bandwidth set for 4 effective positives per
-// row), and class labels where the data has them.
+// row), class labels where the data has them; which directions the affine,
+// kernel and calibrated maps weight (-f2t: rows of the frozen side only,
+// -t2f: rows of the trained side only; plain CL in the other); and the
+// regression baseline (cosine alone, and added to CL).
 std::vector<Variant> variants(bool with_labels) {
   std::vector<Variant> v = {
-      {"cl", {"loss.kind=cl"}},
-      {"affine", {"loss.kind=cwcl", "loss.weights=affine"}},
-      {"affine-centred", {"loss.kind=cwcl", "loss.weights=affine", "loss.center=true"}},
-      {"power-8", {"loss.kind=cwcl", "loss.weights=power", "loss.gamma=8"}},
-      {"kernel-0.05", {"loss.kind=cwcl", "loss.weights=kernel", "loss.kernel_tau=0.05"}},
-      {"kernel-0.2", {"loss.kind=cwcl", "loss.weights=kernel", "loss.kernel_tau=0.2"}},
-      {"kernel-calibrated", {"loss.kind=cwcl", "loss.weights=kernel", "loss.calibrate=4"}},
+      {"cl", "cl", {"loss.kind=cl"}},
+      {"affine", "cwcl", {"loss.kind=cwcl", "loss.weights=affine"}},
+      {"affine-centred", "cwcl", {"loss.kind=cwcl", "loss.weights=affine", "loss.center=true"}},
+      {"power-8", "cwcl", {"loss.kind=cwcl", "loss.weights=power", "loss.gamma=8"}},
+      {"kernel-0.05", "cwcl", {"loss.kind=cwcl", "loss.weights=kernel", "loss.kernel_tau=0.05"}},
+      {"kernel-0.2", "cwcl", {"loss.kind=cwcl", "loss.weights=kernel", "loss.kernel_tau=0.2"}},
+      {"kernel-calibrated", "cwcl", {"loss.kind=cwcl", "loss.weights=kernel", "loss.calibrate=4"}},
   };
-  if (with_labels) v.push_back({"labels", {"loss.kind=cwcl", "loss.weights=labels"}});
+  if (with_labels) v.push_back({"labels", "cwcl", {"loss.kind=cwcl", "loss.weights=labels"}});
+  for (const std::string base : {"affine", "kernel-0.2", "kernel-calibrated"}) {
+    const auto keys = std::find_if(v.begin(), v.end(), [&](const Variant& x) { return x.name == base; })->set;
+    for (const auto& [suffix, directions] : {std::pair{"-f2t", "frozen_to_trained"}, {"-t2f", "trained_to_frozen"}}) {
+      auto set = keys;
+      set.push_back(std::string("loss.directions=") + directions);
+      v.push_back({base + suffix, "cwcl", set});
+    }
+  }
+  v.push_back({"cosine", "cosine", {"loss.kind=cosine"}});
+  v.push_back({"cl+cosine", "cl+cosine", {"loss.kind=cl", "loss.cosine_weight=1"}});
   return v;
+}
+
+// The table's method of a variant name.
+std::string method_of(const std::string& name) {
+  for (const auto& v : variants(true))
+    if (v.name == name) return v.method;
+  return "cwcl";
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -132,7 +155,8 @@ json calibration_report(const json& validation, double tau) {
   std::string best;
   double best_top1 = -1;
   for (const auto& [name, v] : validation.items())
-    if (name != "cl" && name != "kernel-calibrated" && v.get<double>() > best_top1) best = name, best_top1 = v.get<double>();
+    if (method_of(name) == "cwcl" && name != "kernel-calibrated" && v.get<double>() > best_top1)
+      best = name, best_top1 = v.get<double>();
   const double calibrated = validation.at("kernel-calibrated").get<double>();
   return {{"kernel_tau", tau}, {"calibrated_top1", calibrated}, {"best_hand_picked", best},
           {"best_hand_picked_top1", best_top1}, {"gap", best_top1 - calibrated}};
@@ -149,7 +173,7 @@ void write_markdown(const std::string& path, const json& summary) {
   md << "# cwcl demo: CL vs CWCL (preset `" << summary["preset"].get<std::string>() << "`)\n\n";
   md << "Zero-shot top-1 / top-5 accuracy (%) on test sets; `cwcl` uses the weight map chosen on validation ("
      << "speech: `" << summary["chosen"].value("speech", "-") << "`, image: `" << summary["chosen"].value("image", "-")
-     << "`). Rows with a map name are the ablation.\n\n";
+     << "`). Rows with a variant name are the ablation: weight maps, the directions they weight (-f2t: frozen to trained only, -t2f: trained to frozen only) and the regression baseline (cosine, cl+cosine).\n\n";
   md << "| task | method | weights | top-1 | top-5 | n |\n| --- | --- | --- | ---: | ---: | ---: |\n";
   for (const auto& r : summary["results"])
     md << "| " << r["task"].get<std::string>() << " | " << r["method"].get<std::string>() << " | "
@@ -227,7 +251,7 @@ Ablation train_and_choose(Demo& d, const TrainConfig& base, const std::string& p
     const double valid = validate(model);
     d.summary["validation"][validation_key][v.name] = valid;
     std::cerr << "demo: " << prefix << v.name << " validation top-1 " << valid << "\n";
-    if (v.name != "cl" && valid > best) best = valid, a.chosen = v.name;
+    if (v.method == "cwcl" && valid > best) best = valid, a.chosen = v.name;
     evaluate(v.name, model);
     a.trained.emplace(v.name, run);
   }
@@ -242,7 +266,7 @@ void add_rows(json& summary, const std::string& task, const std::map<std::string
   summary["results"].push_back(row(task, "cwcl", by_variant.at(chosen)));
   for (const auto& [name, r] : by_variant)
     if (name != "cl" && name != chosen) {
-      auto j = row(task, "cwcl", r);
+      auto j = row(task, method_of(name), r);
       j["weights"] = name;
       summary["results"].push_back(j);
     }
