@@ -40,6 +40,33 @@ TEST_F(LabelFile, ReadsAndRejectsBadLines) {
   expect_invalid(path("missing.tsv"), "missing.tsv: cannot open");
 }
 
+// Percentile bootstrap: the interval holds the accuracy, its width follows
+// the binomial standard error, it is reproducible by seed, and a paired
+// difference of a model with itself is exactly zero.
+TEST(Bootstrap, IntervalsOfAccuracyAndPairedDifference) {
+  std::vector<bool> half(1000);
+  for (size_t i = 0; i < half.size(); ++i) half[i] = i % 2 == 0;
+  const auto ci = cwcl::bootstrap_accuracy(half, 2000, 7);
+  EXPECT_LT(ci.low, 0.5);
+  EXPECT_GT(ci.high, 0.5);
+  // 95 %: about +-1.96 sqrt(0.25 / 1000) = +-0.031.
+  EXPECT_NEAR(ci.high - ci.low, 2 * 1.96 * std::sqrt(0.25 / 1000), 0.008);
+  const auto again = cwcl::bootstrap_accuracy(half, 2000, 7);
+  EXPECT_EQ(ci.low, again.low);
+  EXPECT_EQ(ci.high, again.high);
+  const auto same = cwcl::bootstrap_difference(half, half);
+  EXPECT_EQ(same.low, 0.0);
+  EXPECT_EQ(same.high, 0.0);
+  // b right wherever a is, plus 50 more items: a - b lies below zero, around -0.05.
+  auto better = half;
+  for (size_t i = 1, added = 0; added < 50; i += 2, ++added) better[i] = true;
+  const auto d = cwcl::bootstrap_difference(half, better);
+  EXPECT_LT(d.high, 0.0);
+  EXPECT_LT(d.low, -0.05);
+  EXPECT_GT(d.high, -0.05);
+  EXPECT_THROW(cwcl::bootstrap_difference(half, {true, false}), c10::Error);
+}
+
 TEST(ZeroShot, CountsTopKAndConfusion) {
   // Three classes along the axes; inputs near them (the last one is wrong).
   auto classes = torch::eye(3);

@@ -114,6 +114,23 @@ json row(const std::string& task, const std::string& method, const TaskResult& r
           {"n", r.classification.n}};
 }
 
+// A results row with its 95 % bootstrap interval of top-1 and, against CL on
+// the same test items, the paired difference and its interval (so that a
+// 1-point difference is not read as a result).
+json row_with_intervals(const std::string& task, const std::string& method, const TaskResult& r,
+                        const TaskResult& cl) {
+  auto j = row(task, method, r);
+  const auto mine = correct_top1(r.classification, r.targets);
+  const auto ci = bootstrap_accuracy(mine);
+  j["top1_ci"] = {ci.low, ci.high};
+  if (&r != &cl) {
+    const auto d = bootstrap_difference(mine, correct_top1(cl.classification, cl.targets));
+    j["vs_cl"] = r.classification.top1 - cl.classification.top1;
+    j["vs_cl_ci"] = {d.low, d.high};
+  }
+  return j;
+}
+
 std::vector<double> metric_series(const std::string& run_dir, const std::string& key, std::vector<double>& steps) {
   std::vector<double> out;
   steps.clear();
@@ -174,11 +191,20 @@ void write_markdown(const std::string& path, const json& summary) {
   md << "Zero-shot top-1 / top-5 accuracy (%) on test sets; `cwcl` uses the weight map chosen on validation ("
      << "speech: `" << summary["chosen"].value("speech", "-") << "`, image: `" << summary["chosen"].value("image", "-")
      << "`). Rows with a variant name are the ablation: weight maps, the directions they weight (-f2t: frozen to trained only, -t2f: trained to frozen only) and the regression baseline (cosine, cl+cosine).\n\n";
-  md << "| task | method | weights | top-1 | top-5 | n |\n| --- | --- | --- | ---: | ---: | ---: |\n";
-  for (const auto& r : summary["results"])
+  md << "Intervals: 95 % percentile bootstrap over the test items (2,000 resamplings); the difference from CL is "
+        "paired (both models judged on the same resampled items).\n\n";
+  md << "| task | method | weights | top-1 | 95 % CI | vs CL (95 % CI) | top-5 | n |\n"
+        "| --- | --- | --- | ---: | --- | --- | ---: | ---: |\n";
+  auto interval = [](const json& r, const char* key) {
+    return r.contains(key) ? pct(r[key][0].get<double>()) + " to " + pct(r[key][1].get<double>()) : std::string();
+  };
+  for (const auto& r : summary["results"]) {
+    const std::string vs = r.contains("vs_cl") ? pct(r["vs_cl"].get<double>()) + " (" + interval(r, "vs_cl_ci") + ")"
+                                               : std::string();
     md << "| " << r["task"].get<std::string>() << " | " << r["method"].get<std::string>() << " | "
-       << r.value("weights", "") << " | " << pct(r["top1"].get<double>()) << " | " << pct(r["top5"].get<double>())
-       << " | " << r["n"].get<int64_t>() << " |\n";
+       << r.value("weights", "") << " | " << pct(r["top1"].get<double>()) << " | " << interval(r, "top1_ci") << " | "
+       << vs << " | " << pct(r["top5"].get<double>()) << " | " << r["n"].get<int64_t>() << " |\n";
+  }
   if (summary.contains("validation")) {
     md << "\nValidation top-1 (%) used to choose the map:\n\n| task | variant | top-1 |\n| --- | --- | ---: |\n";
     for (const auto& [task, by] : summary["validation"].items())
@@ -262,11 +288,12 @@ Ablation train_and_choose(Demo& d, const TrainConfig& base, const std::string& p
 template <class Result>
 void add_rows(json& summary, const std::string& task, const std::map<std::string, Result>& by_variant,
               const std::string& chosen) {
-  summary["results"].push_back(row(task, "cl", by_variant.at("cl")));
-  summary["results"].push_back(row(task, "cwcl", by_variant.at(chosen)));
+  const auto& cl = by_variant.at("cl");
+  summary["results"].push_back(row_with_intervals(task, "cl", cl, cl));
+  summary["results"].push_back(row_with_intervals(task, "cwcl", by_variant.at(chosen), cl));
   for (const auto& [name, r] : by_variant)
     if (name != "cl" && name != chosen) {
-      auto j = row(task, method_of(name), r);
+      auto j = row_with_intervals(task, method_of(name), r, cl);
       j["weights"] = name;
       summary["results"].push_back(j);
     }

@@ -1,6 +1,9 @@
 #include <cwcl/error.h>
 #include <cwcl/eval/eval.h>
+#include <cwcl/seeds.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <stdexcept>
@@ -145,6 +148,56 @@ RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const 
     }
   }
   return r;
+}
+
+namespace {
+
+// The percentile interval of the means of `per_item` [N] over resamplings of
+// its items with replacement (paired differences come in as one column).
+Interval percentile_interval(const torch::Tensor& per_item, int64_t resamples, uint64_t seed, double level) {
+  TORCH_CHECK(per_item.size(0) >= 1, "bootstrap: no items");
+  TORCH_CHECK(resamples >= 10 && level > 0 && level < 1, "bootstrap: needs resamples >= 10 and level in (0, 1)");
+  auto g = make_generator(seed);
+  const int64_t n = per_item.size(0);
+  auto draws = torch::randint(n, {resamples, n}, g, torch::kLong);
+  auto means = per_item.index_select(0, draws.reshape(-1)).reshape({resamples, n}).mean(1);
+  auto sorted = std::get<0>(means.sort());
+  auto at = [&](double q) {
+    const auto i = std::clamp<int64_t>(static_cast<int64_t>(std::floor(q * static_cast<double>(resamples - 1) + 0.5)),
+                                       0, resamples - 1);
+    return sorted[i].item<double>();
+  };
+  return {at((1 - level) / 2), at(1 - (1 - level) / 2)};
+}
+
+torch::Tensor as_tensor(const std::vector<bool>& v) {
+  auto t = torch::empty({static_cast<int64_t>(v.size())}, torch::kDouble);
+  auto a = t.accessor<double, 1>();
+  for (size_t i = 0; i < v.size(); ++i) a[static_cast<int64_t>(i)] = v[i] ? 1.0 : 0.0;
+  return t;
+}
+
+}  // namespace
+
+Interval bootstrap_accuracy(const std::vector<bool>& correct, int64_t resamples, uint64_t seed, double level) {
+  return percentile_interval(as_tensor(correct), resamples, seed, level);
+}
+
+Interval bootstrap_difference(const std::vector<bool>& a, const std::vector<bool>& b, int64_t resamples,
+                              uint64_t seed, double level) {
+  TORCH_CHECK(a.size() == b.size(), "bootstrap_difference: ", a.size(), " and ", b.size(),
+              " items; both must be judged on the same items");
+  return percentile_interval(as_tensor(a) - as_tensor(b), resamples, seed, level);
+}
+
+std::vector<bool> correct_top1(const ClassificationResult& result, const torch::Tensor& targets) {
+  TORCH_CHECK(targets.dim() == 1 && targets.size(0) == static_cast<int64_t>(result.predictions.size()),
+              "correct_top1: ", result.predictions.size(), " predictions for ", targets.sizes(), " targets");
+  auto t = targets.to(torch::kLong).contiguous();
+  auto ta = t.accessor<int64_t, 1>();
+  std::vector<bool> out;
+  for (size_t i = 0; i < result.predictions.size(); ++i) out.push_back(result.predictions[i] == ta[static_cast<int64_t>(i)]);
+  return out;
 }
 
 }  // namespace cwcl

@@ -64,4 +64,23 @@ struct RetrievalResult {
 /// repeats count as one item when `group` [N] gives the same id to duplicates.
 RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& group = {});
 
+/// A two-sided confidence interval.
+struct Interval {
+  double low = 0, high = 0;
+};
+
+/// Percentile bootstrap over items (Efron and Tibshirani 1993): the
+/// `level` interval of the accuracy mean(correct), from `resamples`
+/// resamplings of the items with replacement, seeded.
+Interval bootstrap_accuracy(const std::vector<bool>& correct, int64_t resamples = 2000, uint64_t seed = 0,
+                            double level = 0.95);
+/// Paired bootstrap of mean(a) - mean(b): both judged on the same
+/// resampled items (the same test set, two models), so that what they share
+/// cancels. a and b must have the same length.
+Interval bootstrap_difference(const std::vector<bool>& a, const std::vector<bool>& b, int64_t resamples = 2000,
+                              uint64_t seed = 0, double level = 0.95);
+
+/// Which inputs a classification got right (top-1).
+std::vector<bool> correct_top1(const ClassificationResult& result, const torch::Tensor& targets);
+
 }  // namespace cwcl
