@@ -26,26 +26,6 @@ std::string duration(double seconds) {
   return buf;
 }
 
-}  // namespace
-
-TrainOptions console_train_options(bool resume, const std::string& prefix) {
-  TrainOptions o;
-  o.resume = resume;
-  const bool tty = ::isatty(STDOUT_FILENO);
-  o.log = [prefix](const std::string& m) { std::cerr << prefix << m << "\n"; };
-  if (tty) {
-    o.progress = [prefix](const TrainProgress& p) {
-      std::printf("\r%sstep %lld/%lld  loss %.4f  scale %.1f  lr %.2e  %.0f samples/s  ETA %s   ", prefix.c_str(),
-                  static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss, p.logit_scale, p.lr,
-                  p.samples_per_second, duration(p.eta_seconds).c_str());
-      if (p.step == p.steps) std::printf("\n");
-      std::fflush(stdout);
-    };
-  }
-  return o;
-}
-
-namespace {
 
 // This process's peak resident memory so far.
 double peak_rss_mib() {
@@ -83,16 +63,15 @@ Validation validation_of(const TaskResult& r) {
 
 // run.eval_every: zero-shot on eval.manifest (speech) or on the held-out
 // training images of the seen classes (image).
-std::function<Validation(TrainedModel&)> make_validation(const TrainConfig& c) {
+std::function<Validation(TrainedModel&, const TextTower&)> make_validation(const TrainConfig& c) {
   if (c.run.eval_every == 0) return {};
-  auto text = std::make_shared<TextTower>(load_text_tower(c.text_tower_options()));
   if (c.modality() == Modality::Speech) {
     SpeechTaskSpec spec{"validation", c.eval.manifest, c.eval.label_field, c.eval.labels, "", c.eval.templates};
     auto data = std::make_shared<SpeechTaskData>(SpeechTaskData::load(spec));
-    return [text, data](TrainedModel& m) { return validation_of(evaluate_speech(m, *text, *data)); };
+    return [data](TrainedModel& m, const TextTower& text) { return validation_of(evaluate_speech(m, text, *data)); };
   }
   const ImageTaskSpec spec{"fmnist-valid", c.data.classes, 1, true};
-  return [text, spec](TrainedModel& m) { return validation_of(evaluate_images(m, *text, spec)); };
+  return [spec](TrainedModel& m, const TextTower& text) { return validation_of(evaluate_images(m, text, spec)); };
 }
 
 // cwcl train --nproc N: N local ranks; rank 0's output here, the others' in
@@ -116,6 +95,23 @@ int launch_ranks(const TrainCommandOptions& o, const TrainConfig& config) {
 }
 
 }  // namespace
+
+TrainOptions console_train_options(bool resume, const std::string& prefix) {
+  TrainOptions o;
+  o.resume = resume;
+  const bool tty = ::isatty(STDOUT_FILENO);
+  o.log = [prefix](const std::string& m) { std::cerr << prefix << m << "\n"; };
+  if (tty) {
+    o.progress = [prefix](const TrainProgress& p) {
+      std::printf("\r%sstep %lld/%lld  loss %.4f  scale %.1f  lr %.2e  %.0f samples/s  ETA %s   ", prefix.c_str(),
+                  static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss, p.logit_scale, p.lr,
+                  p.samples_per_second, duration(p.eta_seconds).c_str());
+      if (p.step == p.steps) std::printf("\n");
+      std::fflush(stdout);
+    };
+  }
+  return o;
+}
 
 int run_train(const TrainCommandOptions& o) {
   auto config = TrainConfig::from_file(o.config);

@@ -86,9 +86,8 @@ class Group {
   };
   Traffic traffic() const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit Group(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

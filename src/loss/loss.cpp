@@ -325,8 +325,8 @@ torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
   if (o.kind == LossKind::Cosine) {
     TORCH_CHECK(o.cosine_weight == 0, "contrastive_loss: the cosine kind is the cosine term alone; "
                 "cosine_weight adds it to another kind");
-    // A rank's share: its rows over the global batch (the gather only counts it).
-    const int64_t n_global = o.gather ? o.gather(p.detach()).size(0) : p.size(0);
+    // A rank's share: its rows over the global batch (a one-column gather counts it).
+    const int64_t n_global = o.gather ? o.gather(p.detach().narrow(1, 0, 1)).size(0) : p.size(0);
     return cosine_distance_sum(p, q) / static_cast<double>(n_global);
   }
   int64_t n_global = 0;

@@ -152,7 +152,7 @@ void set_learning_rates(Optimizer& o, double factor) {
 }
 
 // metrics.jsonl keeps the lines up to the step a run resumes from.
-std::unique_ptr<std::ofstream> open_metrics(const fs::path& path, int64_t start) {
+std::unique_ptr<std::ofstream> open_step_log(const fs::path& path, int64_t start) {
   std::vector<std::string> kept;
   if (start > 0 && fs::exists(path)) {
     for (const auto& line : read_lines(path.string())) {
@@ -341,14 +341,14 @@ class Validator {
     if (!validate_) throw InternalError("train: run.eval_every is set but no validation was given");
     const auto dir = fs::path(r.config.run.out);
     best_path_ = (dir / "best.pt").string();
-    results_ = open_metrics(dir / "results.jsonl", start);  // keeps the lines up to `start`
+    results_ = open_step_log(dir / "results.jsonl", start);  // keeps the lines up to `start`
     for (const auto& line : read_lines((dir / "results.jsonl").string()))
       best_ = std::max(best_, json::parse(line).at("score").get<double>());
   }
 
   bool due(int64_t done) const { return every_ > 0 && (done % every_ == 0 || done == steps_); }
 
-  void run(Run& r, int64_t done, const Log& log) {
+  void run(Run& r, const TextTower& text, int64_t done, const Log& log) {
     const std::string key = "validated-" + std::to_string(done);
     if (!r.writer) {
       r.group->wait_for(key, std::chrono::hours(6));
@@ -356,7 +356,7 @@ class Validator {
     }
     r.tower->eval();
     auto model = TrainedModel::of_tower(r.config, r.tower, done);
-    const auto v = validate_(model);
+    const auto v = validate_(model, text);
     r.tower->train();
     json line{{"step", done}, {"score", v.score}};
     for (const auto& [name, value] : v.values) line[name] = value;
@@ -371,7 +371,7 @@ class Validator {
   }
 
  private:
-  std::function<Validation(TrainedModel&)> validate_;
+  std::function<Validation(TrainedModel&, const TextTower&)> validate_;
   int64_t every_, steps_;
   std::string best_path_;
   std::unique_ptr<std::ofstream> results_;
@@ -403,7 +403,8 @@ struct MetricsWindow {
 
 // Runs steps [start, steps): metrics every log_every, checkpoints every
 // checkpoint_every (rank 0 only: `metrics` is null elsewhere).
-double run_steps(Run& r, int64_t start, std::ofstream* metrics, const TrainOptions& options) {
+double run_steps(Run& r, const TextTower& text, int64_t start, std::ofstream* metrics,
+                 const TrainOptions& options) {
   const auto& c = r.config;
   const int64_t per_epoch = r.source->batches_per_epoch();
   const auto t0 = Clock::now();
@@ -435,7 +436,7 @@ double run_steps(Run& r, int64_t start, std::ofstream* metrics, const TrainOptio
     }
     if (options.progress) options.progress(pr);
     // Validation first: a crash before the checkpoint repeats it on resume.
-    if (validator.due(step + 1)) validator.run(r, step + 1, log);
+    if (validator.due(step + 1)) validator.run(r, text, step + 1, log);
     if ((step + 1) % c.run.checkpoint_every == 0 || step + 1 == c.run.steps) checkpoint(r, step + 1);
   }
   return last;
@@ -506,7 +507,7 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   std::unique_ptr<std::ofstream> metrics;
   if (r.writer) {
     std::ofstream(fs::path(c.run.out) / "config.toml") << c.to_toml();
-    metrics = open_metrics(fs::path(c.run.out) / "metrics.jsonl", start);
+    metrics = open_step_log(fs::path(c.run.out) / "metrics.jsonl", start);
   }
 
   TrainSummary summary;
@@ -515,7 +516,7 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   summary.skipped = r.source->skipped;
   summary.world_size = r.group->world_size();
   const auto t0 = Clock::now();
-  summary.final_loss = run_steps(r, start, metrics.get(), options);
+  summary.final_loss = run_steps(r, text, start, metrics.get(), options);
   const auto model = (fs::path(c.run.out) / "model.pt").string();
   if (r.writer) save(r, model, c.run.steps, false);
   summary.steps = c.run.steps;

@@ -43,8 +43,9 @@ struct TrainOptions {
   /// The job this process is a rank of; null: a single process.
   std::shared_ptr<dist::Group> group;
   /// Scores the model every run.eval_every steps and at the end (rank 0;
-  /// the model is in eval mode meanwhile). Needed when run.eval_every > 0.
-  std::function<Validation(TrainedModel&)> validate;
+  /// the model is in eval mode meanwhile), given the run's frozen tower.
+  /// Needed when run.eval_every > 0.
+  std::function<Validation(TrainedModel&, const TextTower&)> validate;
 };
 
 struct TrainSummary {
