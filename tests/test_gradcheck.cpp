@@ -3,6 +3,8 @@
 // central finite differences of the loss.
 #include <gtest/gtest.h>
 
+#include "cuda.h"
+
 #include <cwcl/loss.h>
 
 namespace {
@@ -93,16 +95,18 @@ TEST(LossGradcheck, CosineTermInDouble) {
             1.0);
 }
 
-TEST(LossGradcheck, EveryKindInDouble) {
+void check_every_kind(const torch::Device& device) {
   torch::manual_seed(42);
   const int64_t n = 7, d = 5;
-  auto p = torch::randn({n, d}, kDouble);
-  auto q = 0.5 * p + torch::randn({n, d}, kDouble);
-  auto labels = torch::tensor({0, 1, 0, 2, 1, 0, 2}, torch::kLong);
-  auto scale = torch::tensor(std::log(1 / 0.2), kDouble);
-  auto bias = torch::tensor(-1.5, kDouble);
-  for (const auto& c : cases()) {
+  const auto on = kDouble.device(device);
+  auto p = torch::randn({n, d}, kDouble).to(device);
+  auto q = 0.5 * p + torch::randn({n, d}, kDouble).to(device);
+  auto labels = torch::tensor({0, 1, 0, 2, 1, 0, 2}, torch::kLong).to(device);
+  auto scale = torch::tensor(std::log(1 / 0.2), on);
+  auto bias = torch::tensor(-1.5, on);
+  for (auto c : cases()) {
     SCOPED_TRACE(c.name);
+    if (c.options.weights.center.defined()) c.options.weights.center = c.options.weights.center.to(device);
     const bool sigmoid = cwcl::is_sigmoid_kind(c.options.kind);
     const bool weights_from_p = c.options.kind != LossKind::CL &&
                                 c.options.kind != LossKind::SupCon &&
@@ -140,6 +144,13 @@ TEST(LossGradcheck, EveryKindInDouble) {
     frozen.weights.map = WeightMap::Custom;
     EXPECT_LE(gradcheck([&](const auto& in) { return f_all(frozen, in); }, inputs), 1.0);
   }
+}
+
+TEST(LossGradcheck, EveryKindInDouble) { check_every_kind(torch::kCPU); }
+
+TEST(LossGradcheck, EveryKindInDoubleOnCuda) {
+  CWCL_SKIP_WITHOUT_CUDA();
+  check_every_kind(torch::kCUDA);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 // The loss library against independent references and exact special cases.
 #include <gtest/gtest.h>
+
+#include "cuda.h"
 #include <nlohmann/json.hpp>
 
 #include <cwcl/loss.h>
@@ -62,27 +64,28 @@ struct Golden {
 };
 
 // Options for one golden case; scale/bias are returned as leaves when learned.
-LossOptions options_for(const json& c, const Golden& g, torch::Dtype dtype,
+LossOptions options_for(const json& c, const Golden& g, torch::Dtype dtype, const torch::Device& device,
                         torch::Tensor* scale, torch::Tensor* bias) {
+  const auto to = torch::TensorOptions().dtype(dtype).device(device);
   LossOptions o;
   o.kind = cwcl::parse_loss_kind(c.at("kind"));
   o.temperature = c.at("temperature");
   o.bias = c.at("bias");
-  o.labels = g.labels;
+  o.labels = g.labels.to(device);
   if (c.value("learn_scale", false)) {
-    *scale = torch::tensor(c.at("scale").get<double>(), kDouble).to(dtype).requires_grad_(true);
+    *scale = torch::tensor(c.at("scale").get<double>(), kDouble).to(to).requires_grad_(true);
     o.logit_scale = *scale;
   }
   if (c.value("learn_bias", false)) {
-    *bias = torch::tensor(c.at("bias_value").get<double>(), kDouble).to(dtype).requires_grad_(true);
+    *bias = torch::tensor(c.at("bias_value").get<double>(), kDouble).to(to).requires_grad_(true);
     o.logit_bias = *bias;
   }
   if (c.contains("map")) {
     o.weights.map = cwcl::parse_weight_map(c.at("map"));
     o.weights.gamma = c.value("gamma", o.weights.gamma);
     o.weights.kernel_tau = c.value("kernel_tau", o.weights.kernel_tau);
-    if (c.value("center", false)) o.weights.center = g.center.to(dtype);
-    if (o.weights.map == WeightMap::Custom) o.weights.custom = g.custom.to(dtype);
+    if (c.value("center", false)) o.weights.center = g.center.to(to);
+    if (o.weights.map == WeightMap::Custom) o.weights.custom = g.custom.to(to);
   }
   if (c.contains("directions")) o.directions = cwcl::parse_weighted_directions(c.at("directions"));
   o.cosine_weight = c.value("cosine_weight", 0.0);
@@ -90,22 +93,23 @@ LossOptions options_for(const json& c, const Golden& g, torch::Dtype dtype,
 }
 
 void check_golden(torch::Dtype dtype, double rel_loss, double rel_grad,
-                  cwcl::LossPath path = cwcl::LossPath::Plain) {
+                  cwcl::LossPath path = cwcl::LossPath::Plain, const torch::Device& device = torch::kCPU) {
   Golden g;
   ASSERT_GE(g.root.at("cases").size(), 25u);
   for (const auto& c : g.root.at("cases")) {
     SCOPED_TRACE(c.at("name").get<std::string>());
     torch::Tensor scale, bias;
-    auto o = options_for(c, g, dtype, &scale, &bias);
+    auto o = options_for(c, g, dtype, device, &scale, &bias);
     o.tiling.path = path;
     o.tiling.tile = 5;  // 12 rows: two full tiles and a partial one
-    auto p = g.p.to(dtype).clone().requires_grad_(true);
-    auto q = g.q.to(dtype).clone().requires_grad_(true);
+    auto p = g.p.to(device, dtype).clone().requires_grad_(true);
+    auto q = g.q.to(device, dtype).clone().requires_grad_(true);
     auto loss = cwcl::contrastive_loss(p, q, o);
     loss.backward();
-    EXPECT_TRUE(close(loss, torch::tensor(c.at("loss").get<double>()), rel_loss));
-    EXPECT_TRUE(close(p.grad(), tensor_from(c.at("grad_p")), rel_grad)) << "grad p";
-    EXPECT_TRUE(close(q.grad(), tensor_from(c.at("grad_q")), rel_grad)) << "grad q";
+    EXPECT_EQ(p.grad().device(), device);
+    EXPECT_TRUE(close(loss.cpu(), torch::tensor(c.at("loss").get<double>()), rel_loss));
+    EXPECT_TRUE(close(p.grad().cpu(), tensor_from(c.at("grad_p")), rel_grad)) << "grad p";
+    EXPECT_TRUE(close(q.grad().cpu(), tensor_from(c.at("grad_q")), rel_grad)) << "grad q";
     if (scale.defined()) {
       EXPECT_NEAR(scale.grad().item<double>(), c.at("grad_scale").get<double>(),
                   rel_grad * std::max(1.0, std::abs(c.at("grad_scale").get<double>())));
@@ -123,6 +127,16 @@ TEST(LossGolden, MatchesPythonReferenceInFloat) { check_golden(torch::kFloat, 1e
 
 TEST(LossGolden, TiledMatchesPythonReferenceInDouble) {
   check_golden(torch::kDouble, 1e-5, 1e-5, cwcl::LossPath::Tiled);
+}
+
+TEST(LossGolden, OnCudaPlainAndTiled) {
+  CWCL_SKIP_WITHOUT_CUDA();
+  for (auto path : {cwcl::LossPath::Plain, cwcl::LossPath::Tiled}) {
+    SCOPED_TRACE(cwcl::to_string(path));
+    check_golden(torch::kDouble, 1e-5, 1e-5, path, torch::kCUDA);
+    // TF32 matrix products (10-bit mantissa) are off by default in libtorch.
+    check_golden(torch::kFloat, 1e-5, 1e-4, path, torch::kCUDA);
+  }
 }
 
 // ---- exact special cases --------------------------------------------------

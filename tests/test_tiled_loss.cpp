@@ -2,6 +2,8 @@
 // and weighting, at sizes that are and are not multiples of the tile.
 #include <gtest/gtest.h>
 
+#include "cuda.h"
+
 #include <cwcl/loss.h>
 
 namespace {
@@ -79,13 +81,13 @@ std::vector<std::pair<std::string, LossOptions>> all_options(int64_t n, int64_t 
   return all;
 }
 
-void compare_paths(torch::Dtype dtype, double rel, double floor) {
-  const auto to = torch::TensorOptions().dtype(dtype);
+void compare_paths(torch::Dtype dtype, double rel, double floor, const torch::Device& device = torch::kCPU) {
+  const auto to = torch::TensorOptions().dtype(dtype).device(device);
   for (int64_t n : {2, 7, 16, 23}) {
     for (int64_t tile : {1, 4, 7, 64}) {
       torch::manual_seed(100 * n + tile);
       const int64_t d = 6;
-      auto labels = torch::randint(3, {n}, torch::kLong);
+      auto labels = torch::randint(3, {n}, to.dtype(torch::kLong));
       auto p = torch::randn({3, d}, to).index_select(0, labels) + 0.4 * torch::randn({n, d}, to);
       auto q = 0.5 * p + torch::randn({n, d}, to);
       for (auto [name, o] : all_options(n, d, to)) {
@@ -107,6 +109,12 @@ void compare_paths(torch::Dtype dtype, double rel, double floor) {
 TEST(TiledLoss, EqualsPlainInDouble) { compare_paths(torch::kDouble, 1e-10, 1e-30); }
 
 TEST(TiledLoss, EqualsPlainInFloat) { compare_paths(torch::kFloat, 1e-5, 0.1); }
+
+TEST(TiledLoss, EqualsPlainOnCuda) {
+  CWCL_SKIP_WITHOUT_CUDA();
+  compare_paths(torch::kDouble, 1e-10, 1e-30, torch::kCUDA);
+  compare_paths(torch::kFloat, 1e-5, 0.1, torch::kCUDA);
+}
 
 TEST(TiledLoss, GradientOnlyWhereAsked) {
   torch::manual_seed(3);

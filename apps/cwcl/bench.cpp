@@ -36,6 +36,7 @@ double time_floor(const torch::Tensor& p, const torch::Tensor& q) {
       auto o = out.narrow(0, 0, rows);
       torch::mm_out(o, p.narrow(0, i, rows), q.t());
     }
+  synchronize(p.device());
   return seconds_since(start);
 }
 
@@ -71,18 +72,20 @@ int run_bench_text(const BenchTextOptions& b) {
 }
 
 int run_bench_loss(const BenchLossOptions& b) {
+  const auto device = resolve_device(b.device, "--device");
+  const auto on = torch::TensorOptions().device(device);
   LossOptions opt;
   opt.kind = parse_loss_kind(b.kind);
   opt.weights.map = parse_weight_map(b.weights);
   opt.tiling.path = parse_loss_path(b.path);
   opt.tiling.tile = b.tile;
-  opt.logit_scale = torch::tensor(std::log(1 / 0.07)).requires_grad_(true);
-  if (is_sigmoid_kind(opt.kind)) opt.logit_bias = torch::tensor(-10.0).requires_grad_(true);
+  opt.logit_scale = torch::tensor(std::log(1 / 0.07), on).requires_grad_(true);
+  if (is_sigmoid_kind(opt.kind)) opt.logit_bias = torch::tensor(-10.0, on).requires_grad_(true);
   const int repeats = b.repeats > 0 ? b.repeats : (b.n < 32768 ? 3 : 1);
 
   torch::manual_seed(b.seed);
-  auto p = torch::randn({b.n, b.dim});
-  auto q = torch::randn({b.n, b.dim}).requires_grad_(true);
+  auto p = torch::randn({b.n, b.dim}).to(device);
+  auto q = torch::randn({b.n, b.dim}).to(device).requires_grad_(true);
   q.mutable_grad() = torch::zeros_like(q);  // gradient buffer counts as input memory
 
   auto step = [&] {
@@ -92,7 +95,7 @@ int run_bench_loss(const BenchLossOptions& b) {
   };
   // One-time runtime set-up (thread pools, BLAS buffers) is not the loss's.
   {
-    auto small_p = torch::randn({256, b.dim}), small_q = torch::randn({256, b.dim});
+    auto small_p = torch::randn({256, b.dim}, on), small_q = torch::randn({256, b.dim}, on);
     auto warm = opt;
     warm.logit_scale = opt.logit_scale.detach();
     warm.logit_bias = opt.logit_bias.defined() ? opt.logit_bias.detach() : torch::Tensor();
@@ -123,9 +126,11 @@ int run_bench_loss(const BenchLossOptions& b) {
                         {"d", b.dim},
                         {"tile", b.tile},
                         {"torch_threads", at::get_num_threads()},
+                        {"device", device.str()},
                         {"repeats", repeats},
                         {"seconds", median(times)},
                         {"loss", loss},
+                        // host memory: on a GPU it says what stays off the device
                         {"extra_mib", peak_ok ? (peak - rss_before) / 1048576.0 : -1.0}};
   if (b.floor) {
     time_floor(p, q.detach());  // warm-up

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include <cwcl/device.h>
 #include <cwcl/io/files.h>
 #include <cwcl/runtime.h>
 #include <cwcl/data/speech.h>
@@ -30,6 +31,7 @@ struct BenchLossOptions {
   int repeats = 0;               // 0: 3 below N = 32768, else 1
   bool floor = true;             // also time three N x D x N products
   uint64_t seed = 0;
+  DeviceSpec device;
 };
 
 struct BenchTextOptions {
@@ -149,6 +151,7 @@ struct ZeroshotOptions {
   std::string labels;     // TSV, .txt or comma list
   std::string templates;  // optional, one template with {} per line
   std::vector<std::string> inputs;
+  DeviceSpec device;
 };
 /// One JSON object per input: {"input", "label", "scores"} (DESIGN.md contract 4).
 int run_zeroshot(const ZeroshotOptions& options);
@@ -158,6 +161,7 @@ struct EvalSpeechOptions {
   std::string task = "speech";
   std::string label_field = "intent";
   bool details = false;
+  DeviceSpec device;
 };
 int run_eval_speech(const EvalSpeechOptions& options);
 
@@ -168,6 +172,7 @@ struct EvalImageOptions {
   int64_t k = 1;
   bool validation = false;
   bool details = false;
+  DeviceSpec device;
 };
 int run_eval_image(const EvalImageOptions& options);
 

@@ -37,6 +37,18 @@ CLI::Option* add_named_option(CLI::App* cmd, const std::string& flag, E& value, 
       ->default_str(cwcl::name_of(value));
 }
 
+void add_device_option(CLI::App* cmd, cwcl::DeviceSpec& device) {
+  auto parse = [&device](const std::string& text) {
+    try {
+      device = cwcl::DeviceSpec::parse(text);
+    } catch (const cwcl::UsageError& e) {
+      throw CLI::ValidationError("--device", e.what());
+    }
+  };
+  cmd->add_option_function<std::string>("--device", parse, "auto, cpu, cuda or cuda:<index>")
+      ->default_str(device.str());
+}
+
 void add_tower_options(CLI::App* cmd, cwcl::TextTowerOptions& o) {
   add_named_option(cmd, "--tower", o.kind, "frozen text tower (store: embed only)");
   cmd->add_option("--model", o.model,
@@ -96,6 +108,7 @@ void add_bench_commands(CLI::App& app, Actions& actions) {
     cmd->add_option("--repeats", o.repeats, "timed runs (0: 3, or 1 at N >= 32768)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("!--no-floor", o.floor, "skip timing the matrix-product floor");
+    add_device_option(cmd, o.device);
   }
   {
     auto* cmd = bench->add_subcommand("text", "sentences per second of the MiniLM encoder");
@@ -185,6 +198,7 @@ void add_model_commands(CLI::App& app, Actions& actions, const std::vector<std::
     cmd->add_option("--templates", o.templates, "prompt templates with {} (one per line), averaged")
         ->check(CLI::ExistingFile);
     cmd->add_option("inputs", o.inputs, "audio (WAV/FLAC/OGG, any rate) or image files")->required();
+    add_device_option(cmd, o.device);
   }
   {
       auto* cmd = app.add_subcommand("export", "write a trained tower as model.safetensors + config.json (PyTorch-loadable)");
@@ -233,6 +247,7 @@ void add_eval_commands(CLI::App& app, Actions& actions) {
     cmd->add_option("--templates", o.templates, "prompt templates with {}")->check(CLI::ExistingFile);
     cmd->add_option("--task", o.task, "name in the report")->capture_default_str();
     cmd->add_flag("--details", o.details, "per-class accuracy and confusion matrix");
+    add_device_option(cmd, o.device);
   }
   {
     auto* cmd = eval->add_subcommand("image", "zero-shot Fashion-MNIST classification");
@@ -245,6 +260,7 @@ void add_eval_commands(CLI::App& app, Actions& actions) {
     cmd->add_flag("--validation", o.validation, "held-out training images instead of the test set");
     cmd->add_option("--task", o.task)->capture_default_str();
     cmd->add_flag("--details", o.details, "per-class accuracy and confusion matrix");
+    add_device_option(cmd, o.device);
   }
 }
 

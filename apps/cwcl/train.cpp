@@ -186,8 +186,17 @@ int run_export(const ExportOptions& o) {
   return 0;
 }
 
+// A trained model on the device --device names (resolved first: a bad
+// device fails before the model loads).
+TrainedModel load_on(const std::string& path, const DeviceSpec& spec) {
+  const auto device = resolve_device(spec, "--device");
+  auto model = TrainedModel::load(path);
+  model.to(device);
+  return model;
+}
+
 int run_zeroshot(const ZeroshotOptions& o) {
-  auto model = TrainedModel::load(o.model);
+  auto model = load_on(o.model, o.device);
   const auto labels = read_label_argument(o.labels);
   const auto text = model.text_tower();
   std::vector<std::string> templates;
@@ -214,7 +223,7 @@ int run_zeroshot(const ZeroshotOptions& o) {
 }
 
 int run_eval_speech(const EvalSpeechOptions& o) {
-  auto model = TrainedModel::load(o.model);
+  auto model = load_on(o.model, o.device);
   if (model.modality() != Modality::Speech) throw UsageError(o.model + ": an image model; use cwcl eval image");
   SpeechTaskSpec spec{o.task, o.manifest, o.label_field, o.labels, o.filter_field, o.templates};
   auto data = SpeechTaskData::load(spec);
@@ -224,7 +233,7 @@ int run_eval_speech(const EvalSpeechOptions& o) {
 }
 
 int run_eval_image(const EvalImageOptions& o) {
-  auto model = TrainedModel::load(o.model);
+  auto model = load_on(o.model, o.device);
   if (model.modality() != Modality::Image) throw UsageError(o.model + ": a speech model; use cwcl eval speech");
   ImageTaskSpec spec{o.task, o.classes, o.k, o.validation};
   auto r = evaluate_images(model, model.text_tower(), spec);

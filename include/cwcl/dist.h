@@ -55,6 +55,8 @@ class Group {
 
   int rank() const;
   int world_size() const;
+  /// This rank's index among the ranks on its machine (LOCAL_RANK).
+  int local_rank() const;
   bool distributed() const { return world_size() > 1; }
 
   void barrier(const std::string& what = "barrier");

@@ -1,10 +1,12 @@
 #include <cwcl/error.h>
+#include <cwcl/device.h>
 #include <cwcl/runtime.h>
 
 #include <cwcl/version.h>
 
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
+#include <torch/version.h>
 #include <c10/util/Exception.h>
 
 #include <cstdlib>
@@ -70,6 +72,8 @@ bool reset_peak_resident_bytes() {
 std::string runtime_info() {
   std::ostringstream os;
   os << "cwcl " << version() << "\n"
+     << "libtorch " << TORCH_VERSION << ", CUDA: " << (cuda_built() ? "built" : "not built") << ", CUDA devices: "
+     << cuda_device_count() << "\n"
      << "torch threads: " << at::get_num_threads()
      << " (cores: " << std::thread::hardware_concurrency() << ")\n"
      << at::get_parallel_info() << at::show_config();

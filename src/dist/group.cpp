@@ -205,6 +205,7 @@ std::shared_ptr<Group> Group::join(const Environment& env, const GroupOptions& o
 
 int Group::rank() const { return impl_->env.rank; }
 int Group::world_size() const { return impl_->env.world_size; }
+int Group::local_rank() const { return impl_->env.local_rank; }
 Group::Traffic Group::traffic() const { return impl_->traffic; }
 
 void Group::barrier(const std::string& what) {

@@ -187,7 +187,7 @@ void GloveEncoder::fit_sif(const std::vector<std::string>& reference) {
   TORCH_CHECK(!reference.empty(), "GloveEncoder: fit_sif needs reference texts");
   auto x = weighted_average(reference).to(torch::kDouble);
   // First right singular vector of X = top eigenvector of X^T X (Arora et al.).
-  auto eig = torch::linalg::eigh(torch::mm(x.t(), x), "L");
+  auto eig = torch::linalg_eigh(torch::mm(x.t(), x), "L");
   component_ = std::get<1>(eig).select(1, dim() - 1).to(torch::kFloat).contiguous();
 }
 

@@ -28,7 +28,8 @@ FramePoolingImpl::FramePoolingImpl(int64_t dim, Pooling k) : kind(k) {
 torch::Tensor FramePoolingImpl::forward(const torch::Tensor& x, const torch::Tensor& lengths) {
   TORCH_CHECK(x.dim() == 3 && lengths.dim() == 1 && lengths.size(0) == x.size(0),
               "FramePooling: x [B, T, D] and lengths [B]");
-  auto padding = torch::arange(x.size(1)).unsqueeze(0) >= lengths.to(torch::kLong).unsqueeze(1);  // [B, T]
+  auto padding = torch::arange(x.size(1), x.options().dtype(torch::kLong)).unsqueeze(0) >=
+                 lengths.to(x.device(), torch::kLong).unsqueeze(1);  // [B, T]
   if (kind == Pooling::Mean) {
     auto real = (~padding).to(x.dtype()).unsqueeze(-1);
     return (x * real).sum(1) / real.sum(1).clamp_min(1.0);
@@ -72,7 +73,8 @@ torch::Tensor SpeechEncoderImpl::forward(const torch::Tensor& mel, const torch::
   TORCH_CHECK(mel.dim() == 3 && mel.size(2) == options.n_mels, "SpeechEncoder: mel must be [B, T, ",
               options.n_mels, "], got ", mel.sizes());
   const auto b = mel.size(0), t = mel.size(1);
-  auto lengths = frame_lengths.defined() ? frame_lengths.to(torch::kLong) : torch::full({b}, t, torch::kLong);
+  auto lengths = frame_lengths.defined() ? frame_lengths.to(mel.device(), torch::kLong)
+                                          : torch::full({b}, t, mel.options().dtype(torch::kLong));
   auto out_lengths = output_lengths(lengths);
   TORCH_CHECK(out_lengths.min().item<int64_t>() >= 1, "SpeechEncoder: an input has fewer than 7 frames");
   // Unpadded stride-2 convolutions: a kept output frame only sees real input frames.
@@ -80,7 +82,7 @@ torch::Tensor SpeechEncoderImpl::forward(const torch::Tensor& mel, const torch::
   const auto t_out = x.size(2);
   x = input_projection(x.permute({0, 2, 1, 3}).reshape({b, t_out, -1}));
   x = x + sinusoids(t_out, options.d_model).unsqueeze(0).to(x.device());
-  auto padding = torch::arange(t_out).unsqueeze(0) >= out_lengths.unsqueeze(1);  // [B, T'] true = pad
+  auto padding = torch::arange(t_out, out_lengths.options()).unsqueeze(0) >= out_lengths.unsqueeze(1);  // [B, T'] true = pad
   x = transformer->forward(x.transpose(0, 1), /*src_mask=*/torch::Tensor(), /*src_key_padding_mask=*/padding)
           .transpose(0, 1);
   return head(pooling(final_norm(x), out_lengths));

@@ -92,13 +92,14 @@ torch::Tensor WhisperEncoderImpl::forward(const torch::Tensor& mel, const torch:
   const auto b = mel.size(0), t = mel.size(1);
   TORCH_CHECK(t >= 1 && (t + 1) / 2 <= config.max_positions, "WhisperEncoder: ", t,
               " frames; at most ", 2 * config.max_positions, " (30 s)");
-  auto lengths = frame_lengths.defined() ? frame_lengths.to(torch::kLong) : torch::full({b}, t, torch::kLong);
+  auto lengths = frame_lengths.defined() ? frame_lengths.to(mel.device(), torch::kLong)
+                                          : torch::full({b}, t, mel.options().dtype(torch::kLong));
   TORCH_CHECK(lengths.dim() == 1 && lengths.size(0) == b, "WhisperEncoder: frame_lengths must be [B]");
   TORCH_CHECK(lengths.min().item<int64_t>() >= 1 && lengths.max().item<int64_t>() <= t,
               "WhisperEncoder: frame lengths must lie in [1, ", t, "]");
   // Zero what lies past each item's end before every convolution, so that a
   // padded batch sees the zeros the convolution pads a lone item with.
-  auto frame_mask = (torch::arange(t).unsqueeze(0) < lengths.unsqueeze(1)).to(mel.dtype());  // [B, T]
+  auto frame_mask = (torch::arange(t, lengths.options()).unsqueeze(0) < lengths.unsqueeze(1)).to(mel.dtype());  // [B, T]
   auto x = mel.transpose(1, 2) * frame_mask.unsqueeze(1);                                   // [B, M, T]
   x = torch::gelu(conv1(x)) * frame_mask.unsqueeze(1);
   x = torch::gelu(conv2(x)).transpose(1, 2);  // [B, T', D]
@@ -107,7 +108,7 @@ torch::Tensor WhisperEncoderImpl::forward(const torch::Tensor& mel, const torch:
   auto out_lengths = output_lengths(lengths);
   torch::Tensor key_mask;
   if (out_lengths.min().item<int64_t>() < t_out) {
-    auto valid = torch::arange(t_out).unsqueeze(0) < out_lengths.unsqueeze(1);  // [B, T']
+    auto valid = torch::arange(t_out, out_lengths.options()).unsqueeze(0) < out_lengths.unsqueeze(1);  // [B, T']
     key_mask = torch::zeros({b, 1, 1, t_out}, x.options())
                    .masked_fill(~valid.view({b, 1, 1, t_out}), -std::numeric_limits<float>::infinity());
   }
@@ -190,8 +191,8 @@ WhisperTowerImpl::WhisperTowerImpl(WhisperEncoder enc, int64_t out_dim, Pooling 
 }
 
 torch::Tensor WhisperTowerImpl::pooled(const torch::Tensor& mel, const torch::Tensor& frame_lengths) {
-  auto lengths = frame_lengths.defined() ? frame_lengths.to(torch::kLong)
-                                         : torch::full({mel.size(0)}, mel.size(1), torch::kLong);
+  auto lengths = frame_lengths.defined() ? frame_lengths.to(mel.device(), torch::kLong)
+                                         : torch::full({mel.size(0)}, mel.size(1), mel.options().dtype(torch::kLong));
   auto hidden = encoder->forward(mel, lengths);
   return pooling(hidden, WhisperEncoderImpl::output_lengths(lengths));
 }

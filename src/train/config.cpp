@@ -164,7 +164,10 @@ std::vector<Field> fields(TrainConfig& c) {
                        field("run.dist_timeout", r.dist_timeout), field("run.threads", r.threads),
                        field("run.checkpoint_every", r.checkpoint_every),
                        field("run.keep_checkpoints", r.keep_checkpoints), field("run.log_every", r.log_every),
-                       field("run.eval_every", r.eval_every)};
+                       field("run.eval_every", r.eval_every),
+                       enum_field<DeviceSpec>("run.device", r.device, DeviceSpec::parse,
+                                              [](const DeviceSpec& d) { return d.str(); }),
+                       named_field("run.precision", r.precision)};
   // model.tower picks the variant's alternative; a new kind starts from its defaults.
   f.push_back({"model.tower", "a string",
                [&c](const toml::node& n) {

@@ -53,11 +53,11 @@ class FeatureBatches {
 
 using MelFn = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
 
-// The one embedding loop: batches from `next`, cut to max_frames, through fn,
-// rows written back in input order.
+// The one embedding loop: batches from `next`, cut to max_frames, moved to
+// `device`, through fn; rows written back in input order, on the CPU.
 template <class Next>
-torch::Tensor map_batches(int64_t count, Next&& next, int64_t max_frames, const MelFn& fn,
-                          const std::function<void(int64_t, int64_t)>& progress = {}) {
+torch::Tensor map_batches(int64_t count, Next&& next, int64_t max_frames, const torch::Device& device,
+                          const MelFn& fn, const std::function<void(int64_t, int64_t)>& progress = {}) {
   torch::NoGradGuard no_grad;
   torch::Tensor out;
   int64_t done = 0;
@@ -65,7 +65,7 @@ torch::Tensor map_batches(int64_t count, Next&& next, int64_t max_frames, const 
     auto mel = b->mel;
     auto lengths = b->lengths;
     limit_frames(mel, lengths, max_frames);
-    auto y = fn(mel, lengths);
+    auto y = fn(mel.to(device), lengths.to(device)).cpu();
     if (!out.defined()) out = torch::empty({count, y.size(1)});
     out.index_copy_(0, torch::tensor(b->indices, torch::kLong), y);
     done += static_cast<int64_t>(b->indices.size());
@@ -86,13 +86,13 @@ std::string model_path(const std::string& path) {
 
 }  // namespace
 
-torch::Tensor map_feature_batches(const FeatureCache& cache, int64_t max_frames, const MelFn& fn,
-                                  const std::function<void(int64_t, int64_t)>& progress) {
+torch::Tensor map_feature_batches(const FeatureCache& cache, int64_t max_frames, const torch::Device& device,
+                                  const MelFn& fn, const std::function<void(int64_t, int64_t)>& progress) {
   LoaderOptions o;
   o.batch_size = 32;
   o.workers = 1;
   SpeechLoader loader(cache, o);
-  return map_batches(cache.size(), [&] { return loader.next(); }, max_frames, fn, progress);
+  return map_batches(cache.size(), [&] { return loader.next(); }, max_frames, device, fn, progress);
 }
 
 TrainedModel TrainedModel::load(const std::string& path) {
@@ -106,6 +106,11 @@ TrainedModel TrainedModel::load(const std::string& path) {
   out.step_ = m.header().step;
   out.source_ = file;
   return out;
+}
+
+TrainedModel& TrainedModel::to(const torch::Device& device) {
+  tower_->to(device);
+  return *this;
 }
 
 TrainedModel TrainedModel::of_tower(const TrainConfig& config, TrainedTower tower, int64_t step) {
@@ -171,7 +176,7 @@ torch::Tensor TrainedModel::embed_waveforms(const std::vector<torch::Tensor>& wa
   FeatureBatches batches(std::move(features));
   auto fn = [this](const torch::Tensor& mel, const torch::Tensor& lengths) { return tower_->forward(mel, lengths); };
   return unit_rows(map_batches(static_cast<int64_t>(waveforms.size()), [&] { return batches.next(); },
-                               tower_->max_frames(), fn));
+                               tower_->max_frames(), device_of(*tower_), fn));
 }
 
 torch::Tensor TrainedModel::embed_audio_files(const std::vector<std::string>& paths) {
@@ -188,19 +193,24 @@ torch::Tensor TrainedModel::embed_cache(const FeatureCache& cache, const std::st
   torch::NoGradGuard no_grad;
   if (tower_->caches_pooled() && !pooled_store.empty()) {
     const auto fingerprint = whisper_fingerprint(std::get<WhisperTowerSpec>(config_.model));
-    return unit_rows(tower_->head(cached_pooled_outputs(*tower_, fingerprint, cache, pooled_store)));
+    const auto pooled = cached_pooled_outputs(*tower_, fingerprint, cache, pooled_store);
+    return unit_rows(tower_->head(pooled.to(device_of(*tower_))).cpu());
   }
-  return unit_rows(map_feature_batches(cache, tower_->max_frames(), [this](const auto& mel, const auto& lengths) {
-    return tower_->forward(mel, lengths);
-  }));
+  return unit_rows(map_feature_batches(cache, tower_->max_frames(), device_of(*tower_),
+                                       [this](const auto& mel, const auto& lengths) {
+                                         return tower_->forward(mel, lengths);
+                                       }));
 }
 
 torch::Tensor TrainedModel::embed_images(const torch::Tensor& images) {
   if (modality() != Modality::Image) throw UsageError(source_ + " is a speech model: it cannot embed images");
   torch::NoGradGuard no_grad;
+  const auto device = device_of(*tower_);
   std::vector<torch::Tensor> parts;
-  for (int64_t s = 0; s < images.size(0); s += 512)
-    parts.push_back(tower_->forward(normalise_images(images.narrow(0, s, std::min<int64_t>(512, images.size(0) - s)))));
+  for (int64_t s = 0; s < images.size(0); s += 512) {
+    const auto part = images.narrow(0, s, std::min<int64_t>(512, images.size(0) - s));
+    parts.push_back(tower_->forward(normalise_images(part).to(device)).cpu());
+  }
   return unit_rows(torch::cat(parts, 0));
 }
 
@@ -232,7 +242,7 @@ torch::Tensor cached_pooled_outputs(TrainedTowerImpl& tower, const std::string& 
   const bool was_training = tower.is_training();
   tower.eval();
   auto out = map_feature_batches(
-      cache, tower.max_frames(),
+      cache, tower.max_frames(), device_of(tower),
       [&](const torch::Tensor& mel, const torch::Tensor& lengths) { return tower.pooled(mel, lengths); }, progress);
   tower.train(was_training);
   EmbeddingStore(out, ids, std::vector<std::string>(ids.size()), key).write(store_path);

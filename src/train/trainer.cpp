@@ -44,10 +44,11 @@ class ThreadCountGuard {
 };
 
 // Keys a resumed run may change: the length, values set by calibration, and
-// how the batch is computed (chunks, timeouts), which leaves the result alone.
+// how the batch is computed (chunks, timeouts, the device), which leaves the
+// result alone up to rounding.
 bool may_differ_on_resume(const std::string& key) {
   return key == "run.steps" || key == "loss.kernel_tau" || key == "loss.gamma" || key == "run.accum_steps" ||
-         key == "run.dist_timeout" || key == "run.eval_every" || key.rfind("eval.", 0) == 0;
+         key == "run.dist_timeout" || key == "run.device" || key == "run.eval_every" || key.rfind("eval.", 0) == 0;
 }
 
 // The newest checkpoint when resuming (its config must match), else nothing;
@@ -98,11 +99,12 @@ void calibrate(TrainConfig& c, WeightOptions& weights, DataSource& source, dist:
 
 // The loss options, complete before the loss module is built. Ranks score
 // their rows against every rank's columns.
-LossOptions loss_options(TrainConfig& c, DataSource& source, dist::Group& group, bool resuming, const Log& log) {
+LossOptions loss_options(TrainConfig& c, DataSource& source, dist::Group& group, bool resuming,
+                         const torch::Device& device, const Log& log) {
   auto o = c.loss_options();
   if (c.loss.center) {
     namespace F = torch::nn::functional;
-    o.weights.center = F::normalize(source.frozen(), F::NormalizeFuncOptions().dim(1)).mean(0).detach();
+    o.weights.center = F::normalize(source.frozen(), F::NormalizeFuncOptions().dim(1)).mean(0).detach().to(device);
   }
   if (c.loss.calibrate > 0 && !resuming) calibrate(c, o.weights, source, group, log);
   if (group.distributed()) {
@@ -170,6 +172,17 @@ std::unique_ptr<std::ofstream> open_step_log(const fs::path& path, int64_t start
   return std::make_unique<std::ofstream>(path, std::ios::app);
 }
 
+// run.device for this rank: "auto" and "cuda" give each rank of a machine
+// its own GPU (LOCAL_RANK, round robin), as torchrun jobs expect; "cuda:<i>"
+// is taken as written.
+torch::Device run_device(const DeviceSpec& spec, const dist::Group& group) {
+  auto device = resolve_device(spec, "run.device");
+  const bool pick_per_rank = spec.kind == DeviceKind::Auto || (spec.kind == DeviceKind::Cuda && spec.index < 0);
+  if (device.is_cuda() && group.distributed() && pick_per_rank)
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(group.local_rank() % cuda_device_count()));
+  return device;
+}
+
 // Everything one run holds while it trains.
 struct Run {
   TrainConfig config;
@@ -180,6 +193,7 @@ struct Run {
   bool needs_labels = false;
   ModelFileHeader header;
   std::shared_ptr<dist::Group> group;
+  torch::Device device = torch::kCPU;  // run.device, resolved
   bool writer = true;            // rank 0: writes the run directory
   int64_t nonfinite = 0;         // steps skipped for a non-finite loss or gradient
   int64_t nonfinite_in_row = 0;
@@ -208,8 +222,18 @@ void seed_noise(const Run& r, int64_t step, int64_t chunk) {
                                  static_cast<uint64_t>(step), slot));
 }
 
+// The trained tower's forward pass, under bf16 autocast when run.precision
+// says so; the loss always sees float32.
 torch::Tensor embed(Run& r, const Batch& b) {
-  return r.source->pooled() ? r.tower->head(b.x) : r.tower->forward(b.x, b.lengths);
+  AutocastScope autocast(r.config.run.precision, r.device);
+  auto q = r.source->pooled() ? r.tower->head(b.x) : r.tower->forward(b.x, b.lengths);
+  return q.to(torch::kFloat);
+}
+
+// The batch on the run's device (the sources build batches on the CPU).
+Batch on_device(const Batch& b, const torch::Device& device) {
+  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  return {move(b.x), move(b.lengths), move(b.p), move(b.labels)};
 }
 
 Batch chunk_of(const Batch& b, int64_t k, int64_t chunks) {
@@ -420,7 +444,8 @@ double run_steps(Run& r, const TextTower& text, int64_t start, std::ofstream* me
     const bool log_step = (step + 1) % c.run.log_every == 0 || step + 1 == c.run.steps;
     const double lr_factor = learning_rate_factor(schedule, step);
     json grad_norms;
-    last = train_step(r, r.source->batch(epoch, step % per_epoch), step, lr_factor, log_step ? &grad_norms : nullptr);
+    last = train_step(r, on_device(r.source->batch(epoch, step % per_epoch), r.device), step, lr_factor,
+                      log_step ? &grad_norms : nullptr);
     ++window.steps;
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     TrainProgress pr{step + 1, c.run.steps, last, logit_scale(r),
@@ -480,6 +505,8 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   r.writer = r.group->rank() == 0;
   c.validate_split(r.group->world_size());
   const Log log = options.log ? options.log : [](const std::string&) {};
+  r.device = run_device(c.run.device, *r.group);
+  log("device: " + r.device.str() + (c.run.precision == Precision::Bf16 ? ", bf16 autocast" : ""));
   auto resume_from = resume_point(c, options.resume, log);
   fs::create_directories(fs::path(c.run.out) / "checkpoints");
   ThreadCountGuard threads(static_cast<int>(c.run.threads));
@@ -489,18 +516,23 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   r.header.out_dim = text.encode({"a"}).size(1);
   r.tower = make_tower(c.model, r.header.out_dim, TowerWeights::Pretrained);
   r.header.architecture = r.tower->architecture();
+  // Checkpoints load on the CPU (torch's loader moves a tensor to where the
+  // file's is); then the tower, the loss and the optimizer state move.
+  if (resume_from) resume_from->load("tower", *r.tower);
+  r.tower->to(r.device);
   r.source = prepare_data(r, text, log);
   TORCH_CHECK(r.source->batches_per_epoch() >= 1, "train: no full batch in the training data");
-  r.criterion = ContrastiveLoss(loss_options(c, *r.source, *r.group, resume_from.has_value(), log),
+  r.criterion = ContrastiveLoss(loss_options(c, *r.source, *r.group, resume_from.has_value(), r.device, log),
                                 c.loss.learn_temperature);
+  if (resume_from) resume_from->load("criterion", *r.criterion);
+  r.criterion->to(r.device);
   r.needs_labels = c.loss.kind == LossKind::SupCon || c.loss.weights == WeightMap::Labels;
   r.optimizer = make_optimizer(*r.tower, *r.criterion, c);
 
   int64_t start = 0;
   if (resume_from) {
-    resume_from->load("tower", *r.tower);
-    resume_from->load("criterion", *r.criterion);
     resume_from->load_optimizer(*r.optimizer.adamw);
+    move_optimizer_state(*r.optimizer.adamw, r.device);
     start = resume_from->header().step;
   }
   synchronise_weights(r);

@@ -4,6 +4,7 @@
 // sees the strings.
 #pragma once
 
+#include <cwcl/device.h>
 #include <cwcl/error.h>
 #include <cwcl/loss.h>
 #include <cwcl/towers/text_tower.h>
@@ -33,6 +34,10 @@ struct TrainConfig {
     /// Steps between validations (results.jsonl, best.pt); 0: none. Needs
     /// eval.manifest for speech; images use the held-out training images.
     int64_t eval_every = 0;
+    /// The trained tower, loss, optimizer state and batches (DeviceSpec).
+    DeviceSpec device;
+    /// bf16: the trained tower's forward pass under bfloat16 autocast.
+    Precision precision = Precision::Fp32;
   } run;
   /// The trained tower ("model.tower" picks the alternative; the other
   /// "model.*" keys belong to one alternative each).

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cwcl/data/speech.h>
+#include <cwcl/device.h>
 #include <cwcl/towers/text_tower.h>
 #include <cwcl/towers/tower.h>
 #include <cwcl/train/config.h>
@@ -28,6 +29,9 @@ class TrainedModel {
   int64_t step() const { return step_; }
   const std::string& source() const { return source_; }
   TrainedTowerImpl& tower() { return *tower_; }
+  /// Moves the tower to `device`; the embed functions take inputs and give
+  /// results on the CPU whatever the device.
+  TrainedModel& to(const torch::Device& device);
   /// A hash of every weight and buffer of the tower (names, shapes, bytes):
   /// equal digests mean equal models whatever the run directory or file.
   std::string weights_digest() const;
@@ -75,8 +79,9 @@ torch::Tensor cached_pooled_outputs(TrainedTowerImpl& tower, const std::string& 
                                     const std::function<void(int64_t, int64_t)>& progress = {});
 
 /// Applies `fn` (mel, lengths) -> [B, D] to every row of a feature cache in
-/// batches of similar length, cut to `max_frames`; rows in cache order.
-torch::Tensor map_feature_batches(const FeatureCache& cache, int64_t max_frames,
+/// batches of similar length, cut to `max_frames`, on `device`; rows in
+/// cache order, on the CPU.
+torch::Tensor map_feature_batches(const FeatureCache& cache, int64_t max_frames, const torch::Device& device,
                                   const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& fn,
                                   const std::function<void(int64_t, int64_t)>& progress = {});
 
