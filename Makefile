@@ -6,7 +6,7 @@ BUILD_DIR := build/$(PRESET)
 CWCL_MODELS ?= $(HOME)/.cache/cwcl/models
 export CWCL_MODELS
 
-.PHONY: all setup models configure build test test-unit demo bench clean
+.PHONY: all setup models configure build test test-unit test-torch2 demo bench clean
 
 all: build
 
@@ -24,8 +24,13 @@ build: configure
 	cmake --build --preset $(PRESET)
 
 # The whole ctest suite: the "unit" label and the "slow" label (small inputs).
+# The "torch2" label (a second build against libtorch 2.x) runs apart.
 test: build models
-	ctest --preset $(PRESET)
+	ctest --preset $(PRESET) -LE torch2
+
+# The sources built against the PyPI torch 2.x wheel, and its unit tests.
+test-torch2: build models
+	ctest --preset $(PRESET) -L torch2
 
 test-unit: build models
 	ctest --preset $(PRESET) -L unit

@@ -9,7 +9,8 @@
 #
 # Environment: TORCH_VERSION (2.11.0, the GPU machines' version),
 # TORCH2_DIR (build/torch2-wheel: wheels and the unpacked torch/),
-# TORCH2_BUILD (build/torch2).
+# TORCH2_BUILD (build/torch2), CMAKE_ARGS (more -D options, e.g.
+# "-DCWCL_WITH_SYNTH=OFF -DCWCL_WITH_OPENCV=OFF" as a GPU machine builds).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 version=${TORCH_VERSION:-2.11.0}
@@ -53,7 +54,8 @@ if command -v nvcc >/dev/null; then
 else
   cmake_args+=(-DCWCL_TORCH_WHEEL_CPU="$torch_root")
 fi
-cmake "${cmake_args[@]}"
+read -r -a extra <<< "${CMAKE_ARGS:-}"
+cmake "${cmake_args[@]}" "${extra[@]}"
 cmake --build "$build_dir"
 cd "$build_dir"
 if (($# == 0)); then set -- -L unit; fi

@@ -90,3 +90,21 @@ expect_exit(1 embed ${tmp}/ok.jsonl -o ${tmp}/no-such-dir/out.safetensors)  # in
 if(NOT last_out MATCHES "cwcl: internal error: .*no-such-dir")
   message(FATAL_ERROR "internal error not reported as such:\n${last_out}")
 endif()
+
+# --device: a bad name is a usage error listing the accepted ones; CUDA
+# asked for where there is none is a configuration error naming the flag.
+expect_exit(2 bench loss -n 64 --device tpu)
+if(NOT last_out MATCHES "accepted: auto, cpu, cuda")
+  message(FATAL_ERROR "cwcl bench loss --device tpu: the accepted names are not listed:\n${last_out}")
+endif()
+expect_exit(0 info)
+if(last_out MATCHES "CUDA devices: 0")
+  expect_exit(2 bench loss -n 64 --device cuda)
+  if(NOT last_out MATCHES "--device = cuda")
+    message(FATAL_ERROR "cwcl bench loss --device cuda without CUDA: unclear error:\n${last_out}")
+  endif()
+endif()
+expect_exit(0 bench loss -n 64 --device cpu --repeats 1)
+if(NOT last_out MATCHES "\"device\":\"cpu\"")
+  message(FATAL_ERROR "cwcl bench loss --device cpu did not report its device:\n${last_out}")
+endif()

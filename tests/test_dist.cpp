@@ -13,6 +13,13 @@
 
 namespace {
 
+// libtorch 2.x's c10d flight recorder (on by default) inserts into a map
+// before it takes its lock (FlightRecorderDetail.hpp, recordWithResetEnabled),
+// so several groups in one process, as these tests make with threads as
+// ranks, crash there now and then. A real job has one group per process.
+// Set before main(), ahead of the recorder's first use; no effect on 1.13.
+const bool kFlightRecorderOff = (setenv("TORCH_FR_BUFFER_SIZE", "0", 0), true);
+
 using cwcl::dist::Environment;
 using cwcl::dist::Group;
 using Clock = std::chrono::steady_clock;

@@ -57,7 +57,7 @@ TEST_F(GloveFolder, SifWeighsRareWordsAndRemovesTheCommonComponent) {
     return s / static_cast<double>(ranks.size());
   };
   auto x = torch::stack({avg({0, 1}), avg({0, 2}), avg({0, 0, 1, 3})});
-  auto u = std::get<1>(torch::linalg::eigh(torch::mm(x.t(), x), "L")).select(1, 2);
+  auto u = std::get<1>(torch::linalg_eigh(torch::mm(x.t(), x), "L")).select(1, 2);
   auto want = torch::stack({avg({0, 1}), avg({2})});
   want = want - torch::outer(torch::mv(want, u), u);
   want = want / want.norm(2, 1, true);

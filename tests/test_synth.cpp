@@ -10,7 +10,13 @@
 
 namespace {
 
-using Synth = cwcl::testing::TempDirTest;
+class Synth : public cwcl::testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    if (!cwcl::synthesis_built()) GTEST_SKIP() << "built with CWCL_WITH_SYNTH=OFF";
+    TempDirTest::SetUp();
+  }
+};
 
 std::string bytes_of(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

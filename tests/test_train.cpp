@@ -287,6 +287,7 @@ TEST_F(ImageFiles, ReadsIdxAndRejectsBadFiles) {
 }
 
 TEST_F(ImageFiles, LoadImageFileAndAugmentDeterministically) {
+  if (!cwcl::image_files_built()) GTEST_SKIP() << "built with CWCL_WITH_OPENCV=OFF";
   EXPECT_THROW(cwcl::load_image(path("none.png")), cwcl::DataError);
   auto images = torch::randint(0, 255, {4, 28, 28}, torch::kUInt8);
   auto g1 = at::detail::createCPUGenerator(5), g2 = at::detail::createCPUGenerator(5);
@@ -364,6 +365,7 @@ TEST_F(Templates, FileErrorsNameTheLine) {
 }
 
 TEST_F(Templates, PlotsArePngFiles) {
+  if (!cwcl::image_files_built()) GTEST_SKIP() << "built with CWCL_WITH_OPENCV=OFF";
   cwcl::write_line_plot_png(path("l.png"), "t", "x", "y", {{"a", {1, 2, 3}, {0.1, 0.5, 0.2}}, {"b", {1, 3}, {0.3, 0.4}}});
   std::ifstream in(path("l.png"), std::ios::binary);
   char magic[4] = {};
@@ -592,8 +594,11 @@ TEST_F(Training, Bf16AutocastTrainsCloseToFloat32) {
   EXPECT_NE(a.final_loss, b.final_loss) << "autocast changed nothing";
   EXPECT_NEAR(b.final_loss, a.final_loss, 0.05 * a.final_loss);
   // The weights stay float32: autocast casts inside the forward pass only.
-  for (const auto& w : weights_of(path("bf16")))
-    if (w.is_floating_point()) EXPECT_EQ(w.scalar_type(), torch::kFloat);
+  for (const auto& w : weights_of(path("bf16"))) {
+    if (w.is_floating_point()) {
+      EXPECT_EQ(w.scalar_type(), torch::kFloat);
+    }
+  }
 }
 
 TEST_F(Training, CudaIsRefusedWhereThereIsNone) {

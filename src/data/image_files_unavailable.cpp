@@ -11,6 +11,8 @@ namespace {
 }
 }  // namespace
 
+bool image_files_built() { return false; }
+
 torch::Tensor load_image(const std::string& path, bool) { unavailable(path); }
 
 void write_heatmaps_png(const std::string& path, const std::vector<torch::Tensor>&, const std::vector<std::string>&,

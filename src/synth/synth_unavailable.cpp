@@ -5,6 +5,8 @@
 
 namespace cwcl {
 
+bool synthesis_built() { return false; }
+
 SynthReport synthesize(const std::vector<SynthItem>&, const SynthOptions&,
                        const std::function<void(int64_t, int64_t)>&) {
   throw UsageError("this cwcl was built without speech synthesis (CWCL_WITH_SYNTH=OFF)");

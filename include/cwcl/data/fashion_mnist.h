@@ -38,6 +38,9 @@ torch::Tensor normalise_images(const torch::Tensor& images);
 /// grayscale; `invert` for dark objects on a light background (Fashion-MNIST
 /// has light objects on black). Throws DataError naming the file.
 torch::Tensor load_image(const std::string& path, bool invert = false);
+/// False in a build with CWCL_WITH_OPENCV=OFF: image files and PNG plots
+/// throw UsageError there.
+bool image_files_built();
 
 /// Random shifts of up to `max_shift` pixels and horizontal flips, per image,
 /// deterministic given the generator. uint8 [B, H, W] in and out.

@@ -12,6 +12,9 @@
 
 namespace cwcl {
 
+/// False in a build with CWCL_WITH_SYNTH=OFF, where synthesis throws UsageError.
+bool synthesis_built();
+
 enum class AudioFormat { Wav, Flac };
 
 template <>
