@@ -60,7 +60,7 @@ class FramePooling(nn.Module):
             self.query = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x, lengths):
-        padding = torch.arange(x.shape[1]).unsqueeze(0) >= lengths.unsqueeze(1)
+        padding = torch.arange(x.shape[1], device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)
         if self.kind == "mean":
             real = (~padding).to(x.dtype).unsqueeze(-1)
             return (x * real).sum(1) / real.sum(1).clamp_min(1.0)
@@ -161,7 +161,7 @@ class WhisperEncoder(nn.Module):
 
     def forward(self, mel, lengths):
         b, t, _ = mel.shape
-        frame_mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).to(mel.dtype)
+        frame_mask = (torch.arange(t, device=mel.device).unsqueeze(0) < lengths.unsqueeze(1)).to(mel.dtype)
         x = mel.transpose(1, 2) * frame_mask.unsqueeze(1)
         x = F.gelu(self.conv1(x)) * frame_mask.unsqueeze(1)
         x = F.gelu(self.conv2(x)).transpose(1, 2)
@@ -170,8 +170,8 @@ class WhisperEncoder(nn.Module):
         out_lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
         key_mask = None
         if int(out_lengths.min()) < t_out:
-            valid = torch.arange(t_out).unsqueeze(0) < out_lengths.unsqueeze(1)
-            key_mask = torch.zeros(b, 1, 1, t_out).masked_fill(~valid.view(b, 1, 1, t_out), float("-inf"))
+            valid = torch.arange(t_out, device=x.device).unsqueeze(0) < out_lengths.unsqueeze(1)
+            key_mask = torch.zeros(b, 1, 1, t_out, device=x.device, dtype=x.dtype).masked_fill(~valid.view(b, 1, 1, t_out), float("-inf"))
         for block in self.blocks:
             x = block(x, key_mask)
         return self.final_norm(x), out_lengths
@@ -215,7 +215,7 @@ class Tower(nn.Module):
         if self.kind == "image":
             return self.image(x)
         if lengths is None:
-            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
         max_frames = self.config["input"].get("max_frames", 0)
         if max_frames and x.shape[1] > max_frames:
             x, lengths = x[:, :max_frames], lengths.clamp_max(max_frames)

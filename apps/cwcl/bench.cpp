@@ -1,8 +1,11 @@
 #include "commands.h"
 
 #include <cwcl/loss.h>
-#include <cwcl/towers/text_encoder.h>
 #include <cwcl/runtime.h>
+#include <cwcl/towers/text_encoder.h>
+#include <cwcl/towers/tower.h>
+#include <cwcl/train/export.h>
+#include <cwcl/train/model.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -138,6 +141,76 @@ int run_bench_loss(const BenchLossOptions& b) {
     out["floor_seconds"] = floor;
     out["ratio_to_floor"] = median(times) / floor;
   }
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+int run_bench_tower(const BenchTowerOptions& b) {
+  const auto device = resolve_device(b.device, "--device");
+  WhisperTowerSpec spec;
+  spec.training = b.training;
+  spec.top_blocks = b.top_blocks;
+  constexpr int64_t kOutDim = 384;  // MiniLM's space
+  torch::manual_seed(0);
+  auto tower = make_tower(spec, kOutDim, TowerWeights::Pretrained);
+  if (!b.export_to.empty()) {
+    TrainConfig config;
+    config.model = spec;
+    auto model = TrainedModel::of_tower(config, tower, 0);
+    export_model(model, b.export_to);
+  }
+  tower->to(device);
+  tower->train();
+  LossOptions lo;
+  lo.kind = LossKind::CL;
+  ContrastiveLoss criterion(lo);
+  criterion->to(device);
+  std::vector<torch::Tensor> params;
+  for (const auto& g : tower->parameter_groups({1e-3, 1e-4}))
+    params.insert(params.end(), g.parameters.begin(), g.parameters.end());
+  for (const auto& p : criterion->parameters()) params.push_back(p);
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-4));
+  // Random batches drawn once: lengths from frames/2 to frames, as padded
+  // batches of real speech are.
+  const auto on = torch::TensorOptions().device(device);
+  const int64_t n_mels = tower->architecture().at(0);
+  auto mel = torch::randn({b.batch_size, b.frames, n_mels}).to(device);
+  auto lengths = torch::randint(b.frames / 2, b.frames + 1, {b.batch_size}, torch::kLong).to(device);
+  lengths[0] = b.frames;
+  auto p = torch::randn({b.batch_size, kOutDim}, on);
+  double loss = 0;
+  auto step = [&] {
+    optimizer.zero_grad();
+    torch::Tensor q;
+    {
+      AutocastScope autocast(b.precision, device);
+      q = tower->forward(mel, lengths).to(torch::kFloat);
+    }
+    auto l = criterion(p, q);
+    l.backward();
+    optimizer.step();
+    loss = l.item<double>();  // waits for the device
+  };
+  for (int i = 0; i < 2; ++i) step();
+  const int64_t rss_before = resident_bytes();
+  const bool peak_ok = reset_peak_resident_bytes();
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < b.steps; ++i) step();
+  const double seconds = seconds_since(start);
+  nlohmann::json out = {{"impl", "cwcl"},
+                        {"tower", "whisper"},
+                        {"training", name_of(b.training)},
+                        {"top_blocks", b.top_blocks},
+                        {"batch", b.batch_size},
+                        {"frames", b.frames},
+                        {"device", device.str()},
+                        {"precision", name_of(b.precision)},
+                        {"torch_threads", at::get_num_threads()},
+                        {"steps", b.steps},
+                        {"seconds_per_step", seconds / static_cast<double>(b.steps)},
+                        {"samples_per_s", static_cast<double>(b.steps * b.batch_size) / seconds},
+                        {"loss", loss},
+                        {"extra_mib", peak_ok ? (peak_resident_bytes() - rss_before) / 1048576.0 : -1.0}};
   std::cout << out.dump() << std::endl;
   return 0;
 }

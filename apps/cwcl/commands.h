@@ -15,6 +15,7 @@
 #include <cwcl/towers/speech_encoder.h>
 #include <cwcl/synth/synth.h>
 #include <cwcl/towers/text_tower.h>
+#include <cwcl/towers/whisper.h>
 
 namespace cwcl::app {
 
@@ -111,6 +112,20 @@ struct BenchStepsOptions {
 /// A few training steps of the from-scratch speech encoder through the
 /// loader, against the frozen side's embeddings: loss and steps/s.
 int run_bench_steps(const BenchStepsOptions& options);
+
+struct BenchTowerOptions {
+  WhisperTraining training = WhisperTraining::TopBlocks;  // the Whisper tower, as configs/speech.toml trains it
+  int64_t top_blocks = 2;
+  int64_t batch_size = 32;
+  int64_t frames = 200;  // log-mel frames per utterance (2 s); lengths vary from half of it
+  int64_t steps = 10;    // timed, after 2 untimed
+  DeviceSpec device;
+  Precision precision = Precision::Fp32;
+  std::string export_to;  // also write the initial tower for scripts/bench_tower_python.py
+};
+/// Training steps of the Whisper tower (CL loss, AdamW) on random log-mel
+/// batches: samples/s, one JSON line (docs/performance.md).
+int run_bench_tower(const BenchTowerOptions& options);
 
 /// Times forward + backward of one loss configuration and reports its peak
 /// extra resident memory, as one JSON line on stdout.

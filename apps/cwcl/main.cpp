@@ -111,6 +111,20 @@ void add_bench_commands(CLI::App& app, Actions& actions) {
     add_device_option(cmd, o.device);
   }
   {
+    auto* cmd = bench->add_subcommand("tower", "training steps of the Whisper tower on random log-mel batches");
+    auto& o = bind(cmd, actions, cwcl::app::run_bench_tower);
+    add_named_option(cmd, "--training", o.training, "what trains");
+    cmd->add_option("--top-blocks", o.top_blocks)->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("-b,--batch", o.batch_size)->check(CLI::Range(2, 1 << 20))->capture_default_str();
+    cmd->add_option("--frames", o.frames, "log-mel frames (100 per second)")
+        ->check(CLI::Range(2, 3000))
+        ->capture_default_str();
+    cmd->add_option("--steps", o.steps, "timed steps (after 2 untimed)")->check(CLI::PositiveNumber)->capture_default_str();
+    add_device_option(cmd, o.device);
+    add_named_option(cmd, "--precision", o.precision, "the tower's forward pass");
+    cmd->add_option("--export", o.export_to, "also write the initial tower (cwcl export format) to this folder");
+  }
+  {
     auto* cmd = bench->add_subcommand("text", "sentences per second of the MiniLM encoder");
     auto& o = bind(cmd, actions, cwcl::app::run_bench_text);
     cmd->add_option("--model", o.model, "Hugging Face model folder (default: models cache)");

@@ -70,7 +70,9 @@ ModelFile ModelFile::open(const std::string& path) {
   f.path_ = path;
   f.archive_ = std::make_shared<torch::serialize::InputArchive>();
   try {
-    f.archive_->load_from(path);
+    // Onto the CPU whatever device wrote it: a GPU run's files load on any
+    // machine, and the trainer moves what it loads to run.device.
+    f.archive_->load_from(path, torch::Device(torch::kCPU));
     f.header_ = read_header(*f.archive_, path);
   } catch (const Error&) {
     throw;
