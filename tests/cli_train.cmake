@@ -67,6 +67,18 @@ expect_match("\"skipped\":2")
 expect_exit(0 zeroshot --model ${tmp}/sp --labels "lights,weather" /usr/share/sounds/alsa/Front_Center.wav ${tmp}/speech/audio/1.flac)
 expect_match("Front_Center.wav\",\"label\":\"(lights|weather)\"")
 expect_match("1.flac\",\"label\":\"(lights|weather)\"")
+# eval speech with a second model: the paired difference and its interval.
+# Each text is its own class here (label field "text", no label file).
+expect_exit(0 train ${tmp}/speech.toml --set run.out=${tmp}/sp-cl --set loss.kind=cl)
+expect_exit(0 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text
+            --against ${tmp}/sp-cl)
+expect_match("\"difference\":-?[0-9.e-]+,\"difference_ci\":\\[-?[0-9.e-]+,-?[0-9.e-]+\\]")
+expect_match("\"against\":{\"model\":\"[^\"]*sp-cl\"")
+expect_exit(0 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text)
+expect_match("\"top1_ci\":\\[")
+expect_exit(2 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text
+            --against ${tmp}/img)
+expect_match("an image model")
 
 # Export: the trained towers in the interchange format, rebuilt in PyTorch by
 # scripts/cwcl_tower.py and checked against cwcl's embeddings (1e-4).

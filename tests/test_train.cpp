@@ -70,6 +70,17 @@ TEST(Config, DefaultsRoundTripThroughToml) {
   EXPECT_NE(c.to_toml().find("gamma = 4.0\n"), std::string::npos) << c.to_toml();
 }
 
+TEST(Config, BundledConfigsParseAndValidate) {
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(source_file("configs"))) {
+    if (entry.path().extension() != ".toml") continue;
+    SCOPED_TRACE(entry.path().string());
+    EXPECT_NO_THROW(TrainConfig::from_file(entry.path().string()).validate());
+    ++files;
+  }
+  EXPECT_GE(files, 3);
+}
+
 TEST(Config, UnknownKeyIsNamed) {
   try {
     TrainConfig::from_string("[loss]\nkind = \"cl\"\ntemprature = 0.1\n", "my.toml");

@@ -177,6 +177,7 @@ struct EvalSpeechOptions {
   std::string label_field = "intent";
   bool details = false;
   DeviceSpec device;
+  std::string against;  // a second model: the paired difference on the same items
 };
 int run_eval_speech(const EvalSpeechOptions& options);
 

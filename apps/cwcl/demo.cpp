@@ -120,13 +120,11 @@ json row(const std::string& task, const std::string& method, const TaskResult& r
 json row_with_intervals(const std::string& task, const std::string& method, const TaskResult& r,
                         const TaskResult& cl) {
   auto j = row(task, method, r);
-  const auto mine = correct_top1(r.classification, r.targets);
-  const auto ci = bootstrap_accuracy(mine);
-  j["top1_ci"] = {ci.low, ci.high};
-  if (&r != &cl) {
-    const auto d = bootstrap_difference(mine, correct_top1(cl.classification, cl.targets));
-    j["vs_cl"] = r.classification.top1 - cl.classification.top1;
-    j["vs_cl_ci"] = {d.low, d.high};
+  const auto iv = top1_intervals(r, &r == &cl ? nullptr : &cl);
+  j["top1_ci"] = iv["top1_ci"];
+  if (iv.contains("difference")) {
+    j["vs_cl"] = iv["difference"];
+    j["vs_cl_ci"] = iv["difference_ci"];
   }
   return j;
 }

@@ -262,6 +262,8 @@ void add_eval_commands(CLI::App& app, Actions& actions) {
     cmd->add_option("--task", o.task, "name in the report")->capture_default_str();
     cmd->add_flag("--details", o.details, "per-class accuracy and confusion matrix");
     add_device_option(cmd, o.device);
+    cmd->add_option("--against", o.against,
+                    "a second model (same text tower): the paired top-1 difference with its 95 % interval");
   }
   {
     auto* cmd = eval->add_subcommand("image", "zero-shot Fashion-MNIST classification");

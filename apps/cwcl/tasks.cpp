@@ -154,6 +154,18 @@ TaskResult evaluate_images(TrainedModel& model, const TextTower& text, const Ima
   return classify(spec.name, model.embed_images(set.images), classes, targets, label_texts);
 }
 
+json top1_intervals(const TaskResult& r, const TaskResult* baseline) {
+  const auto mine = correct_top1(r.classification, r.targets);
+  const auto ci = bootstrap_accuracy(mine);
+  json j = {{"top1_ci", {ci.low, ci.high}}};
+  if (baseline) {
+    const auto d = bootstrap_difference(mine, correct_top1(baseline->classification, baseline->targets));
+    j["difference"] = r.classification.top1 - baseline->classification.top1;
+    j["difference_ci"] = {d.low, d.high};
+  }
+  return j;
+}
+
 json TaskResult::to_json(bool details) const {
   const auto& c = classification;
   json j = {{"task", task}, {"n", c.n}, {"top1", c.top1}, {"top5", c.top5}, {"skipped", skipped}};

@@ -48,6 +48,12 @@ struct TaskResult {
   nlohmann::json to_json(bool details) const;
 };
 
+/// top1_ci: the 95 % percentile bootstrap interval of top-1 over the items;
+/// with a baseline judged on the same items, difference (top-1 minus the
+/// baseline's) and difference_ci (paired bootstrap), so that a 1-point
+/// difference is not read as a result.
+nlohmann::json top1_intervals(const TaskResult& result, const TaskResult* baseline = nullptr);
+
 /// The model's embeddings of a speech set (features cached beside the manifest).
 TaskResult evaluate_speech(TrainedModel& model, const TextTower& text, const SpeechTaskData& data);
 /// Ground-truth texts of the same set through the frozen tower: the text bound.

@@ -227,8 +227,23 @@ int run_eval_speech(const EvalSpeechOptions& o) {
   if (model.modality() != Modality::Speech) throw UsageError(o.model + ": an image model; use cwcl eval image");
   SpeechTaskSpec spec{o.task, o.manifest, o.label_field, o.labels, o.filter_field, o.templates};
   auto data = SpeechTaskData::load(spec);
-  auto r = evaluate_speech(model, model.text_tower(), data);
-  std::cout << r.to_json(o.details).dump() << "\n";
+  const auto text = model.text_tower();
+  auto r = evaluate_speech(model, text, data);
+  auto out = r.to_json(o.details);
+  if (o.against.empty()) {
+    out.update(top1_intervals(r));
+  } else {
+    auto other = load_on(o.against, o.device);
+    if (other.modality() != Modality::Speech) throw UsageError(o.against + ": an image model");
+    const auto &mine = model.config().text, &theirs = other.config().text;
+    if (mine.tower != theirs.tower || mine.model != theirs.model)
+      throw UsageError(o.against + ": trained against another text tower than " + o.model + "; not comparable");
+    const auto baseline = evaluate_speech(other, text, data);
+    out.update(top1_intervals(r, &baseline));
+    out["against"] = {{"model", o.against}, {"top1", baseline.classification.top1},
+                      {"top1_ci", top1_intervals(baseline)["top1_ci"]}};
+  }
+  std::cout << out.dump() << "\n";
   return 0;
 }
 
