@@ -22,8 +22,7 @@ torch_root=$wheel_dir/torch-$version/torch
 fetch_torch() {
   mkdir -p "$wheel_dir/wheels"
   echo "torch2: downloading torch==$version (no dependencies)"
-  "$python" -m pip download -q "torch==$version" --no-deps --only-binary=:all: \
-    --python-version 3.11 --platform manylinux_2_28_x86_64 -d "$wheel_dir/wheels"
+  "$python" -m pip download -q "torch==$version" --no-deps --only-binary=:all: -d "$wheel_dir/wheels"
   local wheel
   wheel=$(ls "$wheel_dir"/wheels/torch-"$version"-*.whl | head -1)
   local unpack=$wheel_dir/torch-$version
@@ -35,10 +34,12 @@ fetch_torch() {
   toolkit=$(sed -n 's/^Requires-Dist: cuda-toolkit\[.*\]==\([0-9.]*\).*/\1/p' "$unpack.tmp"/torch-*.dist-info/METADATA)
   if [[ -n "$toolkit" ]]; then
     echo "torch2: downloading the CUDA runtime and CUPTI libraries of cuda-toolkit $toolkit"
-    "$python" -m pip download -q "cuda-toolkit[cudart,cupti]==$toolkit" --only-binary=:all: \
-      --python-version 3.11 --platform manylinux_2_28_x86_64 -d "$wheel_dir/wheels"
+    "$python" -m pip download -q "cuda-toolkit[cudart,cupti]==$toolkit" --only-binary=:all: -d "$wheel_dir/wheels"
     for w in "$wheel_dir"/wheels/nvidia_cuda_runtime-*.whl "$wheel_dir"/wheels/nvidia_cuda_cupti-*.whl; do
       unzip -q -o -j "$w" '*/libcudart.so.*' '*/libcupti.so.*' -d "$unpack.tmp/torch/lib" 2>/dev/null || true
+    done
+    for lib in libcudart libcupti; do
+      ls "$unpack.tmp"/torch/lib/$lib.so.* > /dev/null 2>&1 || { echo "torch2: no $lib in the CUDA wheels" >&2; exit 1; }
     done
   fi
   rm -rf "$unpack" && mv "$unpack.tmp" "$unpack"
