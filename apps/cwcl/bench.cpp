@@ -43,6 +43,65 @@ double time_floor(const torch::Tensor& p, const torch::Tensor& q) {
   return seconds_since(start);
 }
 
+// The tower, loss and optimizer of `cwcl bench tower`, and one random batch
+// drawn once: lengths from frames/2 to frames, as padded batches of real
+// speech are.
+struct TowerBench {
+  TrainedTower tower;
+  ContrastiveLoss criterion{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  torch::Tensor mel, lengths, p;
+};
+
+constexpr int64_t kBenchOutDim = 384;  // MiniLM's space
+
+TowerBench make_tower_bench(const BenchTowerOptions& b, const torch::Device& device) {
+  WhisperTowerSpec spec;
+  spec.training = b.training;
+  spec.top_blocks = b.top_blocks;
+  torch::manual_seed(0);
+  TowerBench t;
+  t.tower = make_tower(spec, kBenchOutDim, TowerWeights::Pretrained);
+  if (!b.export_to.empty()) {
+    TrainConfig config;
+    config.model = spec;
+    auto model = TrainedModel::of_tower(config, t.tower, 0);
+    export_model(model, b.export_to);
+  }
+  t.tower->to(device);
+  t.tower->train();
+  LossOptions lo;
+  lo.kind = LossKind::CL;
+  t.criterion = ContrastiveLoss(lo);
+  t.criterion->to(device);
+  std::vector<torch::Tensor> params;
+  for (const auto& g : t.tower->parameter_groups({1e-3, 1e-4}))
+    params.insert(params.end(), g.parameters.begin(), g.parameters.end());
+  for (const auto& p : t.criterion->parameters()) params.push_back(p);
+  t.optimizer = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-4));
+  const int64_t n_mels = t.tower->architecture().at(0);
+  t.mel = torch::randn({b.batch_size, b.frames, n_mels}).to(device);
+  t.lengths = torch::randint(b.frames / 2, b.frames + 1, {b.batch_size}, torch::kLong);
+  t.lengths[0] = b.frames;
+  t.lengths = t.lengths.to(device);
+  t.p = torch::randn({b.batch_size, kBenchOutDim}, torch::TensorOptions().device(device));
+  return t;
+}
+
+// One training step; returns the loss (reading it waits for the device).
+double tower_step(TowerBench& t, Precision precision, const torch::Device& device) {
+  t.optimizer->zero_grad();
+  torch::Tensor q;
+  {
+    AutocastScope autocast(precision, device);
+    q = t.tower->forward(t.mel, t.lengths).to(torch::kFloat);
+  }
+  auto loss = t.criterion(t.p, q);
+  loss.backward();
+  t.optimizer->step();
+  return loss.item<double>();
+}
+
 }  // namespace
 
 int run_bench_text(const BenchTextOptions& b) {
@@ -147,55 +206,13 @@ int run_bench_loss(const BenchLossOptions& b) {
 
 int run_bench_tower(const BenchTowerOptions& b) {
   const auto device = resolve_device(b.device, "--device");
-  WhisperTowerSpec spec;
-  spec.training = b.training;
-  spec.top_blocks = b.top_blocks;
-  constexpr int64_t kOutDim = 384;  // MiniLM's space
-  torch::manual_seed(0);
-  auto tower = make_tower(spec, kOutDim, TowerWeights::Pretrained);
-  if (!b.export_to.empty()) {
-    TrainConfig config;
-    config.model = spec;
-    auto model = TrainedModel::of_tower(config, tower, 0);
-    export_model(model, b.export_to);
-  }
-  tower->to(device);
-  tower->train();
-  LossOptions lo;
-  lo.kind = LossKind::CL;
-  ContrastiveLoss criterion(lo);
-  criterion->to(device);
-  std::vector<torch::Tensor> params;
-  for (const auto& g : tower->parameter_groups({1e-3, 1e-4}))
-    params.insert(params.end(), g.parameters.begin(), g.parameters.end());
-  for (const auto& p : criterion->parameters()) params.push_back(p);
-  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-4));
-  // Random batches drawn once: lengths from frames/2 to frames, as padded
-  // batches of real speech are.
-  const auto on = torch::TensorOptions().device(device);
-  const int64_t n_mels = tower->architecture().at(0);
-  auto mel = torch::randn({b.batch_size, b.frames, n_mels}).to(device);
-  auto lengths = torch::randint(b.frames / 2, b.frames + 1, {b.batch_size}, torch::kLong).to(device);
-  lengths[0] = b.frames;
-  auto p = torch::randn({b.batch_size, kOutDim}, on);
+  auto t = make_tower_bench(b, device);
   double loss = 0;
-  auto step = [&] {
-    optimizer.zero_grad();
-    torch::Tensor q;
-    {
-      AutocastScope autocast(b.precision, device);
-      q = tower->forward(mel, lengths).to(torch::kFloat);
-    }
-    auto l = criterion(p, q);
-    l.backward();
-    optimizer.step();
-    loss = l.item<double>();  // waits for the device
-  };
-  for (int i = 0; i < 2; ++i) step();
+  for (int i = 0; i < 2; ++i) loss = tower_step(t, b.precision, device);
   const int64_t rss_before = resident_bytes();
   const bool peak_ok = reset_peak_resident_bytes();
   const auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < b.steps; ++i) step();
+  for (int64_t i = 0; i < b.steps; ++i) loss = tower_step(t, b.precision, device);
   const double seconds = seconds_since(start);
   nlohmann::json out = {{"impl", "cwcl"},
                         {"tower", "whisper"},

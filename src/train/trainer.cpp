@@ -483,6 +483,31 @@ std::unique_ptr<DataSource> prepare_data(Run& r, const TextTower& text, const Lo
   return source;
 }
 
+// The tower, the data, the loss and the optimizer of a run, on its device,
+// from the checkpoint when resuming. Returns the step to start at.
+// Checkpoints load on the CPU, then the tower, the loss and the optimizer
+// state move to run.device.
+int64_t build(Run& r, const TextTower& text, ModelFile* resume_from, const Log& log) {
+  const auto& c = r.config;
+  r.header.out_dim = text.encode({"a"}).size(1);
+  r.tower = make_tower(c.model, r.header.out_dim, TowerWeights::Pretrained);
+  r.header.architecture = r.tower->architecture();
+  if (resume_from) resume_from->load("tower", *r.tower);
+  r.tower->to(r.device);
+  r.source = prepare_data(r, text, log);
+  TORCH_CHECK(r.source->batches_per_epoch() >= 1, "train: no full batch in the training data");
+  r.criterion = ContrastiveLoss(loss_options(r.config, *r.source, *r.group, resume_from != nullptr, r.device, log),
+                                c.loss.learn_temperature);
+  if (resume_from) resume_from->load("criterion", *r.criterion);
+  r.criterion->to(r.device);
+  r.needs_labels = c.loss.kind == LossKind::SupCon || c.loss.weights == WeightMap::Labels;
+  r.optimizer = make_optimizer(*r.tower, *r.criterion, c);
+  if (!resume_from) return 0;
+  resume_from->load_optimizer(*r.optimizer.adamw);
+  move_optimizer_state(*r.optimizer.adamw, r.device);
+  return resume_from->header().step;
+}
+
 // Every rank starts from rank 0's weights (identical already when they were
 // seeded alike or loaded from one checkpoint; this makes it certain).
 void synchronise_weights(Run& r) {
@@ -513,28 +538,7 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   torch::manual_seed(derive_seed(static_cast<uint64_t>(c.run.seed), SeedStream::Initialisation));
 
   const auto text = load_text_tower(c.text_tower_options());
-  r.header.out_dim = text.encode({"a"}).size(1);
-  r.tower = make_tower(c.model, r.header.out_dim, TowerWeights::Pretrained);
-  r.header.architecture = r.tower->architecture();
-  // Checkpoints load on the CPU (torch's loader moves a tensor to where the
-  // file's is); then the tower, the loss and the optimizer state move.
-  if (resume_from) resume_from->load("tower", *r.tower);
-  r.tower->to(r.device);
-  r.source = prepare_data(r, text, log);
-  TORCH_CHECK(r.source->batches_per_epoch() >= 1, "train: no full batch in the training data");
-  r.criterion = ContrastiveLoss(loss_options(c, *r.source, *r.group, resume_from.has_value(), r.device, log),
-                                c.loss.learn_temperature);
-  if (resume_from) resume_from->load("criterion", *r.criterion);
-  r.criterion->to(r.device);
-  r.needs_labels = c.loss.kind == LossKind::SupCon || c.loss.weights == WeightMap::Labels;
-  r.optimizer = make_optimizer(*r.tower, *r.criterion, c);
-
-  int64_t start = 0;
-  if (resume_from) {
-    resume_from->load_optimizer(*r.optimizer.adamw);
-    move_optimizer_state(*r.optimizer.adamw, r.device);
-    start = resume_from->header().step;
-  }
+  const int64_t start = build(r, text, resume_from ? &*resume_from : nullptr, log);
   synchronise_weights(r);
   std::unique_ptr<std::ofstream> metrics;
   if (r.writer) {
