@@ -10,8 +10,6 @@
 
 namespace cwcl::compat {
 
-constexpr bool kTorch2 = TORCH_VERSION_MAJOR >= 2;
-
 // Autocast state per device type: 2.x takes the device type as an argument;
 // 1.13 had one function per type (CUDA's named without a type).
 inline bool autocast_enabled(c10::DeviceType type) {

@@ -177,8 +177,7 @@ std::unique_ptr<std::ofstream> open_step_log(const fs::path& path, int64_t start
 // is taken as written.
 torch::Device run_device(const DeviceSpec& spec, const dist::Group& group) {
   auto device = resolve_device(spec, "run.device");
-  const bool pick_per_rank = spec.kind == DeviceKind::Auto || (spec.kind == DeviceKind::Cuda && spec.index < 0);
-  if (device.is_cuda() && group.distributed() && pick_per_rank)
+  if (device.is_cuda() && group.distributed() && spec.index < 0)  // auto or cuda, no index named
     device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(group.local_rank() % cuda_device_count()));
   return device;
 }
