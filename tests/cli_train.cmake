@@ -67,6 +67,21 @@ expect_match("\"skipped\":2")
 expect_exit(0 zeroshot --model ${tmp}/sp --labels "lights,weather" /usr/share/sounds/alsa/Front_Center.wav ${tmp}/speech/audio/1.flac)
 expect_match("Front_Center.wav\",\"label\":\"(lights|weather)\"")
 expect_match("1.flac\",\"label\":\"(lights|weather)\"")
+# Augmented copies in the feature cache: epoch e trains on copy e mod 2
+# (8 clips, batch 4: steps 3 and 4 read the copies), through the pooled
+# cache of the frozen encoder and through the loader of a fine-tuned one.
+expect_exit(0 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies --set data.audio_copies=1 --set run.steps=4)
+expect_match("and 1 augmented copies of each")
+if(NOT EXISTS ${tmp}/speech/train.jsonl.whisper.copies1.features.safetensors)
+  message(FATAL_ERROR "data.audio_copies = 1 wrote no train.jsonl.whisper.copies1.features.safetensors")
+endif()
+expect_exit(0 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies-top --set data.audio_copies=1 --set run.steps=4
+            --set model.whisper_training=top --set model.top_blocks=1)
+expect_exit(3 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies-bad --set data.audio_copies=2
+            --set data.features=${tmp}/speech/train.jsonl.whisper.copies1.features.safetensors)
+expect_match("copies1.features.safetensors: holds augmented copies .* but data.audio_copies = 2")
+expect_exit(2 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies-neg --set data.audio_copies=-1)
+expect_match("data.audio_copies")
 # eval speech with a second model: the paired difference and its interval.
 # Each text is its own class here (label field "text", no label file).
 expect_exit(0 train ${tmp}/speech.toml --set run.out=${tmp}/sp-cl --set loss.kind=cl)

@@ -1,6 +1,8 @@
 // The audio front end on real speech against torchaudio and Whisper's recipe,
 // and reading, resampling and augmentation properties.
 #include <gtest/gtest.h>
+
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include <cwcl/audio/audio.h>
@@ -138,6 +140,35 @@ TEST(AudioAugmentation, DeterministicAndWithinBounds) {
   EXPECT_LE((col_hits == 100).sum().item<int64_t>(), 2 * o.max_freq_width);
   auto g3 = at::detail::createCPUGenerator(7), g4 = at::detail::createCPUGenerator(7);
   EXPECT_TRUE(torch::equal(cwcl::spec_augment(feats, o, g3), cwcl::spec_augment(feats, o, g4)));
+}
+
+TEST(AudioAugmentation, WaveformCopiesVarySpeedGainAndNoiseDeterministically) {
+  auto t = torch::arange(16000, torch::kDouble) / 16000.0;
+  auto x = (0.3 * torch::sin(2 * M_PI * 440.0 * t)).to(torch::kFloat);
+  cwcl::WaveAugmentOptions o;
+  std::set<int64_t> lengths;
+  for (uint64_t seed = 0; seed < 12; ++seed) {
+    auto g1 = at::detail::createCPUGenerator(seed), g2 = at::detail::createCPUGenerator(seed);
+    auto a = cwcl::augment_waveform(x, o, g1);
+    EXPECT_TRUE(torch::equal(a, cwcl::augment_waveform(x, o, g2))) << "seed " << seed;
+    EXPECT_GE(a.numel(), 16000 / o.max_speed - 2);
+    EXPECT_LE(a.numel(), 16000 / o.min_speed + 2);
+    EXPECT_LE(a.abs().max().item<float>(), 1.0f);
+    lengths.insert(a.numel());
+  }
+  EXPECT_GT(lengths.size(), 6u) << "speed factors must vary between copies";
+  // No speed range and no gain: only noise, at an SNR inside the range.
+  o.min_speed = o.max_speed = 1.0;
+  o.max_gain_db = 0;
+  o.noise_probability = 1;
+  auto g = at::detail::createCPUGenerator(3);
+  auto noisy = cwcl::augment_waveform(x, o, g);
+  ASSERT_EQ(noisy.numel(), x.numel());
+  const double snr = 10 * std::log10(x.pow(2).mean().item<double>() / (noisy - x).pow(2).mean().item<double>());
+  EXPECT_GE(snr, o.min_snr_db - 0.5);
+  EXPECT_LE(snr, o.max_snr_db + 0.5);
+  o.min_speed = 0;
+  EXPECT_THROW(cwcl::augment_waveform(x, o, g), c10::Error);
 }
 
 }  // namespace

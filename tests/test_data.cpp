@@ -82,4 +82,36 @@ TEST_F(SpeechData, ManifestCacheAndLoader) {
   EXPECT_THROW(cwcl::FeatureCache::open(path("manifest.jsonl")), cwcl::FormatError);
 }
 
+TEST_F(SpeechData, AugmentedCopiesAreCachedBesideEachCleanClip) {
+  auto manifest = cwcl::read_speech_manifest(make_manifest());
+  cwcl::AugmentedCopies copies;
+  copies.count = 2;
+  auto report = cwcl::FeatureCache::build(manifest.examples, path("copies.safetensors"), {}, 2, {},
+                                          cwcl::FrontEnd::Whisper, copies);
+  EXPECT_EQ(report.examples, 10);  // clips, not rows
+  EXPECT_EQ(report.skipped, 1);
+  auto cache = cwcl::FeatureCache::open(path("copies.safetensors"));
+  ASSERT_EQ(cache.size(), 30);
+  EXPECT_EQ(cache.copies(), cwcl::FeatureCache::describe(copies));
+  EXPECT_NE(cache.copies(), cwcl::FeatureCache::describe({}));
+  const auto clean = cache.index_of("u5"), first = cache.index_of(cwcl::copy_id("u5", 1)),
+             second = cache.index_of(cwcl::copy_id("u5", 2));
+  // The clean clip is the plain front end's output; the copies differ from
+  // it and from each other (speed changes their length).
+  auto fresh = cwcl::WhisperLogMel()(cwcl::load_audio(path("u5.wav")));
+  EXPECT_LT((cache.features(clean) - fresh).abs().max().item<double>(), 0.02);
+  auto differ = [&](int64_t a, int64_t b) {
+    return cache.frames(a) != cache.frames(b) || !torch::equal(cache.features(a), cache.features(b));
+  };
+  EXPECT_TRUE(differ(clean, first));
+  EXPECT_TRUE(differ(first, second));
+  EXPECT_NEAR(static_cast<double>(cache.frames(first)), static_cast<double>(cache.frames(clean)),
+              0.12 * cache.frames(clean));
+  // Rebuilding gives the same copies: they depend on the seed alone.
+  cwcl::FeatureCache::build(manifest.examples, path("again.safetensors"), {}, 1, {}, cwcl::FrontEnd::Whisper, copies);
+  auto again = cwcl::FeatureCache::open(path("again.safetensors"));
+  EXPECT_TRUE(torch::equal(again.features(again.index_of(cwcl::copy_id("u5", 2))), cache.features(second)));
+  EXPECT_EQ(cwcl::copy_id("u5", 0), "u5");
+}
+
 }  // namespace

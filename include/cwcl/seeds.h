@@ -20,6 +20,7 @@ enum class SeedStream : uint64_t {
   SpecAugment = 6,      ///< (epoch, batch): masks of a speech batch
   BatchOrder = 7,       ///< (epoch): the order of length buckets
   Initialisation = 8,   ///< (): the towers' initial weights
+  WaveAugment = 9,      ///< (example, copy): an augmented copy of a clip in a feature cache
 };
 
 /// A 64-bit seed from the run seed, a stream and two counters, mixed with

@@ -201,4 +201,16 @@ torch::Tensor change_speed(const torch::Tensor& samples, double factor) {
   return resample_ratio(samples, 1.0 / factor);
 }
 
+torch::Tensor augment_waveform(const torch::Tensor& samples, const WaveAugmentOptions& o, torch::Generator& gen) {
+  TORCH_CHECK(o.min_speed > 0 && o.min_speed <= o.max_speed, "augment_waveform: need 0 < min_speed <= max_speed");
+  TORCH_CHECK(o.min_snr_db <= o.max_snr_db, "augment_waveform: need min_snr_db <= max_snr_db");
+  auto uniform = [&](double lo, double hi) {
+    return lo + (hi - lo) * torch::rand({1}, gen, torch::kDouble).item<double>();
+  };
+  auto x = change_speed(samples, uniform(o.min_speed, o.max_speed));
+  x = apply_gain(x, uniform(-o.max_gain_db, o.max_gain_db));
+  if (uniform(0, 1) < o.noise_probability) x = add_noise(x, uniform(o.min_snr_db, o.max_snr_db), gen);
+  return x.clamp(-1.0, 1.0);
+}
+
 }  // namespace cwcl

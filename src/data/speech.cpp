@@ -72,14 +72,33 @@ SpeechManifest read_speech_manifest(const std::string& path) {
   return m;
 }
 
+std::string copy_id(const std::string& id, int64_t copy) {
+  TORCH_CHECK(copy >= 0, "copy_id: copy must be >= 0, got ", copy);
+  return copy == 0 ? id : id + "#copy" + std::to_string(copy);
+}
+
+std::string FeatureCache::describe(const AugmentedCopies& c) {
+  if (c.count == 0) return "";
+  const auto& o = c.options;
+  return json{{"count", c.count},         {"seed", c.seed},
+              {"min_speed", o.min_speed}, {"max_speed", o.max_speed},
+              {"noise_probability", o.noise_probability},
+              {"min_snr_db", o.min_snr_db}, {"max_snr_db", o.max_snr_db},
+              {"max_gain_db", o.max_gain_db}}
+      .dump();
+}
+
 FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& examples,
                                               const std::string& path, const LogMelOptions& options,
                                               int threads, const std::function<void(int64_t, int64_t)>& progress,
-                                              FrontEnd front_end) {
+                                              FrontEnd front_end, const AugmentedCopies& copies) {
   TORCH_CHECK(threads >= 1, "FeatureCache::build: threads must be >= 1");
+  TORCH_CHECK(copies.count >= 0, "FeatureCache::build: copies.count must be >= 0");
   const auto start = std::chrono::steady_clock::now();
   const int64_t n = static_cast<int64_t>(examples.size());
-  std::vector<torch::Tensor> feats(examples.size());
+  const int64_t per_example = 1 + copies.count;
+  // feats[i * per_example + k]: copy k of example i.
+  std::vector<torch::Tensor> feats(examples.size() * static_cast<size_t>(per_example));
   std::vector<std::string> errors(examples.size());
   std::atomic<int64_t> next{0}, done{0};
   std::mutex progress_mutex;
@@ -87,15 +106,28 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
     at::set_num_threads(1);  // one clip per thread; see docs/performance.md
     LogMel log_mel(options);
     WhisperLogMel whisper_mel;
+    auto features_of = [&](const torch::Tensor& audio) {
+      return front_end == FrontEnd::Whisper ? whisper_mel(audio) : log_mel(audio);
+    };
     for (int64_t i; (i = next++) < n;) {
+      const auto& example = examples[static_cast<size_t>(i)];
       try {
-        auto audio = load_audio(examples[static_cast<size_t>(i)].audio,
-                                front_end == FrontEnd::Whisper ? 16000 : options.sample_rate);
-        auto f = front_end == FrontEnd::Whisper ? whisper_mel(audio) : log_mel(audio);
-        if (f.size(0) == 0) throw AudioError(examples[static_cast<size_t>(i)].audio + ": shorter than one frame");
-        feats[static_cast<size_t>(i)] = f.to(torch::kHalf);
+        auto audio = load_audio(example.audio, front_end == FrontEnd::Whisper ? 16000 : options.sample_rate);
+        for (int64_t k = 0; k < per_example; ++k) {
+          torch::Tensor f;
+          if (k == 0) {
+            f = features_of(audio);
+          } else {
+            auto gen = make_generator(derive_seed(copies.seed, SeedStream::WaveAugment, static_cast<uint64_t>(i),
+                                                  static_cast<uint64_t>(k)));
+            f = features_of(augment_waveform(audio, copies.options, gen));
+          }
+          if (f.size(0) == 0) throw AudioError(example.audio + ": shorter than one frame");
+          feats[static_cast<size_t>(i * per_example + k)] = f.to(torch::kHalf);
+        }
       } catch (const std::exception& e) {
         errors[static_cast<size_t>(i)] = e.what();
+        for (int64_t k = 0; k < per_example; ++k) feats[static_cast<size_t>(i * per_example + k)] = torch::Tensor();
       }
       const int64_t d = ++done;
       if (progress) {
@@ -114,18 +146,21 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
   std::vector<torch::Tensor> kept;
   int64_t total = 0;
   for (size_t i = 0; i < examples.size(); ++i) {
-    if (!feats[i].defined()) {
+    if (!errors[i].empty()) {
       ++report.skipped;
       if (report.problems.size() < 10) report.problems.push_back(errors[i]);
       continue;
     }
-    ids.push_back(examples[i].id);
-    offsets.push_back(total);
-    frames.push_back(feats[i].size(0));
-    total += feats[i].size(0);
-    kept.push_back(feats[i]);
+    ++report.examples;
+    for (int64_t k = 0; k < per_example; ++k) {
+      const auto& f = feats[i * static_cast<size_t>(per_example) + static_cast<size_t>(k)];
+      ids.push_back(copy_id(examples[i].id, k));
+      offsets.push_back(total);
+      frames.push_back(f.size(0));
+      total += f.size(0);
+      kept.push_back(f);
+    }
   }
-  report.examples = static_cast<int64_t>(ids.size());
   TORCH_CHECK(!kept.empty(), "FeatureCache::build: no readable audio among ", n, " examples");
   json meta_options = {{"sample_rate", options.sample_rate}, {"n_fft", options.n_fft},
                        {"hop_length", options.hop_length}, {"n_mels", options.n_mels}};
@@ -135,7 +170,8 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
                      {"offsets", json(offsets).dump()},
                      {"frames", json(frames).dump()},
                      {"options", meta_options.dump()},
-                     {"front_end", to_string(front_end)}});
+                     {"front_end", to_string(front_end)},
+                     {"copies", describe(copies)}});
   report.audio_seconds = static_cast<double>(total) * options.hop_length / options.sample_rate;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
@@ -177,6 +213,7 @@ FeatureCache FeatureCache::open(const std::string& path) {
       throw FormatError(path + ": " + e.what());
     }
   }
+  if (header.metadata.count("copies")) c.copies_ = header.metadata.at("copies");
   // A view into the mapping: no copy; read-only pages.
   c.all_ = torch::from_blob(const_cast<uint8_t*>(bytes + header.data_offset + entry->begin), entry->shape,
                             torch::TensorOptions().dtype(torch::kHalf));

@@ -190,7 +190,7 @@ std::vector<Field> fields(TrainConfig& c) {
   std::vector<Field> rest{
       named_field("text.tower", c.text.tower), field("text.model", c.text.model), field("data.train", d.train),
       field("data.features", d.features), field("data.text_store", d.text_store), field("data.limit", d.limit),
-      field("data.augment", d.augment), list_field("data.classes", d.classes),
+      field("data.augment", d.augment), field("data.audio_copies", d.audio_copies), list_field("data.classes", d.classes),
       field("data.valid_fraction", d.valid_fraction), field("data.class_names", d.class_names),
       field("data.templates", d.templates), field("eval.manifest", c.eval.manifest),
       field("eval.label_field", c.eval.label_field), field("eval.labels", c.eval.labels),
@@ -344,6 +344,7 @@ void TrainConfig::validate() const {
   check(text.tower != TextTowerKind::Store, "text.tower", "'store' serves cwcl embed only");
   check(!data.train.empty(), "data.train", "must name the training data");
   check(data.limit >= 0, "data.limit", "must be >= 0");
+  check(data.audio_copies >= 0 && data.audio_copies <= 16, "data.audio_copies", "must be in [0, 16]");
   check(!data.classes.empty(), "data.classes", "must name at least one class");
   check(std::set<int64_t>(data.classes.begin(), data.classes.end()).size() == data.classes.size(), "data.classes",
         "names a class twice");

@@ -8,6 +8,7 @@
 #include <cwcl/seeds.h>
 #include <cwcl/train/model.h>  // cached_pooled_outputs
 
+#include <cmath>
 #include <filesystem>
 #include <unordered_map>
 
@@ -18,26 +19,30 @@ namespace fs = std::filesystem;
 
 torch::Tensor long_tensor(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong); }
 
-// Rows of a table of precomputed inputs (pooled encoder outputs), shuffled per epoch.
+// Rows of a table of precomputed inputs (pooled encoder outputs), shuffled
+// per epoch; with augmented copies, epoch e reads table e mod copies.
 class TableSource : public DataSource {
  public:
-  TableSource(torch::Tensor inputs, torch::Tensor p, int64_t batch_size, uint64_t seed, Shard shard)
-      : inputs_(std::move(inputs)), p_(std::move(p)), batch_size_(batch_size), seed_(seed), shard_(shard) {}
-  int64_t batches_per_epoch() const override { return inputs_.size(0) / batch_size_; }
+  TableSource(std::vector<torch::Tensor> inputs_by_copy, torch::Tensor p, int64_t batch_size, uint64_t seed,
+              Shard shard)
+      : inputs_(std::move(inputs_by_copy)), p_(std::move(p)), batch_size_(batch_size), seed_(seed), shard_(shard) {}
+  int64_t batches_per_epoch() const override { return p_.size(0) / batch_size_; }
   Batch batch(int64_t epoch, int64_t index) override {
     if (epoch != epoch_) {
       auto g = make_generator(derive_seed(seed_, SeedStream::EpochOrder, static_cast<uint64_t>(epoch)));
-      order_ = torch::randperm(inputs_.size(0), g, torch::kLong);
+      order_ = torch::randperm(p_.size(0), g, torch::kLong);
       epoch_ = epoch;
     }
     auto rows = order_.narrow(0, index * batch_size_ + shard_.first(batch_size_), shard_.rows(batch_size_));
-    return {inputs_.index_select(0, rows), {}, p_.index_select(0, rows), {}};
+    const auto& inputs = inputs_[static_cast<size_t>(epoch) % inputs_.size()];
+    return {inputs.index_select(0, rows), {}, p_.index_select(0, rows), {}};
   }
   const torch::Tensor& frozen() const override { return p_; }
   bool pooled() const override { return true; }
 
  private:
-  torch::Tensor inputs_, p_, order_;
+  std::vector<torch::Tensor> inputs_;
+  torch::Tensor p_, order_;
   int64_t batch_size_;
   uint64_t seed_;
   Shard shard_;
@@ -45,15 +50,18 @@ class TableSource : public DataSource {
 };
 
 // Log-mel features through the prefetching loader (SpecAugment on the fly).
+// rows_by_copy[k][i]: the cache row of copy k of example i (p row i); epoch
+// e reads copy e mod copies, so a batch never holds two copies of a clip.
 class SpeechSource : public DataSource {
  public:
-  SpeechSource(std::shared_ptr<FeatureCache> cache, std::vector<int64_t> rows, torch::Tensor p,
+  SpeechSource(std::shared_ptr<FeatureCache> cache, std::vector<std::vector<int64_t>> rows_by_copy, torch::Tensor p,
                const TrainConfig& c, Shard shard)
-      : cache_(std::move(cache)), rows_(std::move(rows)), p_(std::move(p)), config_(c), shard_(shard) {
+      : cache_(std::move(cache)), rows_(std::move(rows_by_copy)), p_(std::move(p)), config_(c), shard_(shard) {
     p_row_.assign(static_cast<size_t>(cache_->size()), -1);
-    for (size_t i = 0; i < rows_.size(); ++i) p_row_[static_cast<size_t>(rows_[i])] = static_cast<int64_t>(i);
+    for (const auto& rows : rows_)
+      for (size_t i = 0; i < rows.size(); ++i) p_row_[static_cast<size_t>(rows[i])] = static_cast<int64_t>(i);
   }
-  int64_t batches_per_epoch() const override { return static_cast<int64_t>(rows_.size()) / config_.run.batch_size; }
+  int64_t batches_per_epoch() const override { return p_.size(0) / config_.run.batch_size; }
   Batch batch(int64_t epoch, int64_t index) override {
     if (!loader_ || epoch != epoch_ || index != next_index_) start_loader(epoch, index);
     auto b = loader_->next();
@@ -71,7 +79,7 @@ class SpeechSource : public DataSource {
     o.batch_size = config_.run.batch_size;
     o.seed = static_cast<uint64_t>(config_.run.seed);
     o.drop_last = true;
-    o.rows = rows_;
+    o.rows = rows_[static_cast<size_t>(epoch) % rows_.size()];
     o.first_batch = index;
     o.shard = shard_;
     if (config_.data.augment) o.spec_augment = SpecAugmentOptions{};
@@ -81,7 +89,8 @@ class SpeechSource : public DataSource {
   }
 
   std::shared_ptr<FeatureCache> cache_;
-  std::vector<int64_t> rows_, p_row_;
+  std::vector<std::vector<int64_t>> rows_;
+  std::vector<int64_t> p_row_;
   torch::Tensor p_;
   TrainConfig config_;
   Shard shard_;
@@ -166,28 +175,53 @@ std::vector<SpeechExample> training_examples(const TrainConfig& c, int64_t& skip
   return examples;
 }
 
+// The augmented copies a run's feature cache holds (a property of the data,
+// so their seed is fixed rather than the run's).
+AugmentedCopies audio_copies(const TrainConfig& c) {
+  AugmentedCopies copies;
+  copies.count = c.data.audio_copies;
+  return copies;
+}
+
 // The feature cache of a front end: data.features, or beside the manifest.
 std::string features_path(const TrainConfig& c, FrontEnd front) {
   // A limited run caches only the examples it uses.
   const std::string limited = c.data.limit > 0 ? ".first" + std::to_string(c.data.limit) : "";
+  const std::string copies = c.data.audio_copies > 0 ? ".copies" + std::to_string(c.data.audio_copies) : "";
   return c.data.features.empty()
-             ? beside(c.data.train, std::string(to_string(front)) + limited + ".features.safetensors")
+             ? beside(c.data.train, std::string(to_string(front)) + limited + copies + ".features.safetensors")
              : c.data.features;
 }
 
 // The feature cache of the tower's front end, built on first use.
 std::shared_ptr<FeatureCache> open_features(const std::string& path, FrontEnd front,
-                                            const std::vector<SpeechExample>& examples, const Log& log) {
+                                            const std::vector<SpeechExample>& examples,
+                                            const AugmentedCopies& copies, const Log& log) {
   if (!fs::exists(path)) {
     log("features: computing " + std::string(to_string(front)) + " features of " + std::to_string(examples.size()) +
-        " utterances into " + path);
-    auto report = FeatureCache::build(examples, path, LogMelOptions{}, 2, {}, front);
+        " utterances" + (copies.count > 0 ? " and " + std::to_string(copies.count) + " augmented copies of each" : "") +
+        " into " + path);
+    int64_t last = -1;
+    auto report = FeatureCache::build(
+        examples, path, LogMelOptions{}, 2,
+        [&](int64_t done, int64_t total) {
+          const int64_t percent = 100 * done / total;
+          if (percent / 10 != last / 10) log("features: " + std::to_string(done) + "/" + std::to_string(total));
+          last = percent;
+        },
+        front, copies);
     for (const auto& p : report.problems) log("skipped " + p);
+    log("features: " + std::to_string(report.examples) + " clips in " + std::to_string(std::lround(report.seconds)) +
+        " s");
   }
   auto cache = std::make_shared<FeatureCache>(FeatureCache::open(path));
   if (cache->front_end() != front)
     throw DataError(path + ": holds " + to_string(cache->front_end()) + " features but the tower needs " +
                     to_string(front));
+  if (cache->copies() != FeatureCache::describe(copies))
+    throw DataError(path + ": holds augmented copies '" + cache->copies() + "' but data.audio_copies = " +
+                    std::to_string(copies.count) + " needs '" + FeatureCache::describe(copies) +
+                    "'; remove the file or point data.features elsewhere");
   return cache;
 }
 
@@ -196,23 +230,28 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
   int64_t skipped = 0;
   const auto examples = training_examples(c, skipped, log);
   const auto features = features_path(c, tower.front_end());
-  const auto cache = open_features(features, tower.front_end(), examples, log);
+  const auto copies = audio_copies(c);
+  const auto cache = open_features(features, tower.front_end(), examples, copies, log);
   std::unordered_map<std::string, int64_t> row_of;
   for (int64_t i = 0; i < cache->size(); ++i) row_of.emplace(cache->id(i), i);
-  std::vector<int64_t> rows;
+  std::vector<std::vector<int64_t>> rows(static_cast<size_t>(copies.count + 1));
   std::vector<std::string> ids, texts;
   for (const auto& e : examples) {
-    auto it = row_of.find(e.id);
-    if (it == row_of.end()) {
+    std::vector<int64_t> found;
+    for (int64_t k = 0; k <= copies.count; ++k) {
+      auto it = row_of.find(copy_id(e.id, k));
+      if (it != row_of.end()) found.push_back(it->second);
+    }
+    if (found.size() != rows.size()) {
       ++skipped;  // unreadable audio: not in the cache
       continue;
     }
-    rows.push_back(it->second);
+    for (size_t k = 0; k < rows.size(); ++k) rows[k].push_back(found[k]);
     ids.push_back(e.id);
     texts.push_back(e.text);
   }
-  if (static_cast<int64_t>(rows.size()) < c.run.batch_size)
-    throw DataError(c.data.train + ": " + std::to_string(rows.size()) + " usable examples, fewer than one batch of " +
+  if (static_cast<int64_t>(ids.size()) < c.run.batch_size)
+    throw DataError(c.data.train + ": " + std::to_string(ids.size()) + " usable examples, fewer than one batch of " +
                     std::to_string(c.run.batch_size));
   const std::string store =
       c.data.text_store.empty() ? beside(c.data.train, text.name + ".store.safetensors") : c.data.text_store;
@@ -227,10 +266,12 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
                                        if (done % 4096 < 32 || done == total)
                                          log("tower: " + std::to_string(done) + "/" + std::to_string(total));
                                      });
-    source = std::make_unique<TableSource>(all.index_select(0, long_tensor(rows)), p, c.run.batch_size,
+    std::vector<torch::Tensor> inputs_by_copy;
+    for (const auto& r : rows) inputs_by_copy.push_back(all.index_select(0, long_tensor(r)));
+    source = std::make_unique<TableSource>(std::move(inputs_by_copy), p, c.run.batch_size,
                                            static_cast<uint64_t>(c.run.seed), shard);
   } else {
-    source = std::make_unique<SpeechSource>(cache, rows, p, c, shard);
+    source = std::make_unique<SpeechSource>(cache, std::move(rows), p, c, shard);
   }
   source->skipped = skipped;
   return source;

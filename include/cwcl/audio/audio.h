@@ -97,4 +97,19 @@ torch::Tensor apply_gain(const torch::Tensor& samples, double gain_db);
 /// and tempo together, by resampling.
 torch::Tensor change_speed(const torch::Tensor& samples, double factor);
 
+/// Waveform augmentation of a whole clip, for augmented copies of a corpus
+/// (computed once, before features are cached). Speed perturbation moves
+/// pitch and formants together, as a different vocal tract would (Ko et al.
+/// 2015 use 0.9, 1.0, 1.1); noise and gain vary the recording.
+struct WaveAugmentOptions {
+  double min_speed = 0.9, max_speed = 1.1;      ///< factor drawn uniformly
+  double noise_probability = 0.5;               ///< chance of white noise
+  double min_snr_db = 15, max_snr_db = 40;      ///< its SNR, drawn uniformly
+  double max_gain_db = 6;                       ///< gain drawn from +-max_gain_db
+};
+/// Speed, then gain, then (with noise_probability) noise; deterministic given
+/// the generator. The result stays in [-1, 1].
+torch::Tensor augment_waveform(const torch::Tensor& samples, const WaveAugmentOptions& options,
+                               torch::Generator& generator);
+
 }  // namespace cwcl

@@ -48,6 +48,17 @@ struct Names<FrontEnd> {
 };
 inline const char* to_string(FrontEnd front_end) { return name_of(front_end); }
 
+/// Augmented copies of every clip, cached beside the clean one (the
+/// waveform is augmented before its features are computed).
+struct AugmentedCopies {
+  int64_t count = 0;  ///< copies per clip besides the clean one
+  WaveAugmentOptions options;
+  uint64_t seed = 0;  ///< copy k of example i draws from derive_seed(seed, WaveAugment, i, k)
+};
+/// The cache id of copy `copy` (1..count) of example `id`; the clean clip
+/// (copy 0) keeps its own id.
+std::string copy_id(const std::string& id, int64_t copy);
+
 class FeatureCache {
  public:
   struct BuildReport {
@@ -58,7 +69,7 @@ class FeatureCache {
   static BuildReport build(const std::vector<SpeechExample>& examples, const std::string& path,
                            const LogMelOptions& options = {}, int threads = 2,
                            const std::function<void(int64_t, int64_t)>& progress = {},
-                           FrontEnd front_end = FrontEnd::LogMel);
+                           FrontEnd front_end = FrontEnd::LogMel, const AugmentedCopies& copies = {});
 
   /// Maps a cache file; throws FormatError naming it when it is not one.
   static FeatureCache open(const std::string& path);
@@ -70,9 +81,14 @@ class FeatureCache {
   torch::Tensor features(int64_t i) const;
   int64_t index_of(const std::string& id) const;
   FrontEnd front_end() const { return front_end_; }
+  /// How the augmented copies were made ("" for a cache without copies);
+  /// equal strings mean equal copies.
+  const std::string& copies() const { return copies_; }
+  static std::string describe(const AugmentedCopies& copies);
 
  private:
   FrontEnd front_end_ = FrontEnd::LogMel;
+  std::string copies_;
   std::shared_ptr<void> mapping_;  // keeps the mapped file alive
   torch::Tensor all_;              // float16 view into the mapping
   std::vector<std::string> ids_;

@@ -53,6 +53,10 @@ struct TrainConfig {
     std::string text_store;  ///< frozen-side embedding store; empty: beside the training data
     int64_t limit = 0;       ///< use the first N training examples (0: all)
     bool augment = true;     ///< SpecAugment (speech) or shifts and flips (image)
+    /// speech: waveform-augmented copies of each clip in the feature cache
+    /// (speed, gain, noise: WaveAugmentOptions); epoch e trains on copy
+    /// e mod (audio_copies + 1), copy 0 being the clean clip.
+    int64_t audio_copies = 0;
     std::vector<int64_t> classes = {0, 1, 2, 3, 4, 5, 6};  ///< image: the classes seen in training
     double valid_fraction = 0.1;  ///< image: training images held out for validation
     std::string class_names;      ///< image: names and synonyms (empty: fashion-mnist/classes.tsv of cwcl's data)
