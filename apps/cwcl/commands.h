@@ -148,6 +148,9 @@ struct TrainCommandOptions {
 /// Console callbacks for train(): a progress line on a terminal (none
 /// otherwise), messages on stderr with a prefix.
 TrainOptions console_train_options(bool resume, const std::string& prefix);
+/// run.eval_every's validation: zero-shot on eval.manifest (speech) or on
+/// the held-out training images (image); empty when eval_every is 0.
+std::function<Validation(TrainedModel&, const TextTower&)> make_validation(const TrainConfig& c);
 int run_train(const TrainCommandOptions& options);
 /// One JSON line: source, step, tower, parameters, weights digest.
 int run_info_model(const std::string& model);

@@ -2,7 +2,9 @@
 // same data, tower, seed, steps and schedule; only the loss differs. The
 // weight map of the main CWCL row is chosen on validation data (SLURP devel
 // spoken by held-out espeak-ng voices; held-out Fashion-MNIST training
-// images), never on test.
+// images), never on test. Speech: the ablation of maps runs on the frozen
+// Whisper encoder (seconds per variant), then CL and the chosen map train
+// the fine-tuned tower of the main rows.
 #include "commands.h"
 #include "tasks.h"
 
@@ -24,16 +26,18 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 struct Preset {
-  int64_t speech_limit, speech_steps, speech_batch;
+  int64_t speech_limit, speech_steps, speech_batch;  // the map ablation on the frozen encoder
+  // The main speech rows: Whisper fine-tuned on every training utterance,
+  // validated on devel every finetune_eval_every steps (the best is kept).
+  int64_t finetune_steps, finetune_batch, finetune_eval_every, audio_copies;
   int64_t image_limit, image_steps, image_batch;
-  bool tower_ablation;  // from scratch and Whisper top/full (slow)
-  int64_t ablation_steps, ablation_batch;
+  bool every_image_variant;  // else the image ablation keeps only the maps without directions
 };
 
 Preset preset(const std::string& name) {
-  if (name == "quick") return {8000, 300, 256, 12000, 200, 256, false, 0, 0};
-  if (name == "full") return {0, 800, 256, 0, 1000, 256, true, 600, 32};
-  if (name == "smoke") return {0, 4, 8, 256, 4, 32, false, 0, 0};  // tests: every step, tiny inputs
+  if (name == "quick") return {8000, 300, 256, 1000, 64, 500, 0, 12000, 200, 256, false};
+  if (name == "full") return {0, 800, 256, 1500, 64, 500, 0, 0, 1000, 256, true};
+  if (name == "smoke") return {0, 4, 8, 2, 8, 1, 1, 256, 4, 32, true};  // tests: every step, tiny inputs
   throw UsageError("--preset: '" + name + "' is not quick, full or smoke");
 }
 
@@ -50,8 +54,9 @@ struct Variant {
 // row), class labels where the data has them; which directions the affine,
 // kernel and calibrated maps weight (-f2t: rows of the frozen side only,
 // -t2f: rows of the trained side only; plain CL in the other); and the
-// regression baseline (cosine alone, and added to CL).
-std::vector<Variant> variants(bool with_labels) {
+// regression baseline (cosine alone, and added to CL). Without
+// every_variant: the maps alone (both directions, no baselines).
+std::vector<Variant> variants(bool with_labels, bool every_variant) {
   std::vector<Variant> v = {
       {"cl", "cl", {"loss.kind=cl"}},
       {"affine", "cwcl", {"loss.kind=cwcl", "loss.weights=affine"}},
@@ -62,6 +67,7 @@ std::vector<Variant> variants(bool with_labels) {
       {"kernel-calibrated", "cwcl", {"loss.kind=cwcl", "loss.weights=kernel", "loss.calibrate=4"}},
   };
   if (with_labels) v.push_back({"labels", "cwcl", {"loss.kind=cwcl", "loss.weights=labels"}});
+  if (!every_variant) return v;
   for (const std::string base : {"affine", "kernel-0.2", "kernel-calibrated"}) {
     const auto keys = std::find_if(v.begin(), v.end(), [&](const Variant& x) { return x.name == base; })->set;
     for (const auto& [suffix, directions] : {std::pair{"-f2t", "frozen_to_trained"}, {"-t2f", "trained_to_frozen"}}) {
@@ -77,7 +83,7 @@ std::vector<Variant> variants(bool with_labels) {
 
 // The table's method of a variant name.
 std::string method_of(const std::string& name) {
-  for (const auto& v : variants(true))
+  for (const auto& v : variants(true, true))
     if (v.name == name) return v.method;
   return "cwcl";
 }
@@ -99,7 +105,9 @@ Run train_run(const TrainConfig& base, const std::string& dir, const std::string
   for (const auto& s : set) c.set(s);
   c.run.out = dir;
   std::cerr << "demo: training " << dir << "\n";
-  train(c, console_train_options(/*resume=*/true, "  "));
+  auto options = console_train_options(/*resume=*/true, "  ");
+  options.validate = make_validation(c);
+  train(c, options);
   // Training time from the run's own metrics, so that a reused run reports it too.
   double seconds = 0;
   for (const auto& line : read_lines((fs::path(dir) / "metrics.jsonl").string())) {
@@ -222,24 +230,28 @@ void write_markdown(const std::string& path, const json& summary) {
       md << "| " << r["task"].get<std::string>() << " | " << r["method"].get<std::string>() << " | " << r["k"].get<int64_t>()
          << " | " << pct(r["top1"].get<double>()) << " |\n";
   }
-  if (summary.contains("speech_towers")) {
-    md << "\nSpeech tower (same data and loss, CWCL with the chosen map), SLURP intents on flite voices:\n\n"
-       << "| tower | steps x batch | top-1 | top-5 | train s |\n| --- | --- | ---: | ---: | ---: |\n";
-    for (const auto& r : summary["speech_towers"])
-      md << "| " << r["tower"].get<std::string>() << " | " << r["steps"].get<int64_t>() << " x " << r["batch"].get<int64_t>()
-         << " | " << pct(r["top1"].get<double>()) << " | " << pct(r["top5"].get<double>()) << " | "
-         << static_cast<int64_t>(r["train_seconds"].get<double>()) << " |\n";
+  if (summary.contains("finetuned")) {
+    md << "\nSpeech main rows: Whisper, top 2 blocks fine-tuned (bf16, attention pooling), the model at the best "
+          "SLURP devel top-1; the rows marked frozen are the map ablation on the frozen encoder.\n\n"
+       << "| method | weights | model | train s |\n| --- | --- | --- | ---: |\n";
+    for (const auto& [method, f] : summary["finetuned"].items())
+      md << "| " << method << " | " << f["weights"].get<std::string>() << " | " << f["model"].get<std::string>()
+         << " | " << static_cast<int64_t>(f["train_seconds"].get<double>()) << " |\n";
   }
   md << "\nPlots: ";
   for (const auto& p : summary["plots"]) md << "[" << p.get<std::string>() << "](" << p.get<std::string>() << ") ";
   md << "\n\nTotal time: " << static_cast<int64_t>(summary["seconds"].get<double>()) << " s.\n";
 }
 
-// Moves a finished run to its published name (replacing an older one).
-void publish(const std::string& from, const std::string& to) {
+// Copies a finished run to its published name (replacing an older one);
+// `model` (the run's model.pt or best.pt) becomes model.pt there.
+void publish(const std::string& from, const std::string& model, const std::string& to) {
   fs::remove_all(to);
   fs::create_directories(to);
-  for (const auto* f : {"config.toml", "metrics.jsonl", "model.pt"}) fs::copy_file(fs::path(from) / f, fs::path(to) / f);
+  for (const auto* f : {"config.toml", "metrics.jsonl"}) fs::copy_file(fs::path(from) / f, fs::path(to) / f);
+  fs::copy_file(fs::is_directory(model) ? fs::path(model) / "model.pt" : fs::path(model), fs::path(to) / "model.pt");
+  if (fs::exists(fs::path(from) / "results.jsonl"))
+    fs::copy_file(fs::path(from) / "results.jsonl", fs::path(to) / "results.jsonl");
 }
 
 // What every experiment of one demo run shares.
@@ -263,13 +275,13 @@ struct Ablation {
   std::string chosen;
 };
 
-Ablation train_and_choose(Demo& d, const TrainConfig& base, const std::string& prefix, bool with_labels,
-                          const std::string& validation_key,
+Ablation train_and_choose(Demo& d, const TrainConfig& base, const std::string& prefix,
+                          const std::vector<Variant>& variants, const std::string& validation_key,
                           const std::function<double(TrainedModel&)>& validate,
                           const std::function<void(const std::string&, TrainedModel&)>& evaluate) {
   Ablation a;
   double best = -1;
-  for (const auto& v : variants(with_labels)) {
+  for (const auto& v : variants) {
     auto run = train_run(base, (d.runs / (prefix + v.name)).string(), v.name, v.set);
     auto model = TrainedModel::load(run.dir);
     const double valid = validate(model);
@@ -282,17 +294,21 @@ Ablation train_and_choose(Demo& d, const TrainConfig& base, const std::string& p
   return a;
 }
 
-// The main rows (cl, the chosen cwcl) and one ablation row per other map.
-template <class Result>
-void add_rows(json& summary, const std::string& task, const std::map<std::string, Result>& by_variant,
-              const std::string& chosen) {
-  const auto& cl = by_variant.at("cl");
+// The main rows: CL and the chosen CWCL, with the difference between them.
+void add_main_rows(json& summary, const std::string& task, const TaskResult& cl, const TaskResult& cwcl) {
   summary["results"].push_back(row_with_intervals(task, "cl", cl, cl));
-  summary["results"].push_back(row_with_intervals(task, "cwcl", by_variant.at(chosen), cl));
+  summary["results"].push_back(row_with_intervals(task, "cwcl", cwcl, cl));
+}
+
+// One ablation row per variant not in `skip`, against the variants' own CL;
+// `tag` says which tower they trained (the "weights" column).
+void add_ablation_rows(json& summary, const std::string& task, const std::map<std::string, TaskResult>& by_variant,
+                       const std::vector<std::string>& skip, const std::string& tag) {
+  const auto& cl = by_variant.at("cl");
   for (const auto& [name, r] : by_variant)
-    if (name != "cl" && name != chosen) {
+    if (std::find(skip.begin(), skip.end(), name) == skip.end()) {
       auto j = row_with_intervals(task, method_of(name), r, cl);
-      j["weights"] = name;
+      j["weights"] = name + tag;
       summary["results"].push_back(j);
     }
 }
@@ -311,31 +327,40 @@ TrainConfig speech_base(const Demo& d) {
   return base;
 }
 
-// Whisper top-2, full fine-tuning and the from-scratch tower with the chosen map (full preset).
-void speech_tower_ablation(Demo& d, const Run& best_run, const TaskResult& best_slurp, const SpeechTaskData& slurp) {
-  auto& towers = d.summary["speech_towers"] = json::array();
-  const auto& r0 = best_slurp.classification;
-  towers.push_back({{"tower", "whisper-frozen"}, {"steps", best_run.config.run.steps},
-                    {"batch", best_run.config.run.batch_size}, {"top1", r0.top1}, {"top5", r0.top5},
-                    {"train_seconds", best_run.train_seconds}});
-  TrainConfig ab = best_run.config;
-  ab.run.steps = d.preset.ablation_steps;
-  ab.run.batch_size = d.preset.ablation_batch;
-  ab.optim.warmup = 50;
-  ab.run.checkpoint_every = 100;
-  for (const auto& [tower, set] : std::vector<std::pair<std::string, std::vector<std::string>>>{
-           {"whisper-top2", {"model.whisper_training=top", "model.top_blocks=2"}},
-           {"whisper-full", {"model.whisper_training=full"}},
-           {"scratch-small", {"model.tower=scratch", "model.scratch_size=small", "run.batch_size=64"}}}) {
-    auto run = train_run(ab, (d.runs / ("speech-tower-" + tower)).string(), tower, set);
-    auto model = TrainedModel::load(run.dir);
-    auto r = evaluate_speech(model, d.text, slurp).classification;
-    towers.push_back({{"tower", tower}, {"steps", run.config.run.steps}, {"batch", run.config.run.batch_size},
-                      {"top1", r.top1}, {"top5", r.top5}, {"train_seconds", run.train_seconds}});
-    std::cerr << "demo: speech tower " << tower << " SLURP top-1 " << r.top1 << "\n";
-  }
+// The tower of the main speech rows (configs/speech_top2.toml): Whisper's top
+// 2 blocks fine-tuned in bf16 autocast with attention pooling, validated on
+// SLURP devel; the model evaluated is best.pt, the step with the best devel top-1.
+TrainConfig speech_finetuned(const Demo& d, const std::string& labels) {
+  TrainConfig c;
+  WhisperTowerSpec w;
+  w.training = WhisperTraining::TopBlocks;
+  w.top_blocks = 2;
+  w.pooling = Pooling::Attention;
+  c.model = w;
+  c.data.train = (d.corpus / "train" / "manifest.jsonl").string();
+  c.data.audio_copies = d.preset.audio_copies;
+  c.run.steps = d.preset.finetune_steps;
+  c.run.batch_size = d.preset.finetune_batch;
+  c.run.eval_every = d.preset.finetune_eval_every;
+  c.run.precision = Precision::Bf16;
+  c.run.threads = 2;
+  c.run.checkpoint_every = 250;
+  c.eval.manifest = (d.corpus / "devel" / "manifest.jsonl").string();
+  c.eval.label_field = "intent";
+  c.eval.labels = labels;
+  c.optim.lr = 1e-3;
+  c.optim.warmup = std::min<int64_t>(100, d.preset.finetune_steps / 10);
+  return c;
 }
 
+// The model a run keeps: best.pt where validation chose one, else the last.
+std::string kept_model(const Run& run) {
+  const auto best = fs::path(run.dir) / "best.pt";
+  return fs::exists(best) ? best.string() : run.dir;
+}
+
+// Frozen-encoder ablation of every map (chosen on devel), then the
+// fine-tuned tower trained with CL and with the chosen map: the main rows.
 void speech_experiments(Demo& d) {
   for (const char* part : {"train", "devel", "slurp_test", "kws_test"})
     if (!fs::exists(d.corpus / part / "manifest.jsonl"))
@@ -349,41 +374,54 @@ void speech_experiments(Demo& d) {
       SpeechTaskData::load({"kws-35", manifest("kws_test"), "keyword", "", "", ""}),
       SpeechTaskData::load({"kws-10", manifest("kws_test"), "keyword", "", "kws10", ""}),
   };
-  std::vector<std::map<std::string, TaskResult>> results(tests.size());  // per test: variant -> result
+  std::vector<std::map<std::string, TaskResult>> frozen(tests.size());  // per test: variant -> result
   auto a = train_and_choose(
-      d, speech_base(d), "speech-", /*with_labels=*/false, "slurp-devel",
+      d, speech_base(d), "speech-", variants(/*with_labels=*/false, /*every_variant=*/true), "slurp-devel",
       [&](TrainedModel& m) { return evaluate_speech(m, d.text, devel).classification.top1; },
       [&](const std::string& name, TrainedModel& m) {
-        for (size_t i = 0; i < tests.size(); ++i) results[i].emplace(name, evaluate_speech(m, d.text, tests[i]));
+        for (size_t i = 0; i < tests.size(); ++i) frozen[i].emplace(name, evaluate_speech(m, d.text, tests[i]));
       });
   auto& summary = d.summary;
   summary["chosen"]["speech"] = a.chosen;
   summary["calibration"]["speech"] =
       calibration_report(summary["validation"]["slurp-devel"], a.trained.at("kernel-calibrated").config.loss.kernel_tau);
+
+  // The main rows: the fine-tuned tower, CL and the chosen map.
+  const auto tuned = speech_finetuned(d, labels);
+  std::map<std::string, Run> runs;
+  std::vector<std::map<std::string, TaskResult>> main(tests.size());  // per test: cl / cwcl -> result
+  const auto all = variants(/*with_labels=*/false, /*every_variant=*/true);
+  for (const auto& [method, name] : {std::pair<std::string, std::string>{"cl", "cl"}, {"cwcl", a.chosen}}) {
+    const auto& v = *std::find_if(all.begin(), all.end(), [&](const Variant& x) { return x.name == name; });
+    auto run = train_run(tuned, (d.runs / ("speech-finetuned-" + name)).string(), name, v.set);
+    auto model = TrainedModel::load(kept_model(run));
+    for (size_t i = 0; i < tests.size(); ++i) main[i].emplace(method, evaluate_speech(model, d.text, tests[i]));
+    summary["finetuned"][method] = {{"run", run.dir}, {"model", kept_model(run)}, {"weights", name},
+                                    {"train_seconds", run.train_seconds}};
+    runs.emplace(method, run);
+  }
   for (size_t i = 0; i < tests.size(); ++i) {
     const auto& name = tests[i].spec.name;
-    add_rows(summary, name, results[i], a.chosen);
+    add_main_rows(summary, name, main[i].at("cl"), main[i].at("cwcl"));
+    add_ablation_rows(summary, name, frozen[i], {}, ", frozen");
     summary["results"].push_back(row(name, "text-bound", evaluate_text_bound(d.text, tests[i])));
-    if (results[i].at(a.chosen).has_retrieval)
-      summary["retrieval"][name] = {{"cl", results[i].at("cl").to_json(false)["retrieval"]},
-                                    {"cwcl", results[i].at(a.chosen).to_json(false)["retrieval"]}};
+    if (main[i].at("cwcl").has_retrieval)
+      summary["retrieval"][name] = {{"cl", main[i].at("cl").to_json(false)["retrieval"]},
+                                    {"cwcl", main[i].at("cwcl").to_json(false)["retrieval"]}};
   }
-  publish(a.trained.at("cl").dir, (d.out / "speech-cl").string());
-  publish(a.trained.at(a.chosen).dir, (d.out / "speech-cwcl").string());
-  curves_plot((d.out / "speech_curves.png").string(), "speech: training loss", a.trained.at("cl"),
-              a.trained.at(a.chosen));
+  publish(runs.at("cl").dir, kept_model(runs.at("cl")), (d.out / "speech-cl").string());
+  publish(runs.at("cwcl").dir, kept_model(runs.at("cwcl")), (d.out / "speech-cwcl").string());
+  curves_plot((d.out / "speech_curves.png").string(), "speech: training loss", runs.at("cl"), runs.at("cwcl"));
   // SLURP test utterances against their own texts, 6 per intent, first 12 intents.
   std::vector<std::string> texts;
   for (const auto& e : tests[0].examples) texts.push_back(e.text);
-  auto frozen = d.text.encode(texts);
+  auto frozen_side = d.text.encode(texts);
   write_heatmaps_png((d.out / "speech_similarity.png").string(),
-                     {sorted_similarity(results[0].at("cl"), frozen, 6, 12),
-                      sorted_similarity(results[0].at(a.chosen), frozen, 6, 12)},
+                     {sorted_similarity(main[0].at("cl"), frozen_side, 6, 12),
+                      sorted_similarity(main[0].at("cwcl"), frozen_side, 6, 12)},
                      {"CL: speech x text", "CWCL: speech x text"}, 6);
   summary["plots"].push_back("speech_curves.png");
   summary["plots"].push_back("speech_similarity.png");
-  if (d.preset.tower_ablation)
-    speech_tower_ablation(d, a.trained.at(a.chosen), results[0].at(a.chosen), tests[0]);
 }
 
 TrainConfig image_base(const Demo& d) {
@@ -435,7 +473,7 @@ void image_experiments(Demo& d) {
   std::map<std::string, std::map<std::string, std::map<int64_t, TaskResult>>> results;
   d.summary["templates"] = json::array();
   auto a = train_and_choose(
-      d, base, "image-", /*with_labels=*/true, "fmnist-valid",
+      d, base, "image-", variants(/*with_labels=*/true, d.preset.every_image_variant), "fmnist-valid",
       [&](TrainedModel& m) { return evaluate_images(m, d.text, {"fmnist-valid", seen, 0, true}).classification.top1; },
       [&](const std::string& name, TrainedModel& m) {
         for (const auto& [task, classes] : tasks)
@@ -447,11 +485,12 @@ void image_experiments(Demo& d) {
   for (const auto& [task, by_variant] : results) {
     std::map<std::string, TaskResult> with_all_templates;
     for (const auto& [name, by_k] : by_variant) with_all_templates.emplace(name, by_k.at(10));
-    add_rows(d.summary, task, with_all_templates, a.chosen);
+    add_main_rows(d.summary, task, with_all_templates.at("cl"), with_all_templates.at(a.chosen));
+    add_ablation_rows(d.summary, task, with_all_templates, {"cl", a.chosen}, "");
     template_plot(d, task, by_variant, a.chosen);
   }
-  publish(a.trained.at("cl").dir, (d.out / "image-cl").string());
-  publish(a.trained.at(a.chosen).dir, (d.out / "image-cwcl").string());
+  publish(a.trained.at("cl").dir, a.trained.at("cl").dir, (d.out / "image-cl").string());
+  publish(a.trained.at(a.chosen).dir, a.trained.at(a.chosen).dir, (d.out / "image-cwcl").string());
   curves_plot((d.out / "image_curves.png").string(), "image: training loss", a.trained.at("cl"),
               a.trained.at(a.chosen));
   // Test images against one caption of their own class ("a photo of a <name>."), 10 per class.

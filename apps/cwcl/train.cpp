@@ -61,19 +61,6 @@ Validation validation_of(const TaskResult& r) {
   return v;
 }
 
-// run.eval_every: zero-shot on eval.manifest (speech) or on the held-out
-// training images of the seen classes (image).
-std::function<Validation(TrainedModel&, const TextTower&)> make_validation(const TrainConfig& c) {
-  if (c.run.eval_every == 0) return {};
-  if (c.modality() == Modality::Speech) {
-    SpeechTaskSpec spec{"validation", c.eval.manifest, c.eval.label_field, c.eval.labels, "", c.eval.templates};
-    auto data = std::make_shared<SpeechTaskData>(SpeechTaskData::load(spec));
-    return [data](TrainedModel& m, const TextTower& text) { return validation_of(evaluate_speech(m, text, *data)); };
-  }
-  const ImageTaskSpec spec{"fmnist-valid", c.data.classes, 1, true};
-  return [spec](TrainedModel& m, const TextTower& text) { return validation_of(evaluate_images(m, text, spec)); };
-}
-
 // cwcl train --nproc N: N local ranks; rank 0's output here, the others' in
 // <run.out>/logs/rank<k>.log.
 int launch_ranks(const TrainCommandOptions& o, const TrainConfig& config) {
@@ -95,6 +82,19 @@ int launch_ranks(const TrainCommandOptions& o, const TrainConfig& config) {
 }
 
 }  // namespace
+
+// run.eval_every: zero-shot on eval.manifest (speech) or on the held-out
+// training images of the seen classes (image).
+std::function<Validation(TrainedModel&, const TextTower&)> make_validation(const TrainConfig& c) {
+  if (c.run.eval_every == 0) return {};
+  if (c.modality() == Modality::Speech) {
+    SpeechTaskSpec spec{"validation", c.eval.manifest, c.eval.label_field, c.eval.labels, "", c.eval.templates};
+    auto data = std::make_shared<SpeechTaskData>(SpeechTaskData::load(spec));
+    return [data](TrainedModel& m, const TextTower& text) { return validation_of(evaluate_speech(m, text, *data)); };
+  }
+  const ImageTaskSpec spec{"fmnist-valid", c.data.classes, 1, true};
+  return [spec](TrainedModel& m, const TextTower& text) { return validation_of(evaluate_images(m, text, spec)); };
+}
 
 TrainOptions console_train_options(bool resume, const std::string& prefix) {
   TrainOptions o;
