@@ -504,6 +504,36 @@ void image_experiments(Demo& d) {
   d.summary["plots"].push_back("image_similarity.png");
 }
 
+// With --only, the parts not rerun keep their figures from the summary a
+// previous run of the same preset wrote, so that rerunning one modality
+// loses nothing. A part's entries: its tasks' rows, its chosen map, its
+// validation, calibration, template and plot entries.
+void keep_other_parts(json& summary, const fs::path& previous_file, const std::string& kept_part) {
+  if (!fs::exists(previous_file)) return;
+  json previous;
+  try {
+    previous = json::parse(std::ifstream(previous_file));
+  } catch (const json::exception& e) {
+    std::cerr << "demo: " << previous_file.string() << " unreadable (" << e.what() << "); its results are not kept\n";
+    return;
+  }
+  if (previous.value("preset", "") != summary["preset"].get<std::string>()) return;
+  const bool image = kept_part == "image";
+  auto ours = [&](const std::string& task) { return (task.rfind("fmnist", 0) == 0) == image; };
+  for (const auto& r : previous.value("results", json::array()))
+    if (ours(r.value("task", ""))) summary["results"].push_back(r);
+  for (const auto& r : previous.value("templates", json::array())) summary["templates"].push_back(r);
+  for (const auto& p : previous.value("plots", json::array()))
+    if ((p.get<std::string>().rfind("speech", 0) != 0) == image) summary["plots"].push_back(p);
+  for (const char* key : {"chosen", "calibration"})
+    if (previous.contains(key) && previous[key].contains(kept_part)) summary[key][kept_part] = previous[key][kept_part];
+  if (previous.contains("validation"))
+    for (const auto& [task, v] : previous["validation"].items())
+      if (ours(task)) summary["validation"][task] = v;
+  for (const char* key : {"retrieval", "finetuned"})
+    if (!image && previous.contains(key)) summary[key] = previous[key];
+}
+
 }  // namespace
 
 int run_demo(const DemoOptions& o) {
@@ -519,6 +549,8 @@ int run_demo(const DemoOptions& o) {
   fs::create_directories(d.runs);
   if (want("speech")) speech_experiments(d);
   if (want("image")) image_experiments(d);
+  for (const char* part : {"speech", "image"})
+    if (!want(part)) keep_other_parts(d.summary, d.out / "summary.json", part);
   d.summary["seconds"] = seconds_since(start);
   replace_file_atomically((d.out / "summary.json").string(),
                           [&](const std::string& tmp) { std::ofstream(tmp) << d.summary.dump(2) << "\n"; });
