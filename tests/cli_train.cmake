@@ -91,6 +91,9 @@ expect_match("\"difference\":-?[0-9.e-]+,\"difference_ci\":\\[-?[0-9.e-]+,-?[0-9
 expect_match("\"against\":{\"model\":\"[^\"]*sp-cl\"")
 expect_exit(0 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text)
 expect_match("\"top1_ci\":\\[")
+# Top-1 per voice (the synth manifest's voice field), on the whole set's classes.
+expect_exit(0 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text --group-by voice)
+expect_match("\"groups\":{\"espeak:en\":{\"n\":[0-9]+,\"top1\":[0-9.e-]+},\"espeak:en-us\":{\"n\":[0-9]+,\"top1\":[0-9.e-]+}}")
 expect_exit(2 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text
             --against ${tmp}/img)
 expect_match("an image model")

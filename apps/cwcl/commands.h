@@ -181,6 +181,7 @@ struct EvalSpeechOptions {
   bool details = false;
   DeviceSpec device;
   std::string against;  // a second model: the paired difference on the same items
+  std::string group_by;  // a manifest field: top-1 per value of it (e.g. voice)
 };
 int run_eval_speech(const EvalSpeechOptions& options);
 

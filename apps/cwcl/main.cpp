@@ -264,6 +264,8 @@ void add_eval_commands(CLI::App& app, Actions& actions) {
     add_device_option(cmd, o.device);
     cmd->add_option("--against", o.against,
                     "a second model (same text tower): the paired top-1 difference with its 95 % interval");
+    cmd->add_option("--group-by", o.group_by,
+                    "a manifest field (e.g. voice): top-1 per value, against the whole set's classes");
   }
   {
     auto* cmd = eval->add_subcommand("image", "zero-shot Fashion-MNIST classification");

@@ -101,18 +101,20 @@ TaskResult evaluate_speech(TrainedModel& model, const TextTower& text, const Spe
   std::unordered_map<std::string, int64_t> row_of;
   for (int64_t i = 0; i < cache.size(); ++i) row_of.emplace(cache.id(i), i);
   std::vector<int64_t> rows, targets;
-  std::vector<std::string> texts;
+  std::vector<std::string> texts, ids;
   for (size_t i = 0; i < data.examples.size(); ++i) {
     auto it = row_of.find(data.examples[i].id);
     if (it == row_of.end()) continue;  // unreadable audio, counted in skipped
     rows.push_back(it->second);
     targets.push_back(data.targets[i]);
     texts.push_back(data.examples[i].text);
+    ids.push_back(data.examples[i].id);
   }
   auto inputs = all.index_select(0, torch::tensor(rows, torch::kLong));
   auto classes = class_embeddings(text.encode, data.labels.texts, data.templates);
   auto r = classify(data.spec.name, inputs, classes, torch::tensor(targets, torch::kLong), data.labels.names);
   r.skipped = data.skipped + static_cast<int64_t>(data.examples.size() - rows.size());
+  r.item_ids = std::move(ids);
   // Retrieval: each utterance against the ground-truth texts (repeated texts are one item).
   std::unordered_map<std::string, int64_t> group_of;
   std::vector<int64_t> groups;
@@ -152,6 +154,24 @@ TaskResult evaluate_images(TrainedModel& model, const TextTower& text, const Ima
   for (int64_t i = 0; i < targets.size(0); ++i) t[i] = position[static_cast<size_t>(t[i])];
   auto classes = class_embeddings(text.encode, label_texts, read_templates(c.templates_file()), spec.k);
   return classify(spec.name, model.embed_images(set.images), classes, targets, label_texts);
+}
+
+json top1_by_field(const TaskResult& r, const std::string& manifest, const std::string& field) {
+  TORCH_CHECK(r.item_ids.size() == static_cast<size_t>(r.targets.size(0)), "top1_by_field: a speech result needed");
+  const auto lines = lines_by_id(manifest);
+  const auto correct = correct_top1(r.classification, r.targets);
+  std::map<std::string, std::pair<int64_t, int64_t>> counts;  // value -> (right, n)
+  for (size_t i = 0; i < r.item_ids.size(); ++i) {
+    const auto& j = lines.at(r.item_ids[i]);
+    const std::string value = !j.contains(field) ? "(none)" : j[field].is_string() ? j[field].get<std::string>()
+                                                                                   : j[field].dump();
+    counts[value].first += correct[i] ? 1 : 0;
+    counts[value].second += 1;
+  }
+  json out = json::object();
+  for (const auto& [value, c] : counts)
+    out[value] = {{"n", c.second}, {"top1", static_cast<double>(c.first) / static_cast<double>(c.second)}};
+  return out;
 }
 
 json top1_intervals(const TaskResult& r, const TaskResult* baseline) {

@@ -45,8 +45,14 @@ struct TaskResult {
   bool has_retrieval = false;
   RetrievalResult retrieval;
   torch::Tensor inputs, class_embeddings, targets;  ///< for plots
+  std::vector<std::string> item_ids;                 ///< speech: the manifest id of each input row
   nlohmann::json to_json(bool details) const;
 };
+
+/// Top-1 per value of a manifest field (e.g. "voice"), every group judged
+/// against the whole set's classes: {"<value>": {"n", "top1"}}; lines
+/// without the field form the group "(none)".
+nlohmann::json top1_by_field(const TaskResult& result, const std::string& manifest, const std::string& field);
 
 /// top1_ci: the 95 % percentile bootstrap interval of top-1 over the items;
 /// with a baseline judged on the same items, difference (top-1 minus the

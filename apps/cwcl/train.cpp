@@ -242,7 +242,9 @@ int run_eval_speech(const EvalSpeechOptions& o) {
     out.update(top1_intervals(r, &baseline));
     out["against"] = {{"model", o.against}, {"top1", baseline.classification.top1},
                       {"top1_ci", top1_intervals(baseline)["top1_ci"]}};
+    if (!o.group_by.empty()) out["against"]["groups"] = top1_by_field(baseline, o.manifest, o.group_by);
   }
+  if (!o.group_by.empty()) out["groups"] = top1_by_field(r, o.manifest, o.group_by);
   std::cout << out.dump() << "\n";
   return 0;
 }
