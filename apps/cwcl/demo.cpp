@@ -196,7 +196,9 @@ void write_markdown(const std::string& path, const json& summary) {
   md << "# cwcl demo: CL vs CWCL (preset `" << summary["preset"].get<std::string>() << "`)\n\n";
   md << "Zero-shot top-1 / top-5 accuracy (%) on test sets; `cwcl` uses the weight map chosen on validation ("
      << "speech: `" << summary["chosen"].value("speech", "-") << "`, image: `" << summary["chosen"].value("image", "-")
-     << "`). Rows with a variant name are the ablation: weight maps, the directions they weight (-f2t: frozen to trained only, -t2f: trained to frozen only) and the regression baseline (cosine, cl+cosine).\n\n";
+     << "`). Rows with a variant name are the ablation: weight maps, the directions they weight (-f2t: frozen to trained only, -t2f: trained to frozen only) and the regression baseline (cosine, cl+cosine). "
+     << "Speech: the main rows use the fine-tuned Whisper tower; the ablation rows (\", frozen\") the frozen encoder, "
+     << "each against the frozen CL row.\n\n";
   md << "Intervals: 95 % percentile bootstrap over the test items (2,000 resamplings); the difference from CL is "
         "paired (both models judged on the same resampled items).\n\n";
   md << "| task | method | weights | top-1 | 95 % CI | vs CL (95 % CI) | top-5 | n |\n"
