@@ -37,7 +37,7 @@ struct Preset {
 Preset preset(const std::string& name) {
   if (name == "quick") return {8000, 300, 256, 500, 64, 250, 0, 12000, 200, 256, false};
   if (name == "full") return {0, 800, 256, 1500, 64, 500, 0, 0, 1000, 256, true};
-  if (name == "smoke") return {0, 4, 8, 2, 8, 1, 1, 256, 4, 32, true};  // tests: every step, tiny inputs
+  if (name == "smoke") return {0, 4, 8, 2, 8, 1, 1, 256, 4, 32, false};  // tests: every stage, tiny inputs
   throw UsageError("--preset: '" + name + "' is not quick, full or smoke");
 }
 
