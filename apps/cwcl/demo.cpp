@@ -361,6 +361,43 @@ std::string kept_model(const Run& run) {
   return fs::exists(best) ? best.string() : run.dir;
 }
 
+// Trains the fine-tuned tower with CL and with the chosen map, evaluates
+// each kept model on every test (main[i]["cl" | "cwcl"]) and records the
+// runs in summary["finetuned"]. Returns the runs by method.
+std::map<std::string, Run> train_finetuned(Demo& d, const std::string& labels, const std::string& chosen,
+                                           const std::vector<SpeechTaskData>& tests,
+                                           std::vector<std::map<std::string, TaskResult>>& main) {
+  const auto tuned = speech_finetuned(d, labels);
+  const auto all = variants(/*with_labels=*/false, /*every_variant=*/true);
+  std::map<std::string, Run> runs;
+  for (const auto& [method, name] : {std::pair<std::string, std::string>{"cl", "cl"}, {"cwcl", chosen}}) {
+    const auto& v = *std::find_if(all.begin(), all.end(), [&](const Variant& x) { return x.name == name; });
+    auto run = train_run(tuned, (d.runs / ("speech-finetuned-" + name)).string(), name, v.set);
+    auto model = TrainedModel::load(kept_model(run));
+    for (size_t i = 0; i < tests.size(); ++i) main[i].emplace(method, evaluate_speech(model, d.text, tests[i]));
+    d.summary["finetuned"][method] = {{"run", run.dir}, {"model", kept_model(run)}, {"weights", name},
+                                      {"train_seconds", run.train_seconds}};
+    runs.emplace(method, run);
+  }
+  return runs;
+}
+
+// Training curves of the two main runs, and SLURP test utterances against
+// their own texts (6 per intent, first 12 intents).
+void speech_plots(Demo& d, const std::map<std::string, Run>& runs, const std::map<std::string, TaskResult>& slurp,
+                  const SpeechTaskData& slurp_data) {
+  curves_plot((d.out / "speech_curves.png").string(), "speech: training loss", runs.at("cl"), runs.at("cwcl"));
+  std::vector<std::string> texts;
+  for (const auto& e : slurp_data.examples) texts.push_back(e.text);
+  auto frozen_side = d.text.encode(texts);
+  write_heatmaps_png((d.out / "speech_similarity.png").string(),
+                     {sorted_similarity(slurp.at("cl"), frozen_side, 6, 12),
+                      sorted_similarity(slurp.at("cwcl"), frozen_side, 6, 12)},
+                     {"CL: speech x text", "CWCL: speech x text"}, 6);
+  d.summary["plots"].push_back("speech_curves.png");
+  d.summary["plots"].push_back("speech_similarity.png");
+}
+
 // Frozen-encoder ablation of every map (chosen on devel), then the
 // fine-tuned tower trained with CL and with the chosen map: the main rows.
 void speech_experiments(Demo& d) {
@@ -389,19 +426,8 @@ void speech_experiments(Demo& d) {
       calibration_report(summary["validation"]["slurp-devel"], a.trained.at("kernel-calibrated").config.loss.kernel_tau);
 
   // The main rows: the fine-tuned tower, CL and the chosen map.
-  const auto tuned = speech_finetuned(d, labels);
-  std::map<std::string, Run> runs;
   std::vector<std::map<std::string, TaskResult>> main(tests.size());  // per test: cl / cwcl -> result
-  const auto all = variants(/*with_labels=*/false, /*every_variant=*/true);
-  for (const auto& [method, name] : {std::pair<std::string, std::string>{"cl", "cl"}, {"cwcl", a.chosen}}) {
-    const auto& v = *std::find_if(all.begin(), all.end(), [&](const Variant& x) { return x.name == name; });
-    auto run = train_run(tuned, (d.runs / ("speech-finetuned-" + name)).string(), name, v.set);
-    auto model = TrainedModel::load(kept_model(run));
-    for (size_t i = 0; i < tests.size(); ++i) main[i].emplace(method, evaluate_speech(model, d.text, tests[i]));
-    summary["finetuned"][method] = {{"run", run.dir}, {"model", kept_model(run)}, {"weights", name},
-                                    {"train_seconds", run.train_seconds}};
-    runs.emplace(method, run);
-  }
+  const auto runs = train_finetuned(d, labels, a.chosen, tests, main);
   for (size_t i = 0; i < tests.size(); ++i) {
     const auto& name = tests[i].spec.name;
     add_main_rows(summary, name, main[i].at("cl"), main[i].at("cwcl"));
@@ -413,17 +439,7 @@ void speech_experiments(Demo& d) {
   }
   publish(runs.at("cl").dir, kept_model(runs.at("cl")), (d.out / "speech-cl").string());
   publish(runs.at("cwcl").dir, kept_model(runs.at("cwcl")), (d.out / "speech-cwcl").string());
-  curves_plot((d.out / "speech_curves.png").string(), "speech: training loss", runs.at("cl"), runs.at("cwcl"));
-  // SLURP test utterances against their own texts, 6 per intent, first 12 intents.
-  std::vector<std::string> texts;
-  for (const auto& e : tests[0].examples) texts.push_back(e.text);
-  auto frozen_side = d.text.encode(texts);
-  write_heatmaps_png((d.out / "speech_similarity.png").string(),
-                     {sorted_similarity(main[0].at("cl"), frozen_side, 6, 12),
-                      sorted_similarity(main[0].at("cwcl"), frozen_side, 6, 12)},
-                     {"CL: speech x text", "CWCL: speech x text"}, 6);
-  summary["plots"].push_back("speech_curves.png");
-  summary["plots"].push_back("speech_similarity.png");
+  speech_plots(d, runs, main[0], tests[0]);
 }
 
 TrainConfig image_base(const Demo& d) {
