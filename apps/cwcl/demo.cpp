@@ -245,15 +245,22 @@ void write_markdown(const std::string& path, const json& summary) {
   md << "\n\nTotal time: " << static_cast<int64_t>(summary["seconds"].get<double>()) << " s.\n";
 }
 
-// Copies a finished run to its published name (replacing an older one);
-// `model` (the run's model.pt or best.pt) becomes model.pt there.
-void publish(const std::string& from, const std::string& model, const std::string& to) {
+// The model a run keeps: best.pt where validation chose one, else the last.
+std::string kept_model(const Run& run) {
+  const auto best = fs::path(run.dir) / "best.pt";
+  return fs::exists(best) ? best.string() : run.dir;
+}
+
+// Copies a finished run to its published name (replacing an older one); the
+// model it keeps becomes model.pt there.
+void publish(const Run& run, const std::string& to) {
   fs::remove_all(to);
   fs::create_directories(to);
-  for (const auto* f : {"config.toml", "metrics.jsonl"}) fs::copy_file(fs::path(from) / f, fs::path(to) / f);
+  for (const auto* f : {"config.toml", "metrics.jsonl"}) fs::copy_file(fs::path(run.dir) / f, fs::path(to) / f);
+  const auto model = kept_model(run);
   fs::copy_file(fs::is_directory(model) ? fs::path(model) / "model.pt" : fs::path(model), fs::path(to) / "model.pt");
-  if (fs::exists(fs::path(from) / "results.jsonl"))
-    fs::copy_file(fs::path(from) / "results.jsonl", fs::path(to) / "results.jsonl");
+  if (fs::exists(fs::path(run.dir) / "results.jsonl"))
+    fs::copy_file(fs::path(run.dir) / "results.jsonl", fs::path(to) / "results.jsonl");
 }
 
 // What every experiment of one demo run shares.
@@ -355,11 +362,6 @@ TrainConfig speech_finetuned(const Demo& d, const std::string& labels) {
   return c;
 }
 
-// The model a run keeps: best.pt where validation chose one, else the last.
-std::string kept_model(const Run& run) {
-  const auto best = fs::path(run.dir) / "best.pt";
-  return fs::exists(best) ? best.string() : run.dir;
-}
 
 // Trains the fine-tuned tower with CL and with the chosen map, evaluates
 // each kept model on every test (main[i]["cl" | "cwcl"]) and records the
@@ -437,8 +439,8 @@ void speech_experiments(Demo& d) {
       summary["retrieval"][name] = {{"cl", main[i].at("cl").to_json(false)["retrieval"]},
                                     {"cwcl", main[i].at("cwcl").to_json(false)["retrieval"]}};
   }
-  publish(runs.at("cl").dir, kept_model(runs.at("cl")), (d.out / "speech-cl").string());
-  publish(runs.at("cwcl").dir, kept_model(runs.at("cwcl")), (d.out / "speech-cwcl").string());
+  publish(runs.at("cl"), (d.out / "speech-cl").string());
+  publish(runs.at("cwcl"), (d.out / "speech-cwcl").string());
   speech_plots(d, runs, main[0], tests[0]);
 }
 
@@ -507,8 +509,8 @@ void image_experiments(Demo& d) {
     add_ablation_rows(d.summary, task, with_all_templates, {"cl", a.chosen}, "");
     template_plot(d, task, by_variant, a.chosen);
   }
-  publish(a.trained.at("cl").dir, a.trained.at("cl").dir, (d.out / "image-cl").string());
-  publish(a.trained.at(a.chosen).dir, a.trained.at(a.chosen).dir, (d.out / "image-cwcl").string());
+  publish(a.trained.at("cl"), (d.out / "image-cl").string());
+  publish(a.trained.at(a.chosen), (d.out / "image-cwcl").string());
   curves_plot((d.out / "image_curves.png").string(), "image: training loss", a.trained.at("cl"),
               a.trained.at(a.chosen));
   // Test images against one caption of their own class ("a photo of a <name>."), 10 per class.

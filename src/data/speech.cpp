@@ -126,8 +126,8 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
           feats[static_cast<size_t>(i * per_example + k)] = f.to(torch::kHalf);
         }
       } catch (const std::exception& e) {
-        errors[static_cast<size_t>(i)] = e.what();
-        for (int64_t k = 0; k < per_example; ++k) feats[static_cast<size_t>(i * per_example + k)] = torch::Tensor();
+        // A non-empty error leaves all of the example's rows out below.
+        errors[static_cast<size_t>(i)] = *e.what() ? e.what() : example.audio + ": unreadable";
       }
       const int64_t d = ++done;
       if (progress) {
