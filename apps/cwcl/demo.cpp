@@ -542,7 +542,8 @@ void keep_other_parts(json& summary, const fs::path& previous_file, const std::s
   auto ours = [&](const std::string& task) { return (task.rfind("fmnist", 0) == 0) == image; };
   for (const auto& r : previous.value("results", json::array()))
     if (ours(r.value("task", ""))) summary["results"].push_back(r);
-  for (const auto& r : previous.value("templates", json::array())) summary["templates"].push_back(r);
+  if (image)  // the template rows are image results
+    for (const auto& r : previous.value("templates", json::array())) summary["templates"].push_back(r);
   for (const auto& p : previous.value("plots", json::array()))
     if ((p.get<std::string>().rfind("speech", 0) != 0) == image) summary["plots"].push_back(p);
   for (const char* key : {"chosen", "calibration"})
