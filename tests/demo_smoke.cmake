@@ -73,7 +73,7 @@ foreach(want slurp-intent/cl slurp-intent/cwcl slurp-intent/text-bound kws-35/cw
     message(FATAL_ERROR "summary.json has no main row ${want}:\n${summary}")
   endif()
 endforeach()
-foreach(f summary.md speech_similarity.png image_similarity.png speech_curves.png fmnist-unseen_templates.png
+foreach(f summary.md speech_similarity.png image_similarity.png speech_curves.png image_fmnist-unseen_templates.png
           speech-cl/model.pt speech-cwcl/model.pt image-cl/model.pt image-cwcl/model.pt)
   if(NOT EXISTS ${tmp}/demo/${f})
     message(FATAL_ERROR "demo did not write ${f}")

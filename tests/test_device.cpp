@@ -1,7 +1,7 @@
 // run.device / --device parsing and resolution, and bf16 autocast scopes.
 #include <cwcl/device.h>
 #include <cwcl/error.h>
-#include <cwcl/train/config.h>
+#include <cwcl/model/config.h>
 
 #include <gtest/gtest.h>
 

@@ -131,7 +131,7 @@ TEST(DistGroup, RanksOverGlooGiveTheWholeBatchLoss) {
     }
   for (auto path : {cwcl::LossPath::Plain, cwcl::LossPath::Tiled})
     for (auto o : kinds) {
-      SCOPED_TRACE(cwcl::to_string(o.kind) + " " + cwcl::to_string(o.weights.map) + " " + cwcl::to_string(path));
+      SCOPED_TRACE(std::string(cwcl::name_of(o.kind)) + " " + std::string(cwcl::name_of(o.weights.map)) + " " + cwcl::name_of(path));
       o.tiling.path = path;
       o.tiling.tile = 3;
       o.labels = labels;

@@ -61,8 +61,8 @@ std::vector<Case> cases() {
   add("siglip", LossKind::SigLIP);
   for (auto map : {WeightMap::Affine, WeightMap::Relu, WeightMap::Power, WeightMap::Kernel,
                    WeightMap::RowMinMax, WeightMap::Labels, WeightMap::Identity}) {
-    add("cwcl_" + cwcl::to_string(map), LossKind::CWCL, map);
-    add("cwsiglip_" + cwcl::to_string(map), LossKind::CWSigLIP, map);
+    add("cwcl_" + std::string(cwcl::name_of(map)), LossKind::CWCL, map);
+    add("cwsiglip_" + std::string(cwcl::name_of(map)), LossKind::CWSigLIP, map);
   }
   LossOptions one_way;
   one_way.directions = cwcl::WeightedDirections::FrozenToTrained;

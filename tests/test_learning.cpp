@@ -4,7 +4,7 @@
 #include <cwcl/data/fashion_mnist.h>
 #include <cwcl/eval/eval.h>
 #include <cwcl/runtime.h>
-#include <cwcl/train/model.h>
+#include <cwcl/model/model.h>
 #include <cwcl/train/trainer.h>
 
 #include <gtest/gtest.h>
@@ -66,12 +66,12 @@ cwcl::TrainConfig image_run(const std::string& out, cwcl::LossKind kind) {
 TEST_F(Learning, ImageTowerLearnsSeenClassesWithCLAndCWCL) {
   // Chance is 1/7; a tower that learned nothing stays near it.
   for (auto kind : {cwcl::LossKind::CL, cwcl::LossKind::CWCL}) {
-    const auto out = path(cwcl::to_string(kind));
+    const auto out = path(cwcl::name_of(kind));
     auto c = image_run(out, kind);
     cwcl::train(c);
     const double top1 = seen_class_top1(out, c);
-    std::cout << cwcl::to_string(kind) << " seen-class zero-shot top-1 after 300 steps: " << top1 << "\n";
-    EXPECT_GT(top1, 0.5) << cwcl::to_string(kind);
+    std::cout << cwcl::name_of(kind) << " seen-class zero-shot top-1 after 300 steps: " << top1 << "\n";
+    EXPECT_GT(top1, 0.5) << cwcl::name_of(kind);
   }
 }
 

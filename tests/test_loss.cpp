@@ -68,7 +68,7 @@ LossOptions options_for(const json& c, const Golden& g, torch::Dtype dtype, cons
                         torch::Tensor* scale, torch::Tensor* bias) {
   const auto to = torch::TensorOptions().dtype(dtype).device(device);
   LossOptions o;
-  o.kind = cwcl::parse_loss_kind(c.at("kind"));
+  o.kind = cwcl::parse_name<cwcl::LossKind>(c.at("kind"));
   o.temperature = c.at("temperature");
   o.bias = c.at("bias");
   o.labels = g.labels.to(device);
@@ -81,13 +81,13 @@ LossOptions options_for(const json& c, const Golden& g, torch::Dtype dtype, cons
     o.logit_bias = *bias;
   }
   if (c.contains("map")) {
-    o.weights.map = cwcl::parse_weight_map(c.at("map"));
+    o.weights.map = cwcl::parse_name<cwcl::WeightMap>(c.at("map"));
     o.weights.gamma = c.value("gamma", o.weights.gamma);
     o.weights.kernel_tau = c.value("kernel_tau", o.weights.kernel_tau);
     if (c.value("center", false)) o.weights.center = g.center.to(to);
     if (o.weights.map == WeightMap::Custom) o.weights.custom = g.custom.to(to);
   }
-  if (c.contains("directions")) o.directions = cwcl::parse_weighted_directions(c.at("directions"));
+  if (c.contains("directions")) o.directions = cwcl::parse_name<cwcl::WeightedDirections>(c.at("directions"));
   o.cosine_weight = c.value("cosine_weight", 0.0);
   return o;
 }
@@ -132,7 +132,7 @@ TEST(LossGolden, TiledMatchesPythonReferenceInDouble) {
 TEST(LossGolden, OnCudaPlainAndTiled) {
   CWCL_SKIP_WITHOUT_CUDA();
   for (auto path : {cwcl::LossPath::Plain, cwcl::LossPath::Tiled}) {
-    SCOPED_TRACE(cwcl::to_string(path));
+    SCOPED_TRACE(cwcl::name_of(path));
     check_golden(torch::kDouble, 1e-5, 1e-5, path, torch::kCUDA);
     // TF32 matrix products (10-bit mantissa) are off by default in libtorch.
     check_golden(torch::kFloat, 1e-5, 1e-4, path, torch::kCUDA);
@@ -224,7 +224,7 @@ std::vector<LossOptions> every_kind() {
 }
 
 std::string describe(const LossOptions& o) {
-  return cwcl::to_string(o.kind) + "/" + cwcl::to_string(o.weights.map);
+  return std::string(cwcl::name_of(o.kind)) + "/" + cwcl::name_of(o.weights.map);
 }
 
 TEST(LossInvariance, PermutingTheBatchChangesNothing) {
@@ -366,21 +366,21 @@ TEST(LossBadInput, ClearErrors) {
   bad_gamma.weights.gamma = 0;
   expect_error([&] { cwcl::contrastive_loss(b.p, b.q, bad_gamma); }, "gamma > 0");
 
-  EXPECT_THROW(cwcl::parse_loss_kind("infonce"), std::invalid_argument);
-  EXPECT_THROW(cwcl::parse_weight_map("cosine"), std::invalid_argument);
+  EXPECT_THROW(cwcl::parse_name<cwcl::LossKind>("infonce"), cwcl::UsageError);
+  EXPECT_THROW(cwcl::parse_name<cwcl::WeightMap>("cosine"), cwcl::UsageError);
 }
 
 TEST(LossNames, RoundTrip) {
   for (auto k : {LossKind::CL, LossKind::CWCL, LossKind::SupCon, LossKind::SigLIP,
                  LossKind::CWSigLIP})
-    EXPECT_EQ(cwcl::parse_loss_kind(cwcl::to_string(k)), k);
+    EXPECT_EQ(cwcl::parse_name<cwcl::LossKind>(cwcl::name_of(k)), k);
   for (auto m : {WeightMap::Affine, WeightMap::Relu, WeightMap::Power, WeightMap::Kernel,
                  WeightMap::RowMinMax, WeightMap::Labels, WeightMap::Identity, WeightMap::Custom})
-    EXPECT_EQ(cwcl::parse_weight_map(cwcl::to_string(m)), m);
+    EXPECT_EQ(cwcl::parse_name<cwcl::WeightMap>(cwcl::name_of(m)), m);
   try {
-    cwcl::parse_weight_map("cosine");
+    cwcl::parse_name<cwcl::WeightMap>("cosine");
     FAIL() << "an unknown map was accepted";
-  } catch (const std::invalid_argument& e) {
+  } catch (const cwcl::UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("row_minmax"), std::string::npos) << e.what();
   }
 }
@@ -419,7 +419,7 @@ TEST(Weights, MapsAreInUnitIntervalWithUnitDiagonal) {
   auto b = random_batch(20, 8, 12);
   for (auto map : {WeightMap::Affine, WeightMap::Relu, WeightMap::Power, WeightMap::Kernel,
                    WeightMap::RowMinMax, WeightMap::Labels, WeightMap::Identity}) {
-    SCOPED_TRACE(cwcl::to_string(map));
+    SCOPED_TRACE(cwcl::name_of(map));
     cwcl::WeightOptions o;
     o.map = map;
     auto w = cwcl::contrastive_weights(b.p, o, b.labels);
@@ -466,7 +466,7 @@ TEST(Weights, CalibrationHitsTheTargetSharpness) {
   torch::manual_seed(15);
   auto p = torch::randn({1, 16}, kDouble) + 0.3 * torch::randn({64, 16}, kDouble);
   for (auto map : {WeightMap::Kernel, WeightMap::Power}) {
-    SCOPED_TRACE(cwcl::to_string(map));
+    SCOPED_TRACE(cwcl::name_of(map));
     cwcl::WeightOptions o;
     o.map = map;
     for (double target : {2.0, 8.0}) {
@@ -556,7 +556,7 @@ TEST(LossDistributed, RanksSumToTheGlobalLossAndGradients) {
   }
   for (auto path : {cwcl::LossPath::Plain, cwcl::LossPath::Tiled})
   for (auto o : kinds) {
-    SCOPED_TRACE(describe(o) + " " + cwcl::to_string(path));
+    SCOPED_TRACE(describe(o) + " " + cwcl::name_of(path));
     o.labels = b.labels;
     o.tiling.path = path;
     o.tiling.tile = 4;  // local rows 5, global columns 15: partial tiles

@@ -48,7 +48,7 @@ std::vector<std::pair<std::string, LossOptions>> all_options(int64_t n, int64_t 
   for (auto kind : {LossKind::CL, LossKind::SupCon, LossKind::SigLIP}) {
     LossOptions o;
     o.kind = kind;
-    all.push_back({cwcl::to_string(kind), o});
+    all.push_back({cwcl::name_of(kind), o});
   }
   for (auto kind : {LossKind::CWCL, LossKind::CWSigLIP}) {
     for (auto map : {WeightMap::Affine, WeightMap::Relu, WeightMap::Power, WeightMap::Kernel,
@@ -60,14 +60,14 @@ std::vector<std::pair<std::string, LossOptions>> all_options(int64_t n, int64_t 
       o.weights.kernel_tau = 0.3;
       o.weights.gamma = 2.5;
       if (map == WeightMap::Custom) o.weights.custom = torch::rand({n, n}, to);
-      all.push_back({cwcl::to_string(kind) + "/" + cwcl::to_string(map), o});
+      all.push_back({std::string(cwcl::name_of(kind)) + "/" + cwcl::name_of(map), o});
     }
     LossOptions centred;
     centred.kind = kind;
     centred.weights.center = 0.3 * torch::randn({d}, to);
-    all.push_back({cwcl::to_string(kind) + "/affine_centred", centred});
+    all.push_back({std::string(cwcl::name_of(kind)) + "/affine_centred", centred});
     centred.weights.map = WeightMap::Kernel;
-    all.push_back({cwcl::to_string(kind) + "/kernel_centred", centred});
+    all.push_back({std::string(cwcl::name_of(kind)) + "/kernel_centred", centred});
   }
   for (auto dir : {cwcl::WeightedDirections::FrozenToTrained,
                    cwcl::WeightedDirections::TrainedToFrozen}) {
@@ -75,7 +75,7 @@ std::vector<std::pair<std::string, LossOptions>> all_options(int64_t n, int64_t 
       LossOptions o;
       o.weights.map = map;
       o.directions = dir;
-      all.push_back({"cwcl/" + cwcl::to_string(map) + "/" + cwcl::to_string(dir), o});
+      all.push_back({"cwcl/" + std::string(cwcl::name_of(map)) + "/" + cwcl::name_of(dir), o});
     }
   }
   return all;
@@ -140,8 +140,8 @@ TEST(TiledLoss, ExtremeScaleStaysFinite) {
     o.tiling.tile = 8;
     auto loss = cwcl::contrastive_loss(p, q, o);
     loss.backward();
-    EXPECT_TRUE(std::isfinite(loss.item<double>())) << cwcl::to_string(kind);
-    EXPECT_TRUE(torch::isfinite(q.grad()).all().item<bool>()) << cwcl::to_string(kind);
+    EXPECT_TRUE(std::isfinite(loss.item<double>())) << cwcl::name_of(kind);
+    EXPECT_TRUE(torch::isfinite(q.grad()).all().item<bool>()) << cwcl::name_of(kind);
     q.mutable_grad().reset();
     p.mutable_grad().reset();
   }
@@ -165,7 +165,7 @@ TEST(TiledLoss, WidelySpreadLogitsMatchDoublePrecision) {
     o.tiling.tile = 8;
     auto want = run(p, q, o, LossPath::Plain);
     auto got = run(p.to(torch::kFloat), q.to(torch::kFloat), o, LossPath::Tiled);
-    SCOPED_TRACE(cwcl::to_string(kind));
+    SCOPED_TRACE(cwcl::name_of(kind));
     EXPECT_TRUE(close(got.loss.to(torch::kDouble), want.loss, 1e-5, 1e-30));
     EXPECT_TRUE(close(got.grad_q.to(torch::kDouble), want.grad_q, 1e-4, 1e-30));
     EXPECT_TRUE(close(got.grad_p.to(torch::kDouble), want.grad_p, 1e-4, 1e-30));
@@ -179,9 +179,11 @@ TEST(TiledLoss, AutoPicksByThreshold) {
   o.tiling.auto_threshold = 10;
   o.tiling.tile = 0;  // invalid for the tiled path only
   EXPECT_THROW(cwcl::contrastive_loss(p, q, o), c10::Error);
-  o.tiling.auto_threshold = 13;
-  EXPECT_NO_THROW(cwcl::contrastive_loss(p, q, o));
-  EXPECT_EQ(cwcl::parse_loss_path("tiled"), LossPath::Tiled);
+  o.tiling.auto_threshold = 13;  // 12 rows: the plain path, which ignores the tile
+  auto plain = o;
+  plain.tiling.path = LossPath::Plain;
+  EXPECT_TRUE(torch::allclose(cwcl::contrastive_loss(p, q, o), cwcl::contrastive_loss(p, q, plain)));
+  EXPECT_EQ(cwcl::parse_name<cwcl::LossPath>("tiled"), LossPath::Tiled);
 }
 
 }  // namespace

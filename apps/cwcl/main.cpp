@@ -91,11 +91,9 @@ void add_bench_commands(CLI::App& app, Actions& actions) {
   {
     auto* cmd = bench->add_subcommand("loss", "forward + backward time and peak extra memory of a loss");
     auto& o = bind(cmd, actions, cwcl::app::run_bench_loss);
-    cmd->add_option("--kind", o.kind, "cl, cwcl, supcon, siglip, cwsiglip")
-        ->capture_default_str();
-    cmd->add_option("--weights", o.weights, "weight map")->capture_default_str();
-    cmd->add_option("--path", o.path, "plain, tiled or auto")
-        ->capture_default_str();
+    add_named_option(cmd, "--kind", o.kind, "loss kind");
+    add_named_option(cmd, "--weights", o.weights, "weight map");
+    add_named_option(cmd, "--path", o.path, "implementation");
     cmd->add_option("-n,--batch", o.n, "batch size N")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
@@ -223,12 +221,32 @@ void add_model_commands(CLI::App& app, Actions& actions, const std::vector<std::
   {
     auto* cmd = app.add_subcommand("demo", "CL vs CWCL on speech and images: summary.json, summary.md, plots");
     auto& o = bind(cmd, actions, cwcl::app::run_demo);
-    cmd->add_option("--preset", o.preset, "quick, full (the README's) or smoke (tests)")
-        ->check(CLI::IsMember({"quick", "full", "smoke"}))->capture_default_str();
+    cmd->add_option("--preset", o.preset,
+                    "quick, full (the README's), smoke (tests), or a preset file (configs/demo/<name>.toml)")
+        ->capture_default_str();
     cmd->add_option("--out", o.out, "output folder")->capture_default_str();
-    cmd->add_option("--corpus", o.corpus, "speech corpus (scripts/make_corpus.sh)")->capture_default_str();
+    cmd->add_option("--corpus", o.corpus, "speech corpus (built there by cwcl corpus when missing)")
+        ->capture_default_str();
     cmd->add_option("--data", o.data, "a data folder like the repository's (default: cwcl's bundled data)");
-    cmd->add_option("--only", o.only, "speech and/or image")->check(CLI::IsMember({"speech", "image"}));
+    auto parse_part = [&o](const std::vector<std::string>& names) {
+      for (const auto& n : names) {
+        try {
+          o.only.push_back(cwcl::parse_name<cwcl::DemoPart>(n));
+        } catch (const cwcl::UsageError& e) {
+          throw CLI::ValidationError("--only", e.what());
+        }
+      }
+    };
+    cmd->add_option_function<std::vector<std::string>>("--only", parse_part,
+                                                       "parts to run (" + cwcl::accepted_names<cwcl::DemoPart>() + ")");
+  }
+  {
+    auto* cmd = app.add_subcommand("corpus", "build the synthesised speech corpus of the experiments (docs/corpus.md)");
+    auto& o = bind(cmd, actions, cwcl::app::run_corpus);
+    cmd->add_option("out", o.out, "corpus folder; finished parts are kept")->required();
+    cmd->add_option("--data", o.data, "a data folder like the repository's (default: cwcl's bundled data)");
+    cmd->add_option("--workers", o.workers, "synthesis processes")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_flag("--texts-only", o.texts_only, "write the texts and manifests, synthesise nothing");
   }
 }
 
@@ -289,10 +307,6 @@ int report(const std::exception_ptr& error) {
   } catch (const cwcl::Error& e) {
     std::cerr << "cwcl: " << cwcl::to_string(e.kind()) << " error: " << e.what() << "\n";
     return cwcl::exit_code(e.kind());
-  } catch (const std::invalid_argument& e) {
-    // The loss's name parsers (bench loss --kind ...) report unknown names so.
-    std::cerr << "cwcl: usage error: " << e.what() << "\n";
-    return cwcl::exit_code(cwcl::ErrorKind::Usage);
   } catch (const c10::Error& e) {
     std::cerr << "cwcl: internal error: " << e.what_without_backtrace() << "\n";
   } catch (const std::exception& e) {

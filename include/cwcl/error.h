@@ -52,6 +52,13 @@ class PeerError : public Error {
   explicit PeerError(const std::string& what) : Error(ErrorKind::Peer, what) {}
 };
 
+/// `text` as it goes into a message: at most `max` characters, a longer one
+/// cut with its length said, so that a runaway value never floods a message.
+inline std::string shorten(const std::string& text, size_t max = 120) {
+  if (text.size() <= max) return text;
+  return text.substr(0, max) + "... (" + std::to_string(text.size()) + " characters)";
+}
+
 /// The command's exit status for an error of this kind: 2 usage and
 /// configuration, 3 data, 4 peer, 1 internal.
 constexpr int exit_code(ErrorKind kind) noexcept {

@@ -5,6 +5,7 @@
 // with s = 1 / temperature or exp(logit_scale) clamped at 100 (CLIP).
 #pragma once
 
+#include <cwcl/names.h>
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -158,19 +159,46 @@ WeightStats weight_stats(const torch::Tensor& weights, int64_t histogram_bins = 
 WeightOptions calibrate_weights(const torch::Tensor& p, WeightOptions options,
                                 double target_effective_positives);
 
-/// Names used in configs and on the command line: "cl", "cwcl", "supcon",
-/// "siglip", "cwsiglip", "cosine"; "affine", "relu", "power", "kernel", "row_minmax",
-/// "labels", "identity", "custom"; "both", "frozen_to_trained",
-/// "trained_to_frozen". Parsing throws std::invalid_argument naming the
-/// accepted values.
-std::string to_string(LossKind kind);
-std::string to_string(WeightMap map);
-std::string to_string(WeightedDirections directions);
-std::string to_string(LossPath path);
-LossKind parse_loss_kind(const std::string& name);
-WeightMap parse_weight_map(const std::string& name);
-WeightedDirections parse_weighted_directions(const std::string& name);
-LossPath parse_loss_path(const std::string& name);  ///< "auto", "plain", "tiled"
+/// Names used in configs and on the command line (cwcl/names.h:
+/// parse_name<LossKind>("cwcl"), name_of(WeightMap::Power)).
+template <>
+struct Names<LossKind> {
+  static constexpr const char* what = "loss kind";
+  static constexpr std::array<std::pair<LossKind, const char*>, 6> table{
+      {{LossKind::CL, "cl"},
+       {LossKind::CWCL, "cwcl"},
+       {LossKind::SupCon, "supcon"},
+       {LossKind::SigLIP, "siglip"},
+       {LossKind::CWSigLIP, "cwsiglip"},
+       {LossKind::Cosine, "cosine"}}};
+};
+template <>
+struct Names<WeightMap> {
+  static constexpr const char* what = "weight map";
+  static constexpr std::array<std::pair<WeightMap, const char*>, 8> table{
+      {{WeightMap::Affine, "affine"},
+       {WeightMap::Relu, "relu"},
+       {WeightMap::Power, "power"},
+       {WeightMap::Kernel, "kernel"},
+       {WeightMap::RowMinMax, "row_minmax"},
+       {WeightMap::Labels, "labels"},
+       {WeightMap::Identity, "identity"},
+       {WeightMap::Custom, "custom"}}};
+};
+template <>
+struct Names<WeightedDirections> {
+  static constexpr const char* what = "weighted directions";
+  static constexpr std::array<std::pair<WeightedDirections, const char*>, 3> table{
+      {{WeightedDirections::Both, "both"},
+       {WeightedDirections::FrozenToTrained, "frozen_to_trained"},
+       {WeightedDirections::TrainedToFrozen, "trained_to_frozen"}}};
+};
+template <>
+struct Names<LossPath> {
+  static constexpr const char* what = "loss path";
+  static constexpr std::array<std::pair<LossPath, const char*>, 3> table{
+      {{LossPath::Auto, "auto"}, {LossPath::Plain, "plain"}, {LossPath::Tiled, "tiled"}}};
+};
 
 /// True for SigLIP and CWSigLIP.
 bool is_sigmoid_kind(LossKind kind);

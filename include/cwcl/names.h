@@ -31,7 +31,8 @@ template <class E>
 E parse_name(const std::string& text) {
   for (const auto& [value, name] : Names<E>::table)
     if (text == name) return value;
-  throw UsageError("unknown " + std::string(Names<E>::what) + " '" + text + "' (accepted: " + accepted_names<E>() + ")");
+  throw UsageError("unknown " + std::string(Names<E>::what) + " '" + shorten(text) + "' (accepted: " +
+                   accepted_names<E>() + ")");
 }
 
 /// The name of a value (the first listed when several share it).

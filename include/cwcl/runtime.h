@@ -32,6 +32,12 @@ std::string model_folder(const std::string& name);
 /// was built from. Throws DataError naming every place tried.
 std::string data_file(const std::string& relative);
 
+/// A file of cwcl's bundled configurations (the examples, the demo's
+/// presets and variants), by its path inside the repository's configs/
+/// folder: $CWCL_CONFIGS/<relative>, the installed share/cwcl/configs, or the
+/// source tree. Throws DataError naming every place tried.
+std::string config_file(const std::string& relative);
+
 /// One line per fact: cwcl and torch versions, threads, BLAS in use.
 std::string runtime_info();
 

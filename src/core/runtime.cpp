@@ -45,18 +45,34 @@ std::string model_folder(const std::string& name) {
   return root + "/" + name;
 }
 
-std::string data_file(const std::string& relative) {
+namespace {
+
+// A bundled file: under $<variable>, else the installed folder, else the
+// source tree's.
+std::string bundled_file(const std::string& relative, const char* variable, const std::string& installed,
+                         const std::string& source, const std::string& what) {
   std::vector<std::string> roots;
-  if (const char* env = std::getenv("CWCL_DATA")) roots.emplace_back(env);
-  roots.emplace_back(CWCL_INSTALLED_DATA_DIR);
-  roots.emplace_back(CWCL_SOURCE_DATA_DIR);
+  if (const char* env = std::getenv(variable)) roots.emplace_back(env);
+  roots.push_back(installed);
+  roots.push_back(source);
   std::string tried;
   for (const auto& root : roots) {
     const auto path = root + "/" + relative;
     if (std::filesystem::exists(path)) return path;
     tried += (tried.empty() ? "" : ", ") + path;
   }
-  throw DataError(relative + ": not found in cwcl's data (tried " + tried + "; set CWCL_DATA to the data folder)");
+  throw DataError(relative + ": not found in cwcl's " + what + " (tried " + tried + "; set " + variable + " to the " +
+                  what + " folder)");
+}
+
+}  // namespace
+
+std::string data_file(const std::string& relative) {
+  return bundled_file(relative, "CWCL_DATA", CWCL_INSTALLED_DATA_DIR, CWCL_SOURCE_DATA_DIR, "data");
+}
+
+std::string config_file(const std::string& relative) {
+  return bundled_file(relative, "CWCL_CONFIGS", CWCL_INSTALLED_CONFIG_DIR, CWCL_SOURCE_CONFIG_DIR, "configs");
 }
 
 int64_t resident_bytes() { return status_kib("VmRSS") * 1024; }

@@ -1,6 +1,7 @@
 #include <cwcl/error.h>
 #include <cwcl/data/speech.h>
 #include <cwcl/seeds.h>
+#include <cwcl/threads.h>
 
 #include <cwcl/io/safetensors.h>
 
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -77,6 +79,45 @@ std::string copy_id(const std::string& id, int64_t copy) {
   return copy == 0 ? id : id + "#copy" + std::to_string(copy);
 }
 
+std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, int64_t limit, int64_t copies) {
+  const std::string limited = limit > 0 ? ".first" + std::to_string(limit) : "";
+  const std::string copied = copies > 0 ? ".copies" + std::to_string(copies) : "";
+  return manifest + "." + name_of(front_end) + limited + copied + ".features.safetensors";
+}
+
+FeatureCache FeatureCache::open_or_build(const std::string& path, const std::vector<SpeechExample>& examples,
+                                         FrontEnd front, const AugmentedCopies& copies,
+                                         const std::function<void(const std::string&)>& log) {
+  auto say = [&](const std::string& m) {
+    if (log) log(m);
+  };
+  if (!std::filesystem::exists(path)) {
+    say("features: computing " + std::string(name_of(front)) + " features of " + std::to_string(examples.size()) +
+        " utterances" + (copies.count > 0 ? " and " + std::to_string(copies.count) + " augmented copies of each" : "") +
+        " into " + path);
+    int64_t last = -1;
+    auto report = build(
+        examples, path, LogMelOptions{}, 2,
+        [&](int64_t done, int64_t total) {
+          const int64_t percent = 100 * done / total;
+          if (percent / 10 != last / 10) say("features: " + std::to_string(done) + "/" + std::to_string(total));
+          last = percent;
+        },
+        front, copies);
+    for (const auto& p : report.problems) say("skipped " + p);
+    say("features: " + std::to_string(report.examples) + " clips in " + std::to_string(std::lround(report.seconds)) +
+        " s");
+  }
+  auto cache = open(path);
+  if (cache.front_end() != front)
+    throw DataError(path + ": holds " + name_of(cache.front_end()) + " features but the tower needs " +
+                    name_of(front));
+  if (cache.copies() != describe(copies))
+    throw DataError(path + ": holds augmented copies '" + cache.copies() + "' but " + std::to_string(copies.count) +
+                    " copies need '" + describe(copies) + "'; remove the file or point data.features elsewhere");
+  return cache;
+}
+
 std::string FeatureCache::describe(const AugmentedCopies& c) {
   if (c.count == 0) return "";
   const auto& o = c.options;
@@ -103,7 +144,7 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
   std::atomic<int64_t> next{0}, done{0};
   std::mutex progress_mutex;
   auto work = [&] {
-    at::set_num_threads(1);  // one clip per thread; see docs/performance.md
+    ThreadCountScope one_thread(1);  // one clip per thread; see docs/performance.md
     LogMel log_mel(options);
     WhisperLogMel whisper_mel;
     auto features_of = [&](const torch::Tensor& audio) {
@@ -161,7 +202,9 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
       kept.push_back(f);
     }
   }
-  TORCH_CHECK(!kept.empty(), "FeatureCache::build: no readable audio among ", n, " examples");
+  if (kept.empty())
+    throw DataError(path + ": no readable audio among " + std::to_string(n) + " examples" +
+                    (report.problems.empty() ? "" : " (first: " + report.problems.front() + ")"));
   json meta_options = {{"sample_rate", options.sample_rate}, {"n_fft", options.n_fft},
                        {"hop_length", options.hop_length}, {"n_mels", options.n_mels}};
   write_safetensors(path, {{"features", torch::cat(kept, 0)}},
@@ -170,7 +213,7 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
                      {"offsets", json(offsets).dump()},
                      {"frames", json(frames).dump()},
                      {"options", meta_options.dump()},
-                     {"front_end", to_string(front_end)},
+                     {"front_end", name_of(front_end)},
                      {"copies", describe(copies)}});
   report.audio_seconds = static_cast<double>(total) * options.hop_length / options.sample_rate;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -287,7 +330,7 @@ struct SpeechLoader::State {
   }
 
   void work() {
-    at::set_num_threads(1);
+    ThreadCountScope one_thread(1);  // batches in parallel, each on one thread
     while (true) {
       int64_t b;
       {

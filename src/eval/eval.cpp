@@ -11,51 +11,6 @@
 
 namespace cwcl {
 
-LabelSet LabelSet::read_tsv(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw DataError(path + ": cannot open");
-  LabelSet out;
-  std::unordered_set<std::string> names, texts;
-  std::string line;
-  int64_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const std::string where = path + ":" + std::to_string(number);
-    if (number == 1) continue;  // header
-    if (line.empty()) throw DataError(where + ": empty line");
-    auto tab = line.find('\t');
-    if (tab == std::string::npos || line.find('\t', tab + 1) != std::string::npos)
-      throw DataError(where + ": expected two tab-separated columns");
-    auto name = line.substr(0, tab), text = line.substr(tab + 1);
-    if (name.empty() || text.empty()) throw DataError(where + ": empty class name or label text");
-    if (!names.insert(name).second) throw DataError(where + ": duplicate class '" + name + "'");
-    if (!texts.insert(text).second)
-      throw DataError(where + ": label text '" + text + "' is used twice (classes would be indistinguishable)");
-    out.names.push_back(name);
-    out.texts.push_back(text);
-  }
-  if (out.names.empty()) throw DataError(path + ": no classes");
-  return out;
-}
-
-int64_t LabelSet::index_of(const std::string& name) const {
-  for (size_t i = 0; i < names.size(); ++i)
-    if (names[i] == name) return static_cast<int64_t>(i);
-  return -1;
-}
-
-LabelSet LabelSet::subset(const std::vector<std::string>& wanted, const std::string& source) const {
-  LabelSet out;
-  for (const auto& name : wanted) {
-    auto i = index_of(name);
-    if (i < 0) throw DataError(source + ": class '" + name + "' has no label text");
-    out.names.push_back(name);
-    out.texts.push_back(texts[static_cast<size_t>(i)]);
-  }
-  return out;
-}
-
 ClassificationResult zero_shot_classify(const torch::Tensor& inputs, const torch::Tensor& classes,
                                         const torch::Tensor& targets, int64_t k) {
   TORCH_CHECK(inputs.dim() == 2 && classes.dim() == 2 && inputs.size(1) == classes.size(1),
@@ -88,21 +43,6 @@ ClassificationResult zero_shot_classify(const torch::Tensor& inputs, const torch
                                        ? correct[i].item<double>() / total[i].item<double>()
                                        : std::numeric_limits<double>::quiet_NaN());
   return r;
-}
-
-std::vector<std::string> read_templates(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw DataError(path + ": cannot open");
-  std::vector<std::string> out;
-  std::string line;
-  for (int64_t number = 1; std::getline(in, line); ++number) {
-    if (line.empty() || line[0] == '#') continue;
-    if (line.find("{}") == std::string::npos)
-      throw DataError(path + ":" + std::to_string(number) + ": a template needs {} for the label");
-    out.push_back(line);
-  }
-  if (out.empty()) throw DataError(path + ": no templates");
-  return out;
 }
 
 torch::Tensor class_embeddings(const std::function<torch::Tensor(const std::vector<std::string>&)>& encode,

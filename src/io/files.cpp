@@ -1,21 +1,41 @@
-#include <cwcl/error.h>
 #include <cwcl/io/files.h>
 
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace cwcl {
 namespace {
 
-void fsync_path(const std::string& path, int flags) {
+namespace fs = std::filesystem;
+
+// fsync of a file or folder; false (errno set) when it fails.
+bool fsync_path(const std::string& path, int flags) {
   const int fd = ::open(path.c_str(), flags);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  return ok;
+}
+
+std::string first_line(const std::string& text) {
+  const auto end = text.find('\n');
+  auto line = text.substr(0, end);
+  return line.size() > 300 ? line.substr(0, 300) + "..." : line;
+}
+
+std::string folder_of(const std::string& path) {
+  const auto parent = fs::path(path).parent_path();
+  return parent.empty() ? "." : parent.string();
 }
 
 }  // namespace
@@ -29,14 +49,94 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
+std::string write_failure_reason(const std::string& path, const std::string& fallback) {
+  struct statvfs s {};
+  if (::statvfs(folder_of(path).c_str(), &s) == 0 && s.f_bavail * s.f_frsize < (1u << 20))
+    return "no space left on device";
+  return fallback;
+}
+
+namespace {
+
+void write_all(int fd, const void* data, size_t size, const std::string& path) {
+  const char* at = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t w = ::write(fd, at, size);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw WriteError(path + ": cannot write (" + std::strerror(errno) + ")");
+    }
+    at += w;
+    size -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
+void write_file(const std::string& path, const std::vector<Bytes>& pieces) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw WriteError(path + ": cannot create (" + std::strerror(errno) + ")");
+  try {
+    for (const auto& piece : pieces) write_all(fd, piece.data, piece.size, path);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  if (::close(fd) != 0) throw WriteError(path + ": cannot close (" + std::strerror(errno) + ")");
+}
+
 void replace_file_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
-  namespace fs = std::filesystem;
   const std::string tmp = path + ".tmp";
-  write(tmp);
-  fsync_path(tmp, O_RDONLY);
-  fs::rename(tmp, path);
-  const auto parent = fs::path(path).parent_path();
-  fsync_path(parent.empty() ? "." : parent.string(), O_RDONLY | O_DIRECTORY);
+  auto fail = [&](const std::string& reason) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw WriteError(path + ": cannot write (" + write_failure_reason(path, reason) + ")");
+  };
+  try {
+    write(tmp);
+  } catch (const Error& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    if (e.kind() != ErrorKind::Internal) throw;
+    fail(first_line(e.what()));
+  } catch (const std::exception& e) {
+    fail(first_line(e.what()));
+  }
+  if (!fs::is_regular_file(tmp)) fail("nothing was written");
+  if (!fsync_path(tmp, O_RDONLY)) fail(std::string("fsync: ") + std::strerror(errno));
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) fail("rename: " + ec.message());
+  fsync_path(folder_of(path), O_RDONLY | O_DIRECTORY);  // best effort: the file itself is durable
+}
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  replace_file_atomically(path, [&](const std::string& tmp) { write_file(tmp, {{text.data(), text.size()}}); });
+}
+
+AppendLog::AppendLog(const std::string& path, int64_t keep_until) : path_(path) {
+  std::string kept;
+  if (keep_until > 0 && fs::exists(path)) {
+    for (const auto& line : read_lines(path)) {
+      try {
+        if (nlohmann::json::parse(line).at("step").get<int64_t>() <= keep_until) kept += line + "\n";
+      } catch (const std::exception&) {
+        // a line cut by the crash: dropped
+      }
+    }
+  }
+  write_text_atomically(path, kept);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd_ < 0) throw WriteError(path + ": cannot open for appending (" + std::strerror(errno) + ")");
+}
+
+AppendLog::~AppendLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void AppendLog::write_line(const std::string& line) {
+  const std::string text = line + "\n";
+  write_all(fd_, text.data(), text.size(), path_);
 }
 
 }  // namespace cwcl

@@ -1,5 +1,6 @@
 // safetensors: https://github.com/huggingface/safetensors (format description
 // in its README). Everything read from the buffer is bounds-checked before use.
+#include <cwcl/io/files.h>
 #include <cwcl/io/safetensors.h>
 
 #include <nlohmann/json.hpp>
@@ -176,37 +177,11 @@ void write_safetensors(const std::string& path, const std::map<std::string, torc
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
   const uint64_t len = text.size();
 
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw std::runtime_error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
-  auto write_all = [&](const void* p, size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-      ssize_t w = ::write(fd, c, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        int err = errno;
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        throw std::runtime_error(path + ": write failed: " + std::strerror(err));
-      }
-      c += w;
-      n -= static_cast<size_t>(w);
-    }
-  };
   uint8_t len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<uint8_t>(len >> (8 * i));
-  write_all(len_bytes, 8);
-  write_all(text.data(), text.size());
-  for (const auto& t : blobs) write_all(t.data_ptr(), t.numel() * t.element_size());
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(path + ": fsync/close failed: " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(path + ": rename failed: " + std::strerror(errno));
-  }
+  std::vector<Bytes> pieces{{len_bytes, 8}, {text.data(), text.size()}};
+  for (const auto& t : blobs) pieces.push_back({t.data_ptr(), static_cast<size_t>(t.numel() * t.element_size())});
+  replace_file_atomically(path, [&](const std::string& tmp) { write_file(tmp, pieces); });
 }
 
 }  // namespace cwcl

@@ -136,7 +136,7 @@ torch::Tensor map_cosines(const torch::Tensor& cos, const WeightOptions& o,
       return torch::where(row_range > 1e-12, (cos - row_lo) / row_range.clamp_min(1e-12),
                           torch::ones_like(cos));
     default:
-      TORCH_CHECK(false, "contrastive_weights: ", to_string(o.map), " is not a similarity map");
+      TORCH_CHECK(false, "contrastive_weights: ", name_of(o.map), " is not a similarity map");
   }
 }
 
@@ -303,7 +303,7 @@ torch::Tensor contrastive_term(const torch::Tensor& p, const torch::Tensor& q, c
     w = contrastive_weights(p_rows, p_cols, targets.weights, o.labels, labels_cols, offset);
     TORCH_CHECK(w.sum(1).min().item<double>() > 0,
                 "contrastive_loss: a row of the weights sums to zero (",
-                to_string(targets.weights.map), " map); every row needs a positive weight");
+                name_of(targets.weights.map), " map); every row needs a positive weight");
   }
   const bool weigh_pq = targets.frozen_to_trained, weigh_qp = targets.trained_to_frozen;
   auto loss_pq = weigh_pq ? weighted_row_loss_sum(logits_pq, w)
@@ -381,7 +381,7 @@ WeightOptions calibrate_weights(const torch::Tensor& p, WeightOptions o, double 
   };
   double lo = std::log(1e-3), hi = std::log(1e5);  // flat end, sharp end
   const double flat = effective(lo), sharp = effective(hi);
-  TORCH_CHECK(flat >= target && sharp <= target, "calibrate_weights: ", to_string(o.map),
+  TORCH_CHECK(flat >= target && sharp <= target, "calibrate_weights: ", name_of(o.map),
               " weights reach between ", sharp, " and ", flat, " effective positives on this batch, not ",
               target);
   for (int it = 0; it < 60; ++it) {
@@ -413,57 +413,6 @@ std::string WeightStats::to_string() const {
 }
 
 // ---------------------------------------------------------------------------
-
-namespace {
-template <typename Enum, size_t K>
-std::string name_of(Enum value, const std::pair<const char*, Enum> (&table)[K]) {
-  for (const auto& [name, v] : table)
-    if (v == value) return name;
-  return "?";
-}
-
-template <typename Enum, size_t K>
-Enum parse_name(const std::string& name, const std::pair<const char*, Enum> (&table)[K],
-                const char* what) {
-  std::string accepted;
-  for (const auto& [n, v] : table) {
-    if (name == n) return v;
-    accepted += accepted.empty() ? n : std::string(", ") + n;
-  }
-  throw std::invalid_argument("unknown " + std::string(what) + " '" + name + "' (accepted: " +
-                              accepted + ")");
-}
-
-const std::pair<const char*, LossKind> kLossKinds[] = {
-    {"cl", LossKind::CL},         {"cwcl", LossKind::CWCL},        {"supcon", LossKind::SupCon},
-    {"siglip", LossKind::SigLIP}, {"cwsiglip", LossKind::CWSigLIP}, {"cosine", LossKind::Cosine}};
-const std::pair<const char*, WeightMap> kWeightMaps[] = {
-    {"affine", WeightMap::Affine},        {"relu", WeightMap::Relu},
-    {"power", WeightMap::Power},          {"kernel", WeightMap::Kernel},
-    {"row_minmax", WeightMap::RowMinMax}, {"labels", WeightMap::Labels},
-    {"identity", WeightMap::Identity},    {"custom", WeightMap::Custom}};
-const std::pair<const char*, LossPath> kPaths[] = {
-    {"auto", LossPath::Auto}, {"plain", LossPath::Plain}, {"tiled", LossPath::Tiled}};
-const std::pair<const char*, WeightedDirections> kDirections[] = {
-    {"both", WeightedDirections::Both},
-    {"frozen_to_trained", WeightedDirections::FrozenToTrained},
-    {"trained_to_frozen", WeightedDirections::TrainedToFrozen}};
-}  // namespace
-
-std::string to_string(LossKind kind) { return name_of(kind, kLossKinds); }
-std::string to_string(WeightMap map) { return name_of(map, kWeightMaps); }
-std::string to_string(WeightedDirections d) { return name_of(d, kDirections); }
-std::string to_string(LossPath path) { return name_of(path, kPaths); }
-LossPath parse_loss_path(const std::string& name) { return parse_name(name, kPaths, "loss path"); }
-LossKind parse_loss_kind(const std::string& name) {
-  return parse_name(name, kLossKinds, "loss kind");
-}
-WeightMap parse_weight_map(const std::string& name) {
-  return parse_name(name, kWeightMaps, "weight map");
-}
-WeightedDirections parse_weighted_directions(const std::string& name) {
-  return parse_name(name, kDirections, "weighted directions");
-}
 
 // ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@
 // with weight tiles made on the fly. Sigmoid losses need no normaliser, so
 // their gradients are computed in the same pass as the value.
 #include "detail.h"
-#include "../core/serial_elementwise.h"
+#include <cwcl/threads.h>
 
 #include <limits>
 #include <optional>
@@ -146,7 +146,7 @@ class WeightTiles {
         sums.narrow(0, i0, ti).add_(raw(i0, ti, j0, tj).sum(1, true));
       });
       TORCH_CHECK(sums.min().item<double>() > 0,
-                  "contrastive_loss: a row of the weights sums to zero (", to_string(o.map),
+                  "contrastive_loss: a row of the weights sums to zero (", name_of(o.map),
                   " map); every row needs a positive weight");
       inv_row_sum_ = sums.reciprocal();
     }
@@ -224,7 +224,7 @@ struct TiledSigmoidLoss : public torch::autograd::Function<TiledSigmoidLoss> {
                                const torch::Tensor& q, const torch::Tensor& scale,
                                const torch::Tensor& bias, const WeightTiles* targets,
                                int64_t tile, double n_global) {
-    SerialElementwise serial;
+    ThreadCountScope serial(1);
     const double s = scale.item<double>(), b = bias.item<double>();
     const int64_t n = p.size(0), m = q.size(0);
     const auto opts = p.options();
@@ -575,7 +575,7 @@ struct SoftmaxLoss : public torch::autograd::Function<SoftmaxLoss> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p_rows, const torch::Tensor& q_rows,
                                const torch::Tensor& p_cols, const torch::Tensor& q_cols, const torch::Tensor& scale,
                                const SoftmaxConfig& config) {
-    SerialElementwise serial;
+    ThreadCountScope serial(1);
     const double s = scale.item<double>();
     auto st = c10::make_intrusive<SoftmaxState>();
     st->config = config;
@@ -597,7 +597,7 @@ struct SoftmaxLoss : public torch::autograd::Function<SoftmaxLoss> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
     const auto& scale = saved[4];
-    SerialElementwise serial;
+    ThreadCountScope serial(1);
     const auto state = SoftmaxState::load(ctx);
     auto& st = *state;
     st.pr.x = saved[0], st.qr.x = saved[1], st.pc.x = saved[2], st.qc.x = saved[3];

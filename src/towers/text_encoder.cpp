@@ -6,7 +6,7 @@
 
 #include <cwcl/io/safetensors.h>
 #include <cwcl/io/store.h>
-#include "../core/serial_elementwise.h"
+#include <cwcl/threads.h>
 
 #include <nlohmann/json.hpp>
 
@@ -220,7 +220,7 @@ torch::Tensor SentenceEncoder::encode(const std::vector<std::string>& texts) con
 
 torch::Tensor SentenceEncoder::encode_ids(const std::vector<std::vector<int64_t>>& ids) const {
   torch::NoGradGuard no_grad;
-  detail::SerialElementwise serial;
+  ThreadCountScope serial(1);  // elementwise work on one thread (cwcl/threads.h)
   const int64_t n = static_cast<int64_t>(ids.size());
   auto out = torch::empty({n, dim()});
   // Longest first, so that each batch pads to a length close to its own.

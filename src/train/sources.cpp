@@ -6,7 +6,7 @@
 #include <cwcl/eval/eval.h>  // read_templates
 #include <cwcl/io/store.h>
 #include <cwcl/seeds.h>
-#include <cwcl/train/model.h>  // cached_pooled_outputs
+#include <cwcl/model/model.h>  // cached_pooled_outputs
 
 #include <cmath>
 #include <filesystem>
@@ -185,44 +185,8 @@ AugmentedCopies audio_copies(const TrainConfig& c) {
 
 // The feature cache of a front end: data.features, or beside the manifest.
 std::string features_path(const TrainConfig& c, FrontEnd front) {
-  // A limited run caches only the examples it uses.
-  const std::string limited = c.data.limit > 0 ? ".first" + std::to_string(c.data.limit) : "";
-  const std::string copies = c.data.audio_copies > 0 ? ".copies" + std::to_string(c.data.audio_copies) : "";
-  return c.data.features.empty()
-             ? beside(c.data.train, std::string(to_string(front)) + limited + copies + ".features.safetensors")
-             : c.data.features;
-}
-
-// The feature cache of the tower's front end, built on first use.
-std::shared_ptr<FeatureCache> open_features(const std::string& path, FrontEnd front,
-                                            const std::vector<SpeechExample>& examples,
-                                            const AugmentedCopies& copies, const Log& log) {
-  if (!fs::exists(path)) {
-    log("features: computing " + std::string(to_string(front)) + " features of " + std::to_string(examples.size()) +
-        " utterances" + (copies.count > 0 ? " and " + std::to_string(copies.count) + " augmented copies of each" : "") +
-        " into " + path);
-    int64_t last = -1;
-    auto report = FeatureCache::build(
-        examples, path, LogMelOptions{}, 2,
-        [&](int64_t done, int64_t total) {
-          const int64_t percent = 100 * done / total;
-          if (percent / 10 != last / 10) log("features: " + std::to_string(done) + "/" + std::to_string(total));
-          last = percent;
-        },
-        front, copies);
-    for (const auto& p : report.problems) log("skipped " + p);
-    log("features: " + std::to_string(report.examples) + " clips in " + std::to_string(std::lround(report.seconds)) +
-        " s");
-  }
-  auto cache = std::make_shared<FeatureCache>(FeatureCache::open(path));
-  if (cache->front_end() != front)
-    throw DataError(path + ": holds " + to_string(cache->front_end()) + " features but the tower needs " +
-                    to_string(front));
-  if (cache->copies() != FeatureCache::describe(copies))
-    throw DataError(path + ": holds augmented copies '" + cache->copies() + "' but data.audio_copies = " +
-                    std::to_string(copies.count) + " needs '" + FeatureCache::describe(copies) +
-                    "'; remove the file or point data.features elsewhere");
-  return cache;
+  return c.data.features.empty() ? feature_cache_path(c.data.train, front, c.data.limit, c.data.audio_copies)
+                                 : c.data.features;
 }
 
 std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl& tower, const TextTower& text,
@@ -231,7 +195,8 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
   const auto examples = training_examples(c, skipped, log);
   const auto features = features_path(c, tower.front_end());
   const auto copies = audio_copies(c);
-  const auto cache = open_features(features, tower.front_end(), examples, copies, log);
+  const auto cache =
+      std::make_shared<FeatureCache>(FeatureCache::open_or_build(features, examples, tower.front_end(), copies, log));
   std::unordered_map<std::string, int64_t> row_of;
   for (int64_t i = 0; i < cache->size(); ++i) row_of.emplace(cache->id(i), i);
   std::vector<std::vector<int64_t>> rows(static_cast<size_t>(copies.count + 1));

@@ -7,7 +7,7 @@
 #include <cwcl/data/shard.h>
 #include <cwcl/towers/text_tower.h>
 #include <cwcl/towers/tower.h>
-#include <cwcl/train/config.h>
+#include <cwcl/model/config.h>
 #include <torch/torch.h>
 
 #include <functional>

@@ -2,7 +2,7 @@
 #include <cwcl/loss.h>
 #include <cwcl/runtime.h>
 #include <cwcl/towers/tower.h>
-#include <cwcl/train/config.h>
+#include <cwcl/model/config.h>
 #include <cwcl/version.h>
 
 #include <cstdlib>

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cwcl/error.h>
+#include <cwcl/names.h>
 #include <torch/torch.h>
 
 #include <stdexcept>
@@ -111,5 +112,17 @@ struct WaveAugmentOptions {
 /// the generator. The result stays in [-1, 1].
 torch::Tensor augment_waveform(const torch::Tensor& samples, const WaveAugmentOptions& options,
                                torch::Generator& generator);
+
+/// Which log-mel front end a tower reads (and a feature cache holds).
+enum class FrontEnd {
+  LogMel,   ///< LogMel with LogMelOptions (the from-scratch tower)
+  Whisper,  ///< WhisperLogMel (the Whisper tower)
+};
+template <>
+struct Names<FrontEnd> {
+  static constexpr const char* what = "front end";
+  static constexpr std::array<std::pair<FrontEnd, const char*>, 2> table{
+      {{FrontEnd::LogMel, "log-mel"}, {FrontEnd::Whisper, "whisper"}}};
+};
 
 }  // namespace cwcl

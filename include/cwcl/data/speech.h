@@ -28,25 +28,13 @@ struct SpeechManifest {
 
 /// Reads a JSONL manifest ({"id", "audio", "text", ...}, as `cwcl synth`
 /// writes). Bad lines are skipped and counted, never fatal; a missing file
-/// throws std::invalid_argument naming it.
+/// throws DataError naming it.
 SpeechManifest read_speech_manifest(const std::string& path);
 
 /// Log-mel features of every example, computed once and stored as float16 in
 /// one safetensors file ("features" [total_frames, n_mels], metadata: ids,
 /// offsets, frame counts, options), then memory-mapped: epochs after the
 /// first do no signal processing.
-/// Which log-mel front end a feature cache holds.
-enum class FrontEnd {
-  LogMel,   ///< LogMel with LogMelOptions (the from-scratch tower)
-  Whisper,  ///< WhisperLogMel (the Whisper tower)
-};
-template <>
-struct Names<FrontEnd> {
-  static constexpr const char* what = "front end";
-  static constexpr std::array<std::pair<FrontEnd, const char*>, 2> table{
-      {{FrontEnd::LogMel, "log-mel"}, {FrontEnd::Whisper, "whisper"}}};
-};
-inline const char* to_string(FrontEnd front_end) { return name_of(front_end); }
 
 /// Augmented copies of every clip, cached beside the clean one (the
 /// waveform is augmented before its features are computed).
@@ -58,6 +46,13 @@ struct AugmentedCopies {
 /// The cache id of copy `copy` (1..count) of example `id`; the clean clip
 /// (copy 0) keeps its own id.
 std::string copy_id(const std::string& id, int64_t copy);
+
+/// Where the feature cache of a manifest lives, beside it:
+/// <manifest>.<front end>[.first<limit>][.copies<k>].features.safetensors
+/// (limit: only the first `limit` examples; copies: augmented copies).
+/// Training and evaluation share this one rule.
+std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, int64_t limit = 0,
+                               int64_t copies = 0);
 
 class FeatureCache {
  public:
@@ -73,6 +68,13 @@ class FeatureCache {
 
   /// Maps a cache file; throws FormatError naming it when it is not one.
   static FeatureCache open(const std::string& path);
+  /// The cache at `path`, built first from `examples` when the file is
+  /// missing (unreadable clips are left out; `log` hears of progress and of
+  /// each one). Throws DataError naming the file when it holds another
+  /// front end or other augmented copies.
+  static FeatureCache open_or_build(const std::string& path, const std::vector<SpeechExample>& examples,
+                                    FrontEnd front_end, const AugmentedCopies& copies = {},
+                                    const std::function<void(const std::string&)>& log = {});
 
   int64_t size() const { return static_cast<int64_t>(ids_.size()); }
   const std::string& id(int64_t i) const { return ids_[static_cast<size_t>(i)]; }

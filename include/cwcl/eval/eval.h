@@ -18,6 +18,10 @@ struct LabelSet {
   /// one class per line. Throws naming file and line for a missing column,
   /// an empty name or text, a duplicate name or a duplicate text.
   static LabelSet read_tsv(const std::string& path);
+  /// A label argument: a .tsv (read_tsv), a .txt file (one label per line,
+  /// the label its own text) or a comma list. Empty and duplicate labels are
+  /// errors naming the file and line (DataError) or the item (UsageError).
+  static LabelSet read(const std::string& argument);
   /// Index of a class name, -1 when absent.
   int64_t index_of(const std::string& name) const;
   /// The subset of classes with these names, in this order; throws naming

@@ -2,6 +2,7 @@
 // flite, in worker processes (espeak-ng's library is not thread-safe).
 #pragma once
 
+#include <cwcl/data/text_inputs.h>
 #include <cwcl/names.h>
 
 #include <cstdint>
@@ -55,6 +56,11 @@ struct SynthItem {
   /// A voice for this item ("flite:slt"); empty: chosen from the options' voices.
   std::string voice;
 };
+
+/// Items from texts read by read_text_inputs: a manifest's "voice" field
+/// forces the item's voice, its other fields are carried into the corpus
+/// manifest (e.g. "intent").
+std::vector<SynthItem> synth_items(const TextInputs& inputs);
 
 struct SynthOptions {
   /// "espeak:<voice>" (e.g. espeak:en-us, espeak:en-gb-scotland+f2) or

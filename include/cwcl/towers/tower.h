@@ -3,7 +3,7 @@
 // this interface; the loss module lives beside the tower, never inside it.
 #pragma once
 
-#include <cwcl/data/speech.h>  // FrontEnd
+#include <cwcl/audio/audio.h>  // FrontEnd
 #include <cwcl/names.h>
 #include <cwcl/towers/speech_encoder.h>  // Pooling, ScratchSize
 #include <cwcl/towers/whisper.h>         // WhisperTraining

@@ -6,6 +6,9 @@
 // validation also results.jsonl (one line per validation) and best.pt (the
 // model at the best score so far).
 //
+// With run.eval_every, rank 0 validates the model every eval_every steps
+// and at the end as config.eval says (make_validator, <cwcl/eval/tasks.h>).
+//
 // Distributed: every rank calls train() with its group. Each computes its
 // tower on its shard of every global batch (run.batch_size rows), the loss
 // over the whole global batch (gathered embeddings), and the gradients
@@ -14,8 +17,8 @@
 #pragma once
 
 #include <cwcl/dist.h>
-#include <cwcl/train/config.h>
-#include <cwcl/train/model.h>
+#include <cwcl/model/config.h>
+#include <cwcl/model/model.h>
 
 #include <functional>
 #include <memory>
@@ -30,22 +33,12 @@ struct TrainProgress {
   double loss = 0, logit_scale = 0, lr = 0, samples_per_second = 0, eta_seconds = 0;
 };
 
-/// One validation of the model being trained (run.eval_every).
-struct Validation {
-  double score = 0;  ///< higher is better: the best so far is kept as best.pt
-  std::vector<std::pair<std::string, double>> values;  ///< written to results.jsonl
-};
-
 struct TrainOptions {
   bool resume = false;  ///< continue from the newest checkpoint in the run directory
   std::function<void(const TrainProgress&)> progress;  ///< after every step
   std::function<void(const std::string&)> log;         ///< one-line messages (data preparation, checkpoints)
   /// The job this process is a rank of; null: a single process.
   std::shared_ptr<dist::Group> group;
-  /// Scores the model every run.eval_every steps and at the end (rank 0;
-  /// the model is in eval mode meanwhile), given the run's frozen tower.
-  /// Needed when run.eval_every > 0.
-  std::function<Validation(TrainedModel&, const TextTower&)> validate;
 };
 
 struct TrainSummary {

@@ -1,0 +1,90 @@
+// A model left by the trainer: its tower, rebuilt from a model file or
+// checkpoint, and what embeds inputs of its modality with it.
+#pragma once
+
+#include <cwcl/data/speech.h>
+#include <cwcl/device.h>
+#include <cwcl/towers/text_tower.h>
+#include <cwcl/towers/tower.h>
+#include <cwcl/model/config.h>
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace cwcl {
+
+class TrainedModel {
+ public:
+  /// A run directory (its model.pt, else its newest checkpoint) or a .pt
+  /// file. Throws DataError naming the file when it is not a cwcl model of
+  /// this format or its weights do not fit its configuration.
+  static TrainedModel load(const std::string& path);
+  /// The tower a training run holds now (shared, not copied), at `step`.
+  static TrainedModel of_tower(const TrainConfig& config, TrainedTower tower, int64_t step);
+
+  const TrainConfig& config() const { return config_; }
+  Modality modality() const { return tower_->modality(); }
+  int64_t step() const { return step_; }
+  const std::string& source() const { return source_; }
+  TrainedTowerImpl& tower() { return *tower_; }
+  /// Moves the tower to `device`; the embed functions take inputs and give
+  /// results on the CPU whatever the device.
+  TrainedModel& to(const torch::Device& device);
+  /// A hash of every weight and buffer of the tower (names, shapes, bytes):
+  /// equal digests mean equal models whatever the run directory or file.
+  std::string weights_digest() const;
+  /// The frozen text tower the model was trained against.
+  TextTower text_tower() const;
+
+  /// Audio files (any format libsndfile reads, any sample rate) -> [N, D]
+  /// L2-normalised. Unreadable files throw DataError naming the file.
+  torch::Tensor embed_audio_files(const std::vector<std::string>& paths);
+  /// Waveforms at 16 kHz -> [N, D].
+  torch::Tensor embed_waveforms(const std::vector<torch::Tensor>& waveforms);
+  /// Features of a cache built with this model's front end -> [N, D]; towers
+  /// that cache pooled outputs reuse those stored in `pooled_store`.
+  torch::Tensor embed_cache(const FeatureCache& cache, const std::string& pooled_store = "");
+  /// uint8 [N, 28, 28] images -> [N, D].
+  torch::Tensor embed_images(const torch::Tensor& images);
+  /// Image files -> [N, D].
+  torch::Tensor embed_image_files(const std::vector<std::string>& paths);
+  /// Files of the model's modality (audio or images) -> [N, D].
+  torch::Tensor embed_files(const std::vector<std::string>& paths);
+
+ private:
+  TrainConfig config_;
+  TrainedTower tower_;
+  int64_t step_ = 0;
+  std::string source_;
+};
+
+/// How far apart two models' tower weights are (parameters and buffers).
+struct WeightsDifference {
+  int64_t tensors = 0;
+  double max_abs = 0;  ///< largest |a - b| over every element
+  double max_rel = 0;  ///< largest |a - b| / max(|b|, 1e-8) over every element
+  std::string worst;   ///< the tensor holding max_abs
+};
+
+/// Compares two models of the same architecture; throws DataError naming
+/// the first tensor whose name or shape differs.
+WeightsDifference compare_weights(TrainedModel& a, TrainedModel& b);
+
+/// Pooled outputs [N, D] of a tower that caches_pooled() for the rows of a
+/// feature cache, kept in an embedding store at `store_path` keyed by
+/// `fingerprint` (of the pre-trained weights) and the ids: a second call
+/// reads them back.
+torch::Tensor cached_pooled_outputs(TrainedTowerImpl& tower, const std::string& fingerprint,
+                                    const FeatureCache& cache, const std::string& store_path,
+                                    const std::function<void(int64_t, int64_t)>& progress = {});
+
+/// Applies `fn` (mel, lengths) -> [B, D] to every row of a feature cache in
+/// batches of similar length, cut to `max_frames`, on `device`; rows in
+/// cache order, on the CPU.
+torch::Tensor map_feature_batches(const FeatureCache& cache, int64_t max_frames, const torch::Device& device,
+                                  const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& fn,
+                                  const std::function<void(int64_t, int64_t)>& progress = {});
+
+}  // namespace cwcl

@@ -1,0 +1,126 @@
+#include "protocol.h"
+
+#include <cwcl/error.h>
+#include <cwcl/runtime.h>
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <sstream>
+
+namespace cwcl::demo {
+namespace {
+
+namespace fs = std::filesystem;
+
+toml::table parse_file(const std::string& path) {
+  try {
+    return toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream m;
+    m << path << ":" << e.source().begin.line << ": " << e.description();
+    throw ConfigError(m.str());
+  }
+}
+
+// A sub-table's keys as an overlay (errors name the file and table).
+ConfigOverlay overlay_of(const toml::table* table, const std::string& source) {
+  if (table == nullptr) return ConfigOverlay::parse("", source);
+  std::ostringstream text;
+  text << *table;
+  return ConfigOverlay::parse(text.str(), source);
+}
+
+std::string string_of(const toml::table& t, const std::string& key, const std::string& where) {
+  const auto value = t[key].value<std::string>();
+  if (!value) throw ConfigError(where + ": needs a string '" + key + "'");
+  return *value;
+}
+
+std::vector<Variant> read_variants(const std::string& path) {
+  const auto file = parse_file(path);
+  std::vector<Variant> out;
+  for (const auto& [key, node] : file) {
+    const std::string name(key.str()), where = path + " [" + name + "]";
+    const auto* t = node.as_table();
+    if (t == nullptr) throw ConfigError(where + ": a variant is a table with 'method' and 'set'");
+    for (const auto& [k, v] : *t)
+      if (k.str() != "method" && k.str() != "set")
+        throw ConfigError(where + ": unknown key '" + std::string(k.str()) + "' (a variant has 'method' and 'set')");
+    DemoMethod method{};
+    try {
+      method = parse_name<DemoMethod>(string_of(*t, "method", where));
+    } catch (const UsageError& e) {
+      throw ConfigError(where + ": " + e.what());
+    }
+    out.push_back({name, method, overlay_of((*t)["set"].as_table(), where + ".set")});
+  }
+  return out;
+}
+
+std::string preset_path(const std::string& name_or_file) {
+  if (fs::is_regular_file(name_or_file)) return name_or_file;
+  if (name_or_file.find('/') != std::string::npos || name_or_file.find(".toml") != std::string::npos)
+    throw UsageError("--preset " + name_or_file + ": no such file");
+  try {
+    return config_file("demo/" + name_or_file + ".toml");
+  } catch (const DataError&) {
+    throw UsageError("--preset: no preset '" + shorten(name_or_file) + "' (configs/demo has quick, full, smoke)");
+  }
+}
+
+Stage read_stage(const toml::table& preset, const std::string& name, const std::string& path, const Preset& p) {
+  const std::string where = path + " [" + name + "]";
+  const auto* t = preset[name].as_table();
+  if (t == nullptr) throw ConfigError(where + ": missing");
+  for (const auto& [k, v] : *t)
+    if (k.str() != "config" && k.str() != "set" && k.str() != "variants")
+      throw ConfigError(where + ": unknown key '" + std::string(k.str()) + "' (config, set, variants)");
+  Stage stage;
+  stage.base = string_of(*t, "config", where);
+  stage.config = TrainConfig::from_file(config_file(stage.base));
+  stage.config.apply(overlay_of((*t)["set"].as_table(), where + ".set"));
+  if (const auto* names = (*t)["variants"].as_array()) {
+    for (const auto& n : *names) {
+      const auto name_of_variant = n.value<std::string>();
+      if (!name_of_variant) throw ConfigError(where + ": variants must be names");
+      try {
+        stage.variants.push_back(p.variant(*name_of_variant));
+      } catch (const UsageError& e) {
+        throw ConfigError(where + ": " + e.what());
+      }
+    }
+  }
+  // Every variant applies to this stage's configuration (its keys exist).
+  for (const auto& v : stage.variants) {
+    auto probe = stage.config;
+    probe.apply(v.overlay);
+  }
+  return stage;
+}
+
+}  // namespace
+
+const Variant& Preset::variant(const std::string& name) const {
+  for (const auto& v : all_variants)
+    if (v.name == name) return v;
+  throw UsageError("no variant '" + shorten(name) + "' in configs/demo/variants.toml");
+}
+
+Preset load_preset(const std::string& name_or_file) {
+  const auto path = preset_path(name_or_file);
+  const auto file = parse_file(path);
+  for (const auto& [k, v] : file)
+    if (k.str() != "speech_frozen" && k.str() != "speech_finetuned" && k.str() != "image")
+      throw ConfigError(path + ": unknown table [" + std::string(k.str()) +
+                        "] (a preset has speech_frozen, speech_finetuned, image)");
+  Preset p;
+  p.name = fs::path(path).stem().string();
+  p.all_variants = read_variants(config_file("demo/variants.toml"));
+  p.speech_frozen = read_stage(file, "speech_frozen", path, p);
+  p.speech_finetuned = read_stage(file, "speech_finetuned", path, p);
+  p.image = read_stage(file, "image", path, p);
+  return p;
+}
+
+}  // namespace cwcl::demo

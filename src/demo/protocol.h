@@ -1,0 +1,60 @@
+// Internal to the demo tier: a preset and the loss variants, read from the
+// demo's data files (configs/demo/) into typed configuration.
+#pragma once
+
+#include <cwcl/model/config.h>
+#include <cwcl/names.h>
+
+#include <string>
+#include <vector>
+
+namespace cwcl::demo {
+
+/// The method column of a results row.
+enum class DemoMethod { CL, CWCL, Cosine, ClPlusCosine };
+
+}  // namespace cwcl::demo
+
+namespace cwcl {
+template <>
+struct Names<demo::DemoMethod> {
+  static constexpr const char* what = "method";
+  static constexpr std::array<std::pair<demo::DemoMethod, const char*>, 4> table{
+      {{demo::DemoMethod::CL, "cl"},
+       {demo::DemoMethod::CWCL, "cwcl"},
+       {demo::DemoMethod::Cosine, "cosine"},
+       {demo::DemoMethod::ClPlusCosine, "cl+cosine"}}};
+};
+}  // namespace cwcl
+
+namespace cwcl::demo {
+
+/// One loss variant: its name, its method, the keys it sets.
+struct Variant {
+  std::string name;
+  DemoMethod method = DemoMethod::CWCL;
+  ConfigOverlay overlay;
+};
+
+/// One stage: the configuration every run of it starts from (a file users
+/// run with the preset's keys set on it) and the variants it trains.
+struct Stage {
+  std::string base;     ///< the configuration file, for messages and summaries
+  TrainConfig config;
+  std::vector<Variant> variants;
+};
+
+struct Preset {
+  std::string name;
+  Stage speech_frozen, speech_finetuned, image;
+  /// Every variant of configs/demo/variants.toml, in its order.
+  std::vector<Variant> all_variants;
+  const Variant& variant(const std::string& name) const;
+};
+
+/// A preset by name (configs/demo/<name>.toml) or by file. Throws
+/// UsageError for an unknown name (listing the presets there), ConfigError
+/// naming the file and table for a bad key, value or variant.
+Preset load_preset(const std::string& name_or_file);
+
+}  // namespace cwcl::demo

@@ -1,0 +1,256 @@
+#include <cwcl/audio/audio.h>
+#include <cwcl/data/fashion_mnist.h>
+#include <cwcl/error.h>
+#include <cwcl/io/store.h>
+#include <cwcl/model/model_file.h>
+#include <cwcl/model/model.h>
+
+#include <filesystem>
+#include <numeric>
+
+namespace cwcl {
+namespace {
+
+namespace fs = std::filesystem;
+namespace F = torch::nn::functional;
+
+torch::Tensor unit_rows(const torch::Tensor& x) { return F::normalize(x, F::NormalizeFuncOptions().dim(1)); }
+
+// Pads features [T_i, n_mels] into batches of similar length and yields them
+// as SpeechBatch, so that waveforms and caches share one embedding loop.
+class FeatureBatches {
+ public:
+  explicit FeatureBatches(std::vector<torch::Tensor> features) : features_(std::move(features)) {
+    order_.resize(features_.size());
+    std::iota(order_.begin(), order_.end(), 0);
+    std::sort(order_.begin(), order_.end(),
+              [&](int64_t a, int64_t b) { return frames(a) < frames(b); });
+  }
+  std::optional<SpeechBatch> next() {
+    if (at_ >= order_.size()) return std::nullopt;
+    const size_t end = std::min(order_.size(), at_ + 32);
+    SpeechBatch b;
+    b.indices.assign(order_.begin() + static_cast<long>(at_), order_.begin() + static_cast<long>(end));
+    int64_t longest = 0;
+    for (auto i : b.indices) longest = std::max(longest, frames(i));
+    b.mel = torch::zeros({static_cast<int64_t>(b.indices.size()), longest, features_[0].size(1)});
+    b.lengths = torch::empty({static_cast<int64_t>(b.indices.size())}, torch::kLong);
+    for (size_t r = 0; r < b.indices.size(); ++r) {
+      const auto& f = features_[static_cast<size_t>(b.indices[r])];
+      b.mel[static_cast<int64_t>(r)].narrow(0, 0, f.size(0)).copy_(f);
+      b.lengths[static_cast<int64_t>(r)] = f.size(0);
+    }
+    at_ = end;
+    return b;
+  }
+
+ private:
+  int64_t frames(int64_t i) const { return features_[static_cast<size_t>(i)].size(0); }
+  std::vector<torch::Tensor> features_;
+  std::vector<int64_t> order_;
+  size_t at_ = 0;
+};
+
+using MelFn = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
+
+// The one embedding loop: batches from `next`, cut to max_frames, moved to
+// `device`, through fn; rows written back in input order, on the CPU.
+template <class Next>
+torch::Tensor map_batches(int64_t count, Next&& next, int64_t max_frames, const torch::Device& device,
+                          const MelFn& fn, const std::function<void(int64_t, int64_t)>& progress = {}) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor out;
+  int64_t done = 0;
+  while (auto b = next()) {
+    auto mel = b->mel;
+    auto lengths = b->lengths;
+    limit_frames(mel, lengths, max_frames);
+    auto y = fn(mel.to(device), lengths.to(device)).cpu();
+    if (!out.defined()) out = torch::empty({count, y.size(1)});
+    out.index_copy_(0, torch::tensor(b->indices, torch::kLong), y);
+    done += static_cast<int64_t>(b->indices.size());
+    if (progress) progress(done, count);
+  }
+  TORCH_CHECK(out.defined(), "embedding: no inputs");
+  return out;
+}
+
+std::string model_path(const std::string& path) {
+  if (!fs::is_directory(path)) return path;
+  const auto file = (fs::path(path) / "model.pt").string();
+  if (fs::exists(file)) return file;
+  auto all = list_checkpoints(path);
+  if (all.empty()) throw DataError(path + ": no model.pt and no checkpoints (not a run directory?)");
+  return all.back();
+}
+
+}  // namespace
+
+torch::Tensor map_feature_batches(const FeatureCache& cache, int64_t max_frames, const torch::Device& device,
+                                  const MelFn& fn, const std::function<void(int64_t, int64_t)>& progress) {
+  LoaderOptions o;
+  o.batch_size = 32;
+  o.workers = 1;
+  SpeechLoader loader(cache, o);
+  return map_batches(cache.size(), [&] { return loader.next(); }, max_frames, device, fn, progress);
+}
+
+TrainedModel TrainedModel::load(const std::string& path) {
+  const auto file = model_path(path);
+  auto m = ModelFile::open(file);
+  TrainedModel out;
+  out.config_ = m.header().config;
+  out.tower_ = make_tower(out.config_.model, m.header().out_dim, TowerWeights::Untrained, m.header().architecture);
+  m.load("tower", *out.tower_);
+  out.tower_->eval();
+  out.step_ = m.header().step;
+  out.source_ = file;
+  return out;
+}
+
+TrainedModel& TrainedModel::to(const torch::Device& device) {
+  tower_->to(device);
+  return *this;
+}
+
+TrainedModel TrainedModel::of_tower(const TrainConfig& config, TrainedTower tower, int64_t step) {
+  TrainedModel out;
+  out.config_ = config;
+  out.tower_ = std::move(tower);
+  out.step_ = step;
+  out.source_ = config.run.out + " (step " + std::to_string(step) + ", in training)";
+  return out;
+}
+
+std::string TrainedModel::weights_digest() const {
+  std::string bytes;
+  auto add = [&](const std::string& name, const torch::Tensor& t) {
+    auto c = t.detach().contiguous().cpu();
+    bytes += name + c10::str(c.sizes());
+    bytes.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  };
+  for (const auto& p : tower_->named_parameters()) add(p.key(), p.value());
+  for (const auto& b : tower_->named_buffers()) add(b.key(), b.value());
+  return content_key("weights", bytes);
+}
+
+WeightsDifference compare_weights(TrainedModel& a, TrainedModel& b) {
+  auto named = [](TrainedModel& m) {
+    auto all = m.tower().named_parameters();
+    for (const auto& buffer : m.tower().named_buffers()) all.insert(buffer.key(), buffer.value());
+    return all;
+  };
+  const auto ta = named(a), tb = named(b);
+  if (ta.size() != tb.size())
+    throw DataError(a.source() + " and " + b.source() + ": " + std::to_string(ta.size()) + " and " +
+                    std::to_string(tb.size()) + " tensors; not the same architecture");
+  WeightsDifference d;
+  for (const auto& item : ta) {
+    const auto* other = tb.find(item.key());
+    if (other == nullptr || other->sizes() != item.value().sizes())
+      throw DataError(b.source() + ": tensor '" + item.key() + "' is missing or shaped differently than in " +
+                      a.source());
+    auto x = item.value().detach().to(torch::kDouble), y = other->detach().to(torch::kDouble);
+    ++d.tensors;
+    if (x.numel() == 0) continue;
+    const auto diff = (x - y).abs();
+    const double abs = diff.max().item<double>();
+    d.max_rel = std::max(d.max_rel, (diff / y.abs().clamp_min(1e-8)).max().item<double>());
+    if (abs > d.max_abs || d.worst.empty()) {
+      d.max_abs = std::max(d.max_abs, abs);
+      d.worst = item.key();
+    }
+  }
+  return d;
+}
+
+TextTower TrainedModel::text_tower() const { return load_text_tower(config_.text_tower_options()); }
+
+torch::Tensor TrainedModel::embed_waveforms(const std::vector<torch::Tensor>& waveforms) {
+  if (modality() != Modality::Speech) throw UsageError(source_ + " is an image model: it cannot embed audio");
+  LogMel log_mel;
+  WhisperLogMel whisper_mel;
+  std::vector<torch::Tensor> features;
+  for (const auto& w : waveforms)
+    features.push_back(tower_->front_end() == FrontEnd::Whisper ? whisper_mel(w) : log_mel(w));
+  FeatureBatches batches(std::move(features));
+  auto fn = [this](const torch::Tensor& mel, const torch::Tensor& lengths) { return tower_->forward(mel, lengths); };
+  return unit_rows(map_batches(static_cast<int64_t>(waveforms.size()), [&] { return batches.next(); },
+                               tower_->max_frames(), device_of(*tower_), fn));
+}
+
+torch::Tensor TrainedModel::embed_audio_files(const std::vector<std::string>& paths) {
+  std::vector<torch::Tensor> waves;
+  for (const auto& p : paths) waves.push_back(load_audio(p, 16000));
+  return embed_waveforms(waves);
+}
+
+torch::Tensor TrainedModel::embed_cache(const FeatureCache& cache, const std::string& pooled_store) {
+  if (modality() != Modality::Speech) throw UsageError(source_ + " is an image model: it cannot embed audio");
+  if (cache.front_end() != tower_->front_end())
+    throw UsageError("embed_cache: the feature cache holds " + std::string(name_of(cache.front_end())) +
+                     " features, the model needs " + name_of(tower_->front_end()));
+  torch::NoGradGuard no_grad;
+  if (tower_->caches_pooled() && !pooled_store.empty()) {
+    const auto fingerprint = whisper_fingerprint(std::get<WhisperTowerSpec>(config_.model));
+    const auto pooled = cached_pooled_outputs(*tower_, fingerprint, cache, pooled_store);
+    return unit_rows(tower_->head(pooled.to(device_of(*tower_))).cpu());
+  }
+  return unit_rows(map_feature_batches(cache, tower_->max_frames(), device_of(*tower_),
+                                       [this](const auto& mel, const auto& lengths) {
+                                         return tower_->forward(mel, lengths);
+                                       }));
+}
+
+torch::Tensor TrainedModel::embed_images(const torch::Tensor& images) {
+  if (modality() != Modality::Image) throw UsageError(source_ + " is a speech model: it cannot embed images");
+  torch::NoGradGuard no_grad;
+  const auto device = device_of(*tower_);
+  std::vector<torch::Tensor> parts;
+  for (int64_t s = 0; s < images.size(0); s += 512) {
+    const auto part = images.narrow(0, s, std::min<int64_t>(512, images.size(0) - s));
+    parts.push_back(tower_->forward(normalise_images(part).to(device)).cpu());
+  }
+  return unit_rows(torch::cat(parts, 0));
+}
+
+torch::Tensor TrainedModel::embed_image_files(const std::vector<std::string>& paths) {
+  std::vector<torch::Tensor> images;
+  for (const auto& p : paths) images.push_back(load_image(p));
+  return embed_images(torch::stack(images));
+}
+
+torch::Tensor TrainedModel::embed_files(const std::vector<std::string>& paths) {
+  return modality() == Modality::Speech ? embed_audio_files(paths) : embed_image_files(paths);
+}
+
+torch::Tensor cached_pooled_outputs(TrainedTowerImpl& tower, const std::string& fingerprint, const FeatureCache& cache,
+                                    const std::string& store_path,
+                                    const std::function<void(int64_t, int64_t)>& progress) {
+  TORCH_CHECK(tower.caches_pooled(), "cached_pooled_outputs: the tower's pooled outputs are not fixed");
+  if (cache.front_end() != tower.front_end())
+    throw UsageError(store_path + ": the feature cache does not hold the tower's front end");
+  const auto key = "pooled:" + fingerprint;
+  std::vector<std::string> ids;
+  for (int64_t i = 0; i < cache.size(); ++i) ids.push_back(cache.id(i));
+  if (fs::exists(store_path)) {
+    auto store = EmbeddingStore::read(store_path);
+    if (store.tower() == key && store.size() == cache.size()) {
+      try {
+        return store.lookup_ids(ids);
+      } catch (const std::exception&) {
+        // the cache was rebuilt with other ids: compute again
+      }
+    }
+  }
+  const bool was_training = tower.is_training();
+  tower.eval();
+  auto out = map_feature_batches(
+      cache, tower.max_frames(), device_of(tower),
+      [&](const torch::Tensor& mel, const torch::Tensor& lengths) { return tower.pooled(mel, lengths); }, progress);
+  tower.train(was_training);
+  EmbeddingStore(out, ids, std::vector<std::string>(ids.size()), key).write(store_path);
+  return out;
+}
+
+}  // namespace cwcl

@@ -1,0 +1,123 @@
+// The demo as data: its presets and variants (configs/demo/), and the corpus
+// texts it builds.
+#include <cwcl/demo/demo.h>
+#include <cwcl/error.h>
+#include <cwcl/io/files.h>
+#include <cwcl/runtime.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "temp_dir.h"
+#include "train_helpers.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using cwcl::TrainConfig;
+
+const cwcl::DemoStagePlan& stage(const std::vector<cwcl::DemoStagePlan>& plan, const std::string& name) {
+  for (const auto& s : plan)
+    if (s.stage == name) return s;
+  throw std::runtime_error("no stage " + name);
+}
+
+const TrainConfig& run_of(const cwcl::DemoStagePlan& s, const std::string& variant) {
+  for (const auto& [name, c] : s.runs)
+    if (name == variant) return c;
+  throw std::runtime_error("no variant " + variant + " in " + s.stage);
+}
+
+TEST(DemoPresets, EveryPresetGivesValidConfigurationsForEveryRun) {
+  for (const char* preset : {"quick", "full", "smoke"}) {
+    SCOPED_TRACE(preset);
+    const auto plan = cwcl::plan_demo(preset);
+    ASSERT_EQ(plan.size(), 3u);
+    for (const auto& s : plan) {
+      EXPECT_FALSE(s.runs.empty()) << s.stage;
+      for (auto [name, c] : s.runs) {
+        SCOPED_TRACE(s.stage + " " + name);
+        c.data.train = "corpus/train/manifest.jsonl";  // the demo sets the paths
+        EXPECT_NO_THROW(c.validate());
+      }
+    }
+  }
+}
+
+TEST(DemoPresets, StagesStartFromTheFilesUsersRunAndVariantsOnlyChangeTheLoss) {
+  const auto plan = cwcl::plan_demo("quick");
+  // The fine-tuned stage is configs/speech_top2.toml with the preset's keys.
+  const auto tuned = stage(plan, "speech_finetuned");
+  EXPECT_EQ(tuned.base, "speech_top2.toml");
+  auto expected = TrainConfig::from_file(cwcl::config_file("speech_top2.toml"));
+  expected.run.steps = 500;
+  expected.run.eval_every = 250;
+  expected.optim.warmup = 50;
+  EXPECT_EQ(run_of(tuned, "cl").values(), expected.values());
+  // A variant's configuration differs from CL's in loss keys only.
+  const auto frozen = stage(plan, "speech_frozen");
+  const auto cl = run_of(frozen, "cl").values(), power = run_of(frozen, "power-8").values();
+  ASSERT_EQ(cl.size(), power.size());
+  for (size_t i = 0; i < cl.size(); ++i)
+    if (cl[i] != power[i]) EXPECT_EQ(cl[i].first.rfind("loss.", 0), 0u) << cl[i].first;
+  EXPECT_EQ(run_of(frozen, "power-8").loss.gamma, 8.0);
+  EXPECT_EQ(run_of(frozen, "cl").data.limit, 8000);
+  EXPECT_EQ(run_of(stage(plan, "image"), "labels").loss.weights, cwcl::WeightMap::Labels);
+}
+
+class DemoFiles : public cwcl::testing::TempDirTest {};
+
+TEST_F(DemoFiles, BadPresetsAreNamed) {
+  EXPECT_THROW(cwcl::plan_demo("quik"), cwcl::UsageError);
+  std::ofstream(path("p.toml")) << "[speech_frozen]\nconfig = \"speech.toml\"\nset.run.stepz = 3\n";
+  try {
+    cwcl::plan_demo(path("p.toml"));
+    FAIL() << "an unknown key was accepted";
+  } catch (const cwcl::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("p.toml [speech_frozen].set: unknown key 'run.stepz'"), std::string::npos)
+        << e.what();
+  }
+  std::ofstream(path("v.toml")) << "[speech_frozen]\nconfig = \"speech.toml\"\nvariants = [\"cl\", \"power-9\"]\n";
+  try {
+    cwcl::plan_demo(path("v.toml"));
+    FAIL() << "an unknown variant was accepted";
+  } catch (const cwcl::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("no variant 'power-9'"), std::string::npos) << e.what();
+  }
+}
+
+std::string sha256_of(const std::string& file) {
+  std::string out;
+  if (FILE* p = ::popen(("sha256sum '" + file + "'").c_str(), "r")) {
+    char buf[128];
+    if (std::fgets(buf, sizeof buf, p)) out = std::string(buf).substr(0, 64);
+    ::pclose(p);
+  }
+  return out;
+}
+
+TEST_F(DemoFiles, CorpusTextsAreTheOnesTheExperimentsWereRunOn) {
+  if (!fs::exists("/usr/share/wordnet/data.noun")) GTEST_SKIP() << "wordnet-base is not installed";
+  cwcl::CorpusOptions o;
+  o.out = path("corpus");
+  o.texts_only = true;
+  const auto report = nlohmann::json::parse(cwcl::build_corpus(o));
+  EXPECT_EQ(report.at("texts").at("train_total").get<int64_t>(), 26487);
+  // scripts/make_corpus_text.py (Python's random.Random(0).shuffle of the
+  // WordNet examples) wrote this file when the experiments began.
+  EXPECT_EQ(sha256_of(path("corpus/train_text.txt")),
+            "900fa3d9900ec4fff5f44f4d3965a5700b8a38ea293026e870bad26905978d9c");
+  const auto test = cwcl::read_lines(path("corpus/slurp_test.jsonl"));
+  ASSERT_EQ(test.size(), 2974u);
+  const auto first = nlohmann::json::parse(test[0]);
+  EXPECT_EQ(first.at("id").get<std::string>(), "t9054");
+  EXPECT_EQ(first.at("voice").get<std::string>(), "flite:rms");  // 9054 mod 4 = 2: kal16, slt, rms, awb
+  EXPECT_EQ(cwcl::read_lines(path("corpus/kws_test.jsonl")).size(), 140u);
+  EXPECT_EQ(cwcl::read_lines(path("corpus/slurp_devel.jsonl")).size(), 2033u);
+}
+
+}  // namespace
