@@ -17,3 +17,17 @@ function(expect_exit code)
   endif()
   set(last_out "${out}${err}" PARENT_SCOPE)
 endfunction()
+
+# Fails unless the last expect_exit's output matches `regex`.
+function(expect_match regex)
+  if(NOT last_out MATCHES "${regex}")
+    message(FATAL_ERROR "expected output matching '${regex}', got:\n${last_out}")
+  endif()
+endfunction()
+
+# Fails if the last expect_exit's output matches `regex`.
+function(expect_no_match regex)
+  if(last_out MATCHES "${regex}")
+    message(FATAL_ERROR "output should not match '${regex}', got:\n${last_out}")
+  endif()
+endfunction()

@@ -72,3 +72,28 @@ TEST_F(Files, AReadOnlyFolderIsRefusedWithTheReason) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Files, AFolderHasOneOwnerAtATime) {
+  {
+    cwcl::FolderLock owner(path("run"));
+    EXPECT_TRUE(fs::exists(path("run/.lock")));
+    // A second owner (another open of the lock file: another process would
+    // see the same) is refused naming the folder and this process's pid.
+    try {
+      cwcl::FolderLock second(path("run"));
+      FAIL() << "two owners of one folder";
+    } catch (const cwcl::UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("run: another cwcl process (pid " + std::to_string(::getpid()) + ")"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_THROW(cwcl::FolderLock::check_free(path("run")), cwcl::UsageError);
+  }
+  // Released with its owner (the kernel releases it when a process dies).
+  cwcl::FolderLock::check_free(path("run"));
+  cwcl::FolderLock again(path("run"));
+}
+
+}  // namespace

@@ -160,7 +160,9 @@ TEST_F(ClassFiles, AnyNumberOfClassesAndErrorsNameTheLine) {
   auto three = cwcl::ClassNames::read(path("three.tsv"));
   EXPECT_EQ(three.size(), 3);
   EXPECT_EQ(three.synonyms[1].size(), 3u);
-  EXPECT_THROW(cwcl::check_classes({0, 3}, three.size(), "x"), cwcl::DataError);
+  EXPECT_EQ(cwcl::classes_problem({0, 3}, three.size()), "class 3 outside 0..2");
+  EXPECT_EQ(cwcl::classes_problem({1, 1}, three.size()), "class 1 twice");
+  EXPECT_EQ(cwcl::classes_problem({2, 0}, three.size()), "");
   std::ofstream(path("gap.tsv")) << "0\tcat\n2\tbird\n";
   try {
     cwcl::ClassNames::read(path("gap.tsv"));

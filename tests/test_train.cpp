@@ -2,7 +2,9 @@
 #include <cwcl/data/fashion_mnist.h>
 #include <cwcl/model/config.h>
 #include <cwcl/model/model.h>
+#include <cwcl/io/safetensors.h>
 #include <cwcl/model/model_file.h>
+#include <cwcl/towers/tower.h>
 #include <cwcl/train/trainer.h>
 
 #include <gtest/gtest.h>
@@ -11,6 +13,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 
 #include "cuda.h"
@@ -283,6 +286,63 @@ TEST_F(Training, ThreadCountIsRestoredAfterAFailure) {
   };
   EXPECT_THROW(cwcl::train(c, dying), std::runtime_error);
   EXPECT_EQ(torch::get_num_threads(), 1);
+}
+
+TEST_F(Training, AChangedByteInAModelFileIsNamed) {
+  if (!have_training_inputs()) GTEST_SKIP() << "needs Fashion-MNIST and MiniLM";
+  auto c = tiny_image_config(path("run"));
+  c.run.steps = 1;
+  cwcl::train(c);
+  // One bit in the middle of the file (a tensor record): libtorch would load
+  // it as another model; cwcl checks each record's CRC-32 first.
+  auto bytes = cwcl::read_file_bytes(path("run/model.pt"));
+  bytes[bytes.size() / 2] ^= 1;
+  std::ofstream(path("changed.pt"), std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  try {
+    cwcl::TrainedModel::load(path("changed.pt"));
+    FAIL() << "a changed file loaded";
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("changed.pt"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cwcl::TrainedModel::load(path("run/model.pt")).step(), 1);
+}
+
+TEST_F(Training, ADivergedRunFailsNamingTheStepAndWritesNoModel) {
+  if (!have_training_inputs()) GTEST_SKIP() << "needs Fashion-MNIST and MiniLM";
+  auto c = tiny_image_config(path("run"));
+  c.run.checkpoint_every = 1;
+  c.optim.lr = 1e30;  // finite, and far too large: the weights blow up
+  try {
+    cwcl::train(c);
+    FAIL() << "a diverged run ended as a success";
+  } catch (const cwcl::InternalError& e) {
+    EXPECT_NE(std::string(e.what()).find("the run diverged at step "), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(path("run/model.pt")));
+  // Every checkpoint it kept holds finite weights (a model with others is
+  // refused on load, naming the file).
+  for (const auto& checkpoint : cwcl::list_checkpoints(path("run"))) EXPECT_NO_THROW(cwcl::TrainedModel::load(checkpoint));
+  c.optim.lr = 1e300;  // past float32: a configuration error
+  EXPECT_THROW(c.validate(), ConfigError);
+}
+
+TEST_F(Training, AModelWithNonFiniteWeightsIsRefused) {
+  auto c = tiny_image_config(path("run"));
+  auto tower = cwcl::make_tower(c.model, 8, cwcl::TowerWeights::Pretrained);
+  cwcl::ContrastiveLoss criterion(c.loss_options());
+  tower->parameters()[0].data()[0] = std::numeric_limits<float>::quiet_NaN();
+  cwcl::ModelFileHeader header;
+  header.config = c;
+  header.out_dim = 8;
+  header.architecture = tower->architecture();
+  cwcl::write_model_file(path("nan.pt"), header, *tower, *criterion, nullptr);
+  try {
+    cwcl::TrainedModel::load(path("nan.pt"));
+    FAIL() << "non-finite weights were loaded";
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("nan.pt: weight '"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -300,17 +300,18 @@ void add_eval_commands(CLI::App& app, Actions& actions) {
   }
 }
 
+// A message is cut here: a runaway value never floods the terminal.
+constexpr size_t kMessageLength = 2000;
+
 // Library errors by kind; anything else is internal.
 int report(const std::exception_ptr& error) {
   try {
     std::rethrow_exception(error);
   } catch (const cwcl::Error& e) {
-    std::cerr << "cwcl: " << cwcl::to_string(e.kind()) << " error: " << e.what() << "\n";
+    std::cerr << "cwcl: " << cwcl::to_string(e.kind()) << " error: " << cwcl::shorten(e.what(), kMessageLength) << "\n";
     return cwcl::exit_code(e.kind());
-  } catch (const c10::Error& e) {
-    std::cerr << "cwcl: internal error: " << e.what_without_backtrace() << "\n";
   } catch (const std::exception& e) {
-    std::cerr << "cwcl: internal error: " << e.what() << "\n";
+    std::cerr << "cwcl: internal error: " << cwcl::shorten(cwcl::message_of(e), kMessageLength) << "\n";
   }
   return cwcl::exit_code(cwcl::ErrorKind::Internal);
 }

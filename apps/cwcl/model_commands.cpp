@@ -5,6 +5,7 @@
 #include <cwcl/dist.h>
 #include <cwcl/eval/report.h>
 #include <cwcl/eval/tasks.h>
+#include <cwcl/io/files.h>
 #include <cwcl/model/export.h>
 #include <cwcl/train/trainer.h>
 #include <nlohmann/json.hpp>
@@ -71,6 +72,7 @@ std::vector<std::string> rank_command(const std::vector<std::string>& command_li
 // <run.out>/logs/rank<k>.log.
 int launch_ranks(const TrainCommandOptions& o, const TrainConfig& config) {
   config.validate_split(o.nproc);
+  FolderLock::check_free(config.run.out);  // rank 0 takes it; a busy directory fails before any rank starts
   dist::LaunchOptions l;
   l.ranks = o.nproc;
   l.argv = rank_command(o.command_line);

@@ -2,8 +2,10 @@
 // went wrong in the terms a user acts on. Only the command's main turns kinds
 // into exit codes (README "Exit codes"; DESIGN.md contract 7).
 //
-// Header-only, so that the loss tier (torch alone) can use it too.
+// Header-only (tier base), so that the loss tier can use it too.
 #pragma once
+
+#include <c10/util/Exception.h>
 
 #include <stdexcept>
 #include <string>
@@ -57,6 +59,13 @@ class PeerError : public Error {
 inline std::string shorten(const std::string& text, size_t max = 120) {
   if (text.size() <= max) return text;
   return text.substr(0, max) + "... (" + std::to_string(text.size()) + " characters)";
+}
+
+/// An exception's message as a user reads it: a c10 (torch) error without
+/// the backtrace libtorch appends to it.
+inline std::string message_of(const std::exception& e) {
+  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
+  return e.what();
 }
 
 /// The command's exit status for an error of this kind: 2 usage and

@@ -57,7 +57,7 @@ torch::Tensor resample(const torch::Tensor& samples, int from_rate, int to_rate)
   return resample_ratio(samples, static_cast<double>(to_rate) / from_rate);
 }
 
-torch::Tensor load_audio(const std::string& path, int sample_rate, int* original_rate) {
+torch::Tensor load_audio(const std::string& path, int sample_rate, int* original_rate, double max_seconds) {
   if (!std::filesystem::exists(path)) throw AudioError(path + ": no such file");
   SF_INFO info{};
   SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
@@ -65,6 +65,12 @@ torch::Tensor load_audio(const std::string& path, int sample_rate, int* original
   if (info.frames <= 0 || info.channels <= 0 || info.samplerate <= 0) {
     sf_close(f);
     throw AudioError(path + ": no audio in the file (empty)");
+  }
+  const double seconds = static_cast<double>(info.frames) / info.samplerate;
+  if (max_seconds > 0 && seconds > max_seconds) {
+    sf_close(f);
+    throw AudioError(path + ": " + std::to_string(static_cast<int64_t>(seconds)) + " s of audio, longer than the " +
+                     std::to_string(static_cast<int64_t>(max_seconds)) + " s cwcl reads at once (split the file)");
   }
   // libsndfile trusts the file's length over a header that promises more;
   // its log says so, which is how a truncated file shows.

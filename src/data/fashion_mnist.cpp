@@ -162,13 +162,13 @@ std::vector<std::string> ClassNames::captions(int64_t label, const std::vector<s
   return out;
 }
 
-void check_classes(const std::vector<int64_t>& classes, int64_t count, const std::string& source) {
+std::string classes_problem(const std::vector<int64_t>& classes, int64_t count) {
   std::set<int64_t> seen;
   for (auto k : classes) {
-    if (k < 0 || k >= count)
-      throw DataError(source + ": class " + std::to_string(k) + " outside 0.." + std::to_string(count - 1));
-    if (!seen.insert(k).second) throw DataError(source + ": class " + std::to_string(k) + " twice");
+    if (k < 0 || k >= count) return "class " + std::to_string(k) + " outside 0.." + std::to_string(count - 1);
+    if (!seen.insert(k).second) return "class " + std::to_string(k) + " twice";
   }
+  return "";
 }
 
 ImageSplit split_training_images(const ImageSet& train, const std::vector<int64_t>& classes, double valid_fraction,

@@ -19,6 +19,7 @@
 #include <numeric>
 #include <random>
 #include <thread>
+#include <unordered_set>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -40,6 +41,7 @@ SpeechManifest read_speech_manifest(const std::string& path) {
   if (!in) throw DataError(path + ": cannot open");
   const fs::path base = fs::path(path).parent_path();
   SpeechManifest m;
+  std::unordered_set<std::string> ids;
   std::string line;
   int64_t number = 0;
   auto skip = [&](const std::string& why) {
@@ -67,9 +69,19 @@ SpeechManifest read_speech_manifest(const std::string& path) {
       skip("no string field(s) " + missing);
       continue;
     }
+    const auto id = j["id"].get<std::string>(), text = j["text"].get<std::string>();
+    if (id.empty() || text.find_first_not_of(" \t\r\n") == std::string::npos) {
+      skip(id.empty() ? "empty id" : "empty text");
+      continue;
+    }
+    // A repeated id would make two clips one row of every cache and store.
+    if (!ids.insert(id).second) {
+      skip("duplicate id '" + shorten(id) + "' (the first line with it is kept)");
+      continue;
+    }
     fs::path audio = j["audio"].get<std::string>();
     if (audio.is_relative()) audio = base / audio;
-    m.examples.push_back({j["id"].get<std::string>(), audio.string(), j["text"].get<std::string>()});
+    m.examples.push_back({id, audio.string(), text});
   }
   return m;
 }
@@ -113,8 +125,9 @@ FeatureCache FeatureCache::open_or_build(const std::string& path, const std::vec
     throw DataError(path + ": holds " + name_of(cache.front_end()) + " features but the tower needs " +
                     name_of(front));
   if (cache.copies() != describe(copies))
-    throw DataError(path + ": holds augmented copies '" + cache.copies() + "' but " + std::to_string(copies.count) +
-                    " copies need '" + describe(copies) + "'; remove the file or point data.features elsewhere");
+    throw DataError(path + ": holds augmented copies '" + cache.copies() + "' but data.audio_copies = " +
+                    std::to_string(copies.count) + " needs '" + describe(copies) +
+                    "'; remove the file or point data.features elsewhere");
   return cache;
 }
 
@@ -168,7 +181,7 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
         }
       } catch (const std::exception& e) {
         // A non-empty error leaves all of the example's rows out below.
-        errors[static_cast<size_t>(i)] = *e.what() ? e.what() : example.audio + ": unreadable";
+        errors[static_cast<size_t>(i)] = *e.what() ? message_of(e) : example.audio + ": unreadable";
       }
       const int64_t d = ++done;
       if (progress) {

@@ -71,7 +71,8 @@ PartSummary part_from(const json& all, DemoPart part,
   for (const auto& r : all.value("results", json::array()))
     if (ours(r.at("task").get<std::string>())) p.results.push_back(row_of(r));
   if (all.contains("chosen") && all["chosen"].contains(name)) p.chosen = all["chosen"][name].get<std::string>();
-  for (const auto& [task, by] : all.value("validation", json::object()).items())
+  const auto validation = all.value("validation", json::object());  // a named value: items() refers to it
+  for (const auto& [task, by] : validation.items())
     if (ours(task))
       for (const auto& [variant, v] : by.items()) p.validation[task][variant] = v.get<double>();
   if (all.contains("calibration") && all["calibration"].contains(name))
@@ -80,14 +81,16 @@ PartSummary part_from(const json& all, DemoPart part,
     if (ours(t.at("task").get<std::string>()))
       p.templates.push_back({t["task"].get<std::string>(), t.at("method").get<std::string>(), t.at("k").get<int64_t>(),
                              t.at("top1").get<double>()});
-  for (const auto& [task, by] : all.value("retrieval", json::object()).items())
+  const auto retrieval = all.value("retrieval", json::object());
+  for (const auto& [task, by] : retrieval.items())
     if (ours(task))
       for (const auto& [method, r] : by.items()) {
         recall_of(r.at("speech_to_text"), p.retrieval[task][method].a_to_b);
         recall_of(r.at("text_to_speech"), p.retrieval[task][method].b_to_a);
       }
+  const auto finetuned = all.value("finetuned", json::object());
   if (part == DemoPart::Speech)
-    for (const auto& [method, f] : all.value("finetuned", json::object()).items())
+    for (const auto& [method, f] : finetuned.items())
       p.finetuned[method] = {f.at("run").get<std::string>(), f.at("model").get<std::string>(),
                              f.at("weights").get<std::string>(), f.at("train_seconds").get<double>()};
   for (const auto& plot : all.value("plots", json::array()))

@@ -100,7 +100,7 @@ struct Group::Impl {
       store->set(key("at", env.rank), bytes_of(std::to_string(sequence) + " " + what));
       body();
     } catch (const std::exception& e) {
-      throw PeerError(describe_failure(what, e.what()));
+      throw PeerError(describe_failure(what, message_of(e)));
     }
     traffic.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++traffic.collectives;
@@ -198,7 +198,7 @@ std::shared_ptr<Group> Group::join(const Environment& env, const GroupOptions& o
   } catch (const std::exception& e) {
     throw PeerError("rank " + std::to_string(env.rank) + ": could not join the job of " +
                     std::to_string(env.world_size) + " ranks at " + where + " within " +
-                    std::to_string(options.timeout.count() / 1000.0) + " s: " + e.what());
+                    std::to_string(options.timeout.count() / 1000.0) + " s: " + message_of(e));
   }
   return std::shared_ptr<Group>(new Group(std::move(impl)));
 }
@@ -305,7 +305,7 @@ void Group::set(const std::string& key, const std::string& value) {
   try {
     impl_->store->set("cwcl/user/" + key, bytes_of(value));
   } catch (const std::exception& e) {
-    throw PeerError("rank " + std::to_string(rank()) + ": the store is unreachable: " + e.what());
+    throw PeerError("rank " + std::to_string(rank()) + ": the store is unreachable: " + message_of(e));
   }
 }
 
@@ -317,7 +317,7 @@ std::string Group::wait_for(const std::string& key, std::chrono::milliseconds ti
     return string_of(impl_->store->get(k));
   } catch (const std::exception& e) {
     throw PeerError("rank " + std::to_string(rank()) + ": waited " + std::to_string(timeout.count() / 1000) +
-                    " s for '" + key + "' from another rank: " + e.what());
+                    " s for '" + key + "' from another rank: " + message_of(e));
   }
 }
 

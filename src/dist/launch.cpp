@@ -122,7 +122,8 @@ LaunchResult launch_local(const LaunchOptions& o) {
       const bool failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
       if (failed && result.failed_rank < 0) {
         result.failed_rank = rank;
-        result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        // A rank that died of a signal is a peer failure for the job (exit 4).
+        result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : exit_code(ErrorKind::Peer);
         result.message = describe_status(rank, status);
         stopping = true;
         deadline = Clock::now() + o.grace;

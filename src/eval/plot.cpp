@@ -1,4 +1,6 @@
+#include <cwcl/error.h>
 #include <cwcl/eval/plot.h>
+#include <cwcl/io/files.h>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -15,14 +17,11 @@ namespace {
 const cv::Scalar kBlack(0, 0, 0), kWhite(255, 255, 255), kGrey(200, 200, 200);
 constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
 
+// Encoded in memory, written like every other file (io/files.h).
 void save(const std::string& path, const cv::Mat& image) {
-  bool ok = false;
-  try {
-    ok = cv::imwrite(path, image);
-  } catch (const cv::Exception& e) {
-    throw std::runtime_error(path + ": cannot write PNG (" + e.what() + ")");
-  }
-  if (!ok) throw std::runtime_error(path + ": cannot write PNG");
+  std::vector<uchar> png;
+  if (!cv::imencode(".png", image, png)) throw InternalError(path + ": cannot encode the plot as PNG");
+  replace_file_atomically(path, [&](const std::string& tmp) { write_file(tmp, {{png.data(), png.size()}}); });
 }
 
 std::string number(double v) {

@@ -99,7 +99,9 @@ TaskResult evaluate_speech(TrainedModel& model, const TextTower& text, const Spe
   std::vector<std::string> texts, ids;
   for (size_t i = 0; i < data.examples.size(); ++i) {
     auto it = row_of.find(data.examples[i].id);
-    if (it == row_of.end()) continue;  // unreadable audio, counted in skipped
+    // Unreadable audio (not in the cache) and clips the tower cannot take
+    // whole are left out and counted in skipped.
+    if (it == row_of.end() || !model.tower().accepts(cache.frames(it->second))) continue;
     rows.push_back(it->second);
     targets.push_back(data.targets[i]);
     texts.push_back(data.examples[i].text);
@@ -131,7 +133,8 @@ TaskResult evaluate_text_bound(const TextTower& text, const SpeechTaskData& data
 TaskResult evaluate_images(TrainedModel& model, const TextTower& text, const ImageTaskSpec& spec) {
   const auto& c = model.config();
   const auto names = ClassNames::read(c.class_names_file()).names;
-  check_classes(spec.classes, static_cast<int64_t>(names.size()), spec.name + " classes");
+  const auto problem = classes_problem(spec.classes, static_cast<int64_t>(names.size()));
+  if (!problem.empty()) throw UsageError(spec.name + " classes: " + problem);
   const auto train = [&] { return read_fashion_mnist(c.data.train, FashionMnistSplit::Train); };
   ImageSet set = spec.validation
                      ? split_training_images(train(), c.data.classes, c.data.valid_fraction,

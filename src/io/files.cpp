@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -137,6 +138,56 @@ AppendLog::~AppendLog() {
 void AppendLog::write_line(const std::string& line) {
   const std::string text = line + "\n";
   write_all(fd_, text.data(), text.size(), path_);
+}
+
+namespace {
+
+// Opens <folder>/.lock and takes its lock without waiting; -1 when another
+// process holds it (its pid in `holder`).
+int take_lock(const std::string& folder, std::string& holder) {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) throw WriteError(folder + ": cannot create (" + ec.message() + ")");
+  const std::string path = (fs::path(folder) / ".lock").string();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw WriteError(path + ": cannot open (" + std::strerror(errno) + ")");
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+  const int err = errno;
+  char buf[32] = {0};
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  ::close(fd);
+  if (err != EWOULDBLOCK) throw WriteError(path + ": cannot lock (" + std::strerror(err) + ")");
+  holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+  while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+  return -1;
+}
+
+[[noreturn]] void held(const std::string& folder, const std::string& holder) {
+  throw UsageError(folder + ": another cwcl process (pid " + holder +
+                   ") is training in this run directory; wait for it, stop it, or choose another run.out");
+}
+
+}  // namespace
+
+FolderLock::FolderLock(const std::string& folder) {
+  std::string holder;
+  fd_ = take_lock(folder, holder);
+  if (fd_ < 0) held(folder, holder);
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+    // The lock holds without the pid; a second process then says "unknown".
+  }
+}
+
+FolderLock::~FolderLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
+
+void FolderLock::check_free(const std::string& folder) {
+  std::string holder;
+  const int fd = take_lock(folder, holder);
+  if (fd < 0) held(folder, holder);
+  ::close(fd);
 }
 
 }  // namespace cwcl

@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace cwcl {
 namespace {
@@ -27,7 +28,12 @@ class Reader {
   uint32_t u32(uint64_t at) const { return static_cast<uint32_t>(read(at, 4)); }
   uint16_t u16(uint64_t at) const { return static_cast<uint16_t>(read(at, 2)); }
   uint64_t u64(uint64_t at) const { return read(at, 8); }
-  [[noreturn]] void fail(const std::string& why) const { throw FormatError(source_ + ": not an intact model file: " + why); }
+  [[noreturn]] void fail(const std::string& why) const {
+    throw FormatError(source_ + ": not a cwcl model or checkpoint, or a damaged one (" + why + ")");
+  }
+  [[noreturn]] void changed(const std::string& entry) const {
+    throw FormatError(source_ + ": entry '" + entry + "' fails its checksum: the file was changed or corrupted since it was written");
+  }
   size_t size() const { return size_; }
   const uint8_t* data() const { return data_; }
 
@@ -36,6 +42,43 @@ class Reader {
   size_t size_;
   std::string source_;
 };
+
+constexpr uint16_t kStored = 0, kDeflated = 8;
+
+uint32_t crc_of(const uint8_t* data, uint64_t size) {
+  uLong sum = crc32(0L, Z_NULL, 0);
+  for (uint64_t done = 0; done < size;) {  // zlib takes 32-bit lengths
+    const auto chunk = static_cast<uInt>(std::min<uint64_t>(size - done, 1u << 30));
+    sum = crc32(sum, data + done, chunk);
+    done += chunk;
+  }
+  return static_cast<uint32_t>(sum);
+}
+
+// The CRC-32 of a deflated entry's inflated bytes (torch deflates its small
+// code records), checking that it inflates to the size the directory says.
+uint32_t inflated_crc(const Reader& r, uint64_t start, uint64_t stored, uint64_t plain, const std::string& name) {
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) r.fail("zlib cannot inflate");
+  uLong sum = crc32(0L, Z_NULL, 0);
+  uint64_t produced = 0;
+  std::vector<Bytef> out(1 << 16);
+  z.next_in = const_cast<Bytef*>(r.data() + start);
+  z.avail_in = static_cast<uInt>(std::min<uint64_t>(stored, 1u << 30));
+  int status = Z_OK;
+  while (status == Z_OK) {
+    z.next_out = out.data();
+    z.avail_out = static_cast<uInt>(out.size());
+    status = inflate(&z, Z_NO_FLUSH);
+    const auto n = out.size() - z.avail_out;
+    sum = crc32(sum, out.data(), static_cast<uInt>(n));
+    produced += n;
+    if (produced > plain) break;
+  }
+  inflateEnd(&z);
+  if (status != Z_STREAM_END || produced != plain) r.fail("entry '" + name + "' does not inflate to its size");
+  return static_cast<uint32_t>(sum);
+}
 
 struct Directory {
   uint64_t entries = 0, offset = 0;
@@ -92,19 +135,13 @@ int64_t verify_zip_checksums(const uint8_t* data, size_t size, const std::string
     if (local == 0xFFFFFFFFu) local = zip64_field(r, extra, extra_length, index++);
     r.read(at + 46, name_length);  // the name lies inside the buffer
     const std::string name(reinterpret_cast<const char*>(data + at + 46), std::min<size_t>(name_length, 200));
-    if (method != 0) r.fail("entry '" + name + "' is compressed; torch archives store their records");
-    if (stored != plain) r.fail("entry '" + name + "' has two sizes");
+    if (method != kStored && method != kDeflated) r.fail("entry '" + name + "' uses compression method " + std::to_string(method));
+    if (method == kStored && stored != plain) r.fail("entry '" + name + "' has two sizes");
     if (r.u32(local) != kLocalHeader) r.fail("entry '" + name + "' has no local header");
     const uint64_t start = local + 30 + r.u16(local + 26) + r.u16(local + 28);
     if (start > size || stored > size - start) r.fail("entry '" + name + "' runs past the end (truncated?)");
-    uLong sum = crc32(0L, Z_NULL, 0);
-    for (uint64_t done = 0; done < stored;) {  // zlib takes 32-bit lengths
-      const auto chunk = static_cast<uInt>(std::min<uint64_t>(stored - done, 1u << 30));
-      sum = crc32(sum, data + start + done, chunk);
-      done += chunk;
-    }
-    if (static_cast<uint32_t>(sum) != crc)
-      r.fail("entry '" + name + "' fails its checksum (the file was changed or corrupted)");
+    const uint32_t sum = method == kStored ? crc_of(data + start, stored) : inflated_crc(r, start, stored, plain, name);
+    if (sum != crc) r.changed(name);
     at = extra + extra_length + comment_length;
   }
   return static_cast<int64_t>(dir.entries);

@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -370,6 +371,7 @@ void TrainConfig::validate_split(int64_t ranks) const {
 
 void TrainConfig::validate() const {
   check(!run.out.empty(), "run.out", "must not be empty");
+  check(run.out.size() < 4096, "run.out", "is " + std::to_string(run.out.size()) + " characters, longer than a path can be");
   check(run.steps >= 1, "run.steps", "must be >= 1");
   check(run.batch_size >= 2, "run.batch_size", "must be >= 2 (a contrastive batch)");
   check(run.threads >= 1, "run.threads", "must be >= 1");
@@ -406,7 +408,11 @@ void TrainConfig::validate() const {
   const bool needs_labels = loss.kind == LossKind::SupCon || loss.weights == WeightMap::Labels;
   check(!needs_labels || modality() == Modality::Image, "loss.weights",
         "labels are needed (loss.kind supcon or loss.weights labels), but speech training data has none");
-  check(optim.lr > 0, "optim.lr", "must be > 0");
+  // The optimizer updates float32 weights: a rate past float32's range can
+  // only make them infinite.
+  const double most = std::numeric_limits<float>::max();
+  check(optim.lr > 0 && optim.lr <= most, "optim.lr", "must be > 0 and at most 3.4e38 (float32)");
+  check(optim.encoder_lr <= most, "optim.encoder_lr", "must be at most 3.4e38 (float32)");
   check(optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0");
   check(optim.warmup >= 0, "optim.warmup", "must be >= 0");
   check(optim.min_lr >= 0 && optim.min_lr <= optim.lr, "optim.min_lr", "must be in [0, optim.lr]");

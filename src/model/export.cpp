@@ -66,7 +66,7 @@ std::map<std::string, torch::Tensor> check_tensors(TrainedModel& model) {
 ExportReport export_model(TrainedModel& model, const std::string& folder) {
   std::error_code ec;
   fs::create_directories(folder, ec);
-  if (ec) throw DataError(folder + ": cannot create the export folder (" + ec.message() + ")");
+  if (ec) throw WriteError(folder + ": cannot create the export folder (" + ec.message() + ")");
   ExportReport report{folder, 0, 0};
   auto& tower = model.tower();
   std::map<std::string, torch::Tensor> weights;
@@ -89,11 +89,7 @@ ExportReport export_model(TrainedModel& model, const std::string& folder) {
                        {"loss", {{"kind", name_of(c.loss.kind)}, {"weights", name_of(c.loss.weights)}}},
                        {"step", model.step()},
                        {"source", model.source()}};
-  replace_file_atomically((fs::path(folder) / "config.json").string(), [&](const std::string& tmp) {
-    std::ofstream out(tmp);
-    out << config.dump(2) << "\n";
-    if (!out) throw DataError(tmp + ": write failed");
-  });
+  write_text_atomically((fs::path(folder) / "config.json").string(), config.dump(2) + "\n");
   return report;
 }
 

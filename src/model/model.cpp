@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <numeric>
+#include <sstream>
 
 namespace cwcl {
 namespace {
@@ -53,25 +54,46 @@ class FeatureBatches {
 
 using MelFn = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
 
-// The one embedding loop: batches from `next`, cut to max_frames, moved to
-// `device`, through fn; rows written back in input order, on the CPU.
+// The one embedding loop: batches from `next` (whose clips the tower
+// accepts), moved to `device`, through fn; rows written back in input order,
+// on the CPU. Rows no batch holds stay zero.
 template <class Next>
-torch::Tensor map_batches(int64_t count, Next&& next, int64_t max_frames, const torch::Device& device,
-                          const MelFn& fn, const std::function<void(int64_t, int64_t)>& progress = {}) {
+torch::Tensor map_batches(int64_t count, Next&& next, const torch::Device& device, const MelFn& fn,
+                          const std::function<void(int64_t, int64_t)>& progress = {}) {
   torch::NoGradGuard no_grad;
   torch::Tensor out;
   int64_t done = 0;
   while (auto b = next()) {
-    auto mel = b->mel;
-    auto lengths = b->lengths;
-    limit_frames(mel, lengths, max_frames);
-    auto y = fn(mel.to(device), lengths.to(device)).cpu();
-    if (!out.defined()) out = torch::empty({count, y.size(1)});
+    auto y = fn(b->mel.to(device), b->lengths.to(device)).cpu();
+    if (!out.defined()) out = torch::zeros({count, y.size(1)});
     out.index_copy_(0, torch::tensor(b->indices, torch::kLong), y);
     done += static_cast<int64_t>(b->indices.size());
     if (progress) progress(done, count);
   }
-  TORCH_CHECK(out.defined(), "embedding: no inputs");
+  if (!out.defined()) throw DataError("nothing to embed: no clip lies within the tower's length limits");
+  return out;
+}
+
+// An input's log-mel features cut into windows of the tower's length: the
+// whole input when it fits; else windows of max_frames, half overlapping,
+// the last one ending with the input. Short inputs are refused naming them.
+std::vector<torch::Tensor> windows_of(const torch::Tensor& features, const TrainedTowerImpl& tower,
+                                      const std::string& name, double seconds) {
+  const int64_t t = features.size(0), max = tower.max_frames();
+  if (t < tower.min_frames()) {
+    std::ostringstream m;
+    m << name << ": " << seconds << " s of audio (" << t << " feature frames), fewer than the " << tower.min_frames()
+      << " frames the tower needs";
+    throw DataError(m.str());
+  }
+  if (max == 0 || t <= max) return {features};
+  std::vector<torch::Tensor> out;
+  const int64_t hop = max / 2;
+  for (int64_t start = 0;; start += hop) {
+    const int64_t at = std::min(start, t - max);
+    out.push_back(features.narrow(0, at, max));
+    if (at == t - max) break;
+  }
   return out;
 }
 
@@ -86,13 +108,16 @@ std::string model_path(const std::string& path) {
 
 }  // namespace
 
-torch::Tensor map_feature_batches(const FeatureCache& cache, int64_t max_frames, const torch::Device& device,
+torch::Tensor map_feature_batches(const FeatureCache& cache, const TrainedTowerImpl& tower, const torch::Device& device,
                                   const MelFn& fn, const std::function<void(int64_t, int64_t)>& progress) {
   LoaderOptions o;
   o.batch_size = 32;
   o.workers = 1;
+  for (int64_t i = 0; i < cache.size(); ++i)
+    if (tower.accepts(cache.frames(i))) o.rows.push_back(i);
+  if (o.rows.empty()) throw DataError("nothing to embed: no clip of the feature cache lies within the tower's limits");
   SpeechLoader loader(cache, o);
-  return map_batches(cache.size(), [&] { return loader.next(); }, max_frames, device, fn, progress);
+  return map_batches(cache.size(), [&] { return loader.next(); }, device, fn, progress);
 }
 
 TrainedModel TrainedModel::load(const std::string& path) {
@@ -102,6 +127,9 @@ TrainedModel TrainedModel::load(const std::string& path) {
   out.config_ = m.header().config;
   out.tower_ = make_tower(out.config_.model, m.header().out_dim, TowerWeights::Untrained, m.header().architecture);
   m.load("tower", *out.tower_);
+  for (const auto& t : out.tower_->named_parameters())
+    if (!torch::isfinite(t.value()).all().item<bool>())
+      throw DataError(file + ": weight '" + t.key() + "' is not finite (a diverged run's file?); not used");
   out.tower_->eval();
   out.step_ = m.header().step;
   out.source_ = file;
@@ -166,23 +194,35 @@ WeightsDifference compare_weights(TrainedModel& a, TrainedModel& b) {
 
 TextTower TrainedModel::text_tower() const { return load_text_tower(config_.text_tower_options()); }
 
-torch::Tensor TrainedModel::embed_waveforms(const std::vector<torch::Tensor>& waveforms) {
+torch::Tensor TrainedModel::embed_waveforms(const std::vector<torch::Tensor>& waveforms,
+                                            const std::vector<std::string>& names) {
   if (modality() != Modality::Speech) throw UsageError(source_ + " is an image model: it cannot embed audio");
   LogMel log_mel;
   WhisperLogMel whisper_mel;
-  std::vector<torch::Tensor> features;
-  for (const auto& w : waveforms)
-    features.push_back(tower_->front_end() == FrontEnd::Whisper ? whisper_mel(w) : log_mel(w));
-  FeatureBatches batches(std::move(features));
+  std::vector<torch::Tensor> windows;
+  std::vector<int64_t> owner;  // the input each window belongs to
+  for (size_t i = 0; i < waveforms.size(); ++i) {
+    const auto features = tower_->front_end() == FrontEnd::Whisper ? whisper_mel(waveforms[i]) : log_mel(waveforms[i]);
+    const auto name = i < names.size() ? names[i] : "input " + std::to_string(i + 1);
+    for (auto& w : windows_of(features, *tower_, name, static_cast<double>(waveforms[i].size(0)) / 16000.0)) {
+      windows.push_back(w);
+      owner.push_back(static_cast<int64_t>(i));
+    }
+  }
+  FeatureBatches batches(std::move(windows));
   auto fn = [this](const torch::Tensor& mel, const torch::Tensor& lengths) { return tower_->forward(mel, lengths); };
-  return unit_rows(map_batches(static_cast<int64_t>(waveforms.size()), [&] { return batches.next(); },
-                               tower_->max_frames(), device_of(*tower_), fn));
+  const auto per_window = unit_rows(map_batches(static_cast<int64_t>(owner.size()), [&] { return batches.next(); },
+                                                device_of(*tower_), fn));
+  // A long input is the mean of its windows' directions.
+  auto sums = torch::zeros({static_cast<int64_t>(waveforms.size()), per_window.size(1)});
+  sums.index_add_(0, torch::tensor(owner, torch::kLong), per_window);
+  return unit_rows(sums);
 }
 
 torch::Tensor TrainedModel::embed_audio_files(const std::vector<std::string>& paths) {
   std::vector<torch::Tensor> waves;
   for (const auto& p : paths) waves.push_back(load_audio(p, 16000));
-  return embed_waveforms(waves);
+  return embed_waveforms(waves, paths);
 }
 
 torch::Tensor TrainedModel::embed_cache(const FeatureCache& cache, const std::string& pooled_store) {
@@ -196,7 +236,7 @@ torch::Tensor TrainedModel::embed_cache(const FeatureCache& cache, const std::st
     const auto pooled = cached_pooled_outputs(*tower_, fingerprint, cache, pooled_store);
     return unit_rows(tower_->head(pooled.to(device_of(*tower_))).cpu());
   }
-  return unit_rows(map_feature_batches(cache, tower_->max_frames(), device_of(*tower_),
+  return unit_rows(map_feature_batches(cache, *tower_, device_of(*tower_),
                                        [this](const auto& mel, const auto& lengths) {
                                          return tower_->forward(mel, lengths);
                                        }));
@@ -246,7 +286,7 @@ torch::Tensor cached_pooled_outputs(TrainedTowerImpl& tower, const std::string& 
   const bool was_training = tower.is_training();
   tower.eval();
   auto out = map_feature_batches(
-      cache, tower.max_frames(), device_of(tower),
+      cache, tower, device_of(tower),
       [&](const torch::Tensor& mel, const torch::Tensor& lengths) { return tower.pooled(mel, lengths); }, progress);
   tower.train(was_training);
   EmbeddingStore(out, ids, std::vector<std::string>(ids.size()), key).write(store_path);

@@ -1,5 +1,7 @@
 #include <cwcl/error.h>
 #include <cwcl/io/files.h>
+#include <cwcl/io/safetensors.h>
+#include <cwcl/io/zip.h>
 #include <cwcl/model/model_file.h>
 
 #include <algorithm>
@@ -61,7 +63,13 @@ void write_model_file(const std::string& path, const ModelFileHeader& header, to
     optimizer->save(opt);
     archive.write("optimizer", opt);
   }
-  replace_file_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
+  // Serialised in memory first: torch's file writer, failing on a full disk,
+  // throws again from its destructor and aborts the process; our writer
+  // fails as one WriteError naming the file, the temporary file removed.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  const std::string data = bytes.str();
+  replace_file_atomically(path, [&](const std::string& tmp) { write_file(tmp, {{data.data(), data.size()}}); });
 }
 
 ModelFile ModelFile::open(const std::string& path) {
@@ -70,14 +78,19 @@ ModelFile ModelFile::open(const std::string& path) {
   f.path_ = path;
   f.archive_ = std::make_shared<torch::serialize::InputArchive>();
   try {
+    // libtorch does not check the CRC-32 its ZIP records carry: a flipped
+    // byte would load as another model. cwcl checks them first.
+    auto bytes = std::make_shared<const std::vector<uint8_t>>(read_file_bytes(path));
+    verify_zip_checksums(bytes->data(), bytes->size(), path);
     // Onto the CPU whatever device wrote it: a GPU run's files load on any
     // machine, and the trainer moves what it loads to run.device.
-    f.archive_->load_from(path, torch::Device(torch::kCPU));
+    f.archive_->load_from(reinterpret_cast<const char*>(bytes->data()), bytes->size(), torch::Device(torch::kCPU));
+    f.bytes_ = std::move(bytes);
     f.header_ = read_header(*f.archive_, path);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw DataError(path + ": not a cwcl model or checkpoint (" + std::string(e.what()).substr(0, 200) + ")");
+    throw DataError(path + ": not a cwcl model or checkpoint (" + shorten(message_of(e), 200) + ")");
   }
   return f;
 }

@@ -4,6 +4,7 @@
 // end with _exit) and flite's voices on first use. Workers use no torch: a
 // forked child must not touch the parent's thread pools.
 #include <cwcl/error.h>
+#include <cwcl/io/files.h>
 #include <cwcl/synth/synth.h>
 
 #include <espeak-ng/speak_lib.h>
@@ -382,25 +383,21 @@ std::vector<bool> collect_results(const std::vector<int>& fds, const std::vector
 // manifest.jsonl: one line per item with audio, in input order.
 void write_manifest(const std::vector<SynthItem>& items, const SynthOptions& o, const Plan& plan,
                     SynthReport& report) {
-  const auto manifest = (fs::path(o.out_dir) / "manifest.jsonl").string();
-  {
-    std::ofstream out(manifest + ".tmp");
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (plan.duration[i] <= 0) continue;
-      nlohmann::ordered_json j;
-      j["id"] = items[i].id;
-      j["audio"] = plan.rel_path[i];
-      j["text"] = items[i].text;
-      j["voice"] = plan.voice_of[i];
-      j["duration"] = std::round(plan.duration[i] * 1000.0) / 1000.0;
-      for (const auto& [key, value] : items[i].extra_json)
-        if (!j.contains(key)) j[key] = nlohmann::json::parse(value);
-      out << j.dump() << "\n";
-      report.audio_seconds += plan.duration[i];
-    }
-    if (!out) throw std::runtime_error(manifest + ": write failed");
+  std::string lines;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (plan.duration[i] <= 0) continue;
+    nlohmann::ordered_json j;
+    j["id"] = items[i].id;
+    j["audio"] = plan.rel_path[i];
+    j["text"] = items[i].text;
+    j["voice"] = plan.voice_of[i];
+    j["duration"] = std::round(plan.duration[i] * 1000.0) / 1000.0;
+    for (const auto& [key, value] : items[i].extra_json)
+      if (!j.contains(key)) j[key] = nlohmann::json::parse(value);
+    lines += j.dump() + "\n";
+    report.audio_seconds += plan.duration[i];
   }
-  fs::rename(manifest + ".tmp", manifest);
+  write_text_atomically((fs::path(o.out_dir) / "manifest.jsonl").string(), lines);
 }
 
 }  // namespace

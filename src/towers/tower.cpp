@@ -79,6 +79,11 @@ class ScratchSpeechTower : public TrainedTowerImpl {
   }
   Modality modality() const override { return Modality::Speech; }
   FrontEnd front_end() const override { return FrontEnd::LogMel; }
+  // Two unpadded stride-2 convolutions of width 3 need 7 frames for one
+  // output frame; attention grows with the square of the length, so inputs
+  // stop at 30 s (longer ones are windowed at inference).
+  int64_t min_frames() const override { return 7; }
+  int64_t max_frames() const override { return 3000; }
   int64_t output_dim() const override { return encoder_->options.out_dim; }
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths) override {
     return encoder_->forward(x, lengths);

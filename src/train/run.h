@@ -43,10 +43,23 @@ struct Run {
   bool writer = true;            // rank 0: writes the run directory
   int64_t nonfinite = 0;         // steps skipped for a non-finite loss or gradient
   int64_t nonfinite_in_row = 0;
+  std::string last_checkpoint;   // the newest checkpoint written (finite weights), for messages
 };
 
 // A run gives up after this many non-finite steps in a row.
 constexpr int64_t kMaxNonfiniteInRow = 20;
+
+/// A run that diverged: the loss or gradient stayed non-finite, or an update
+/// left non-finite weights. An internal error (exit 1) naming the step where
+/// it began and the last checkpoint with finite weights.
+class DivergedError : public InternalError {
+ public:
+  explicit DivergedError(const std::string& what) : InternalError(what) {}
+};
+[[noreturn]] void diverged(const Run& r, int64_t since_step, const std::string& how);
+
+/// Whether every weight of the tower and the loss module is finite.
+bool weights_finite(Run& r);
 
 /// One optimizer step at `lr_factor` times every group's base rate;
 /// `grad_norms` (when given) receives each group's gradient norm before

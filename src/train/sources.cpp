@@ -205,10 +205,10 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
     std::vector<int64_t> found;
     for (int64_t k = 0; k <= copies.count; ++k) {
       auto it = row_of.find(copy_id(e.id, k));
-      if (it != row_of.end()) found.push_back(it->second);
+      if (it != row_of.end() && tower.accepts(cache->frames(it->second))) found.push_back(it->second);
     }
     if (found.size() != rows.size()) {
-      ++skipped;  // unreadable audio: not in the cache
+      ++skipped;  // unreadable audio (not in the cache), or too short or long for the tower
       continue;
     }
     for (size_t k = 0; k < rows.size(); ++k) rows[k].push_back(found[k]);
@@ -244,7 +244,10 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
 
 std::unique_ptr<DataSource> image_source(const TrainConfig& c, const TextTower& text, const Log& log, Shard shard) {
   const auto names = ClassNames::read(c.class_names_file());
-  check_classes(c.data.classes, names.size(), "config key 'data.classes'");
+  const auto problem = classes_problem(c.data.classes, names.size());
+  if (!problem.empty())
+    throw ConfigError("config key 'data.classes': " + problem + " (" + c.class_names_file() + " names " +
+                      std::to_string(names.size()) + " classes)");
   auto train = split_training_images(read_fashion_mnist(c.data.train, FashionMnistSplit::Train), c.data.classes,
                                      c.data.valid_fraction, static_cast<uint64_t>(c.run.seed))
                    .train;

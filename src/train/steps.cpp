@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
 
 namespace cwcl::detail {
 namespace {
@@ -165,15 +166,36 @@ double train_step(Run& r, const Batch& batch, int64_t step, double lr_factor, js
   if (!std::isfinite(norm)) {
     ++r.nonfinite;
     if (++r.nonfinite_in_row >= kMaxNonfiniteInRow)
-      throw InternalError("train: the loss or gradient was not finite for " + std::to_string(kMaxNonfiniteInRow) +
-                          " steps in a row, up to step " + std::to_string(step + 1) +
-                          " (lower optim.lr?); the last checkpoint is kept");
+      diverged(r, step + 2 - r.nonfinite_in_row,
+               "the loss or gradient was not finite for " + std::to_string(kMaxNonfiniteInRow) + " steps in a row");
     r.optimizer.adamw->zero_grad();
     return value;
   }
   r.nonfinite_in_row = 0;
   r.optimizer.adamw->step();
+  // An update can overflow the weights from a finite gradient (a huge
+  // rate); nothing recovers from that, so the run stops here.
+  if (!weights_finite(r)) diverged(r, step + 1, "the update left non-finite weights");
   return value;
+}
+
+bool weights_finite(Run& r) {
+  std::vector<torch::Tensor> checks;
+  for (const auto& p : r.tower->parameters()) checks.push_back(torch::isfinite(p).all());
+  for (const auto& b : r.tower->buffers())
+    if (b.is_floating_point()) checks.push_back(torch::isfinite(b).all());
+  for (const auto& p : r.criterion->parameters()) checks.push_back(torch::isfinite(p).all());
+  return checks.empty() || torch::stack(checks).all().item<bool>();
+}
+
+void diverged(const Run& r, int64_t since_step, const std::string& how) {
+  std::ostringstream lr;
+  lr << r.config.optim.lr;
+  throw DivergedError("train: the run diverged at step " + std::to_string(since_step) + ": " + how +
+                      " (optim.lr = " + lr.str() + "; a lower rate may help). " +
+                      (r.last_checkpoint.empty() ? std::string("No checkpoint was written.")
+                                                 : "The last checkpoint, with finite weights, is " + r.last_checkpoint +
+                                                       "."));
 }
 
 

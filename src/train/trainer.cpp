@@ -26,6 +26,9 @@ namespace cwcl {
 namespace detail {
 
 void save(Run& r, const std::string& path, int64_t step, bool with_optimizer) {
+  // No file ever holds non-finite weights (train_step stops a run first).
+  if (!weights_finite(r)) throw InternalError(path + ": not written: the weights at step " + std::to_string(step) +
+                                              " are not finite");
   r.header.step = step;
   r.header.config = r.config;
   write_model_file(path, r.header, *r.tower, *r.criterion, with_optimizer ? r.optimizer.adamw.get() : nullptr);
@@ -113,9 +116,19 @@ torch::Device run_device(const DeviceSpec& spec, const dist::Group& group) {
   return device;
 }
 
-void checkpoint(Run& r, int64_t step) {
+// A checkpoint of finite weights taken at a finite step; within a run of
+// non-finite steps none is written (resuming from there would diverge
+// again). The older ones beyond run.keep_checkpoints go once it is written.
+void checkpoint(Run& r, int64_t step, const Log& log) {
   if (!r.writer) return;
-  save(r, checkpoint_path(r.config.run.out, step), step, true);
+  if (r.nonfinite_in_row > 0) {
+    log("checkpoint at step " + std::to_string(step) + " skipped: the loss has not been finite for " +
+        std::to_string(r.nonfinite_in_row) + " steps");
+    return;
+  }
+  const auto path = checkpoint_path(r.config.run.out, step);
+  save(r, path, step, true);
+  r.last_checkpoint = path;
   auto all = list_checkpoints(r.config.run.out);
   for (size_t i = 0; i + static_cast<size_t>(r.config.run.keep_checkpoints) < all.size(); ++i) fs::remove(all[i]);
 }
@@ -185,7 +198,7 @@ double run_steps(Run& r, const TextTower& text, int64_t start, AppendLog* metric
     if (options.progress) options.progress(pr);
     // Validation first: a crash before the checkpoint repeats it on resume.
     if (validator.due(step + 1)) validator.run(r, text, step + 1, log);
-    if ((step + 1) % c.run.checkpoint_every == 0 || step + 1 == c.run.steps) checkpoint(r, step + 1);
+    if ((step + 1) % c.run.checkpoint_every == 0 || step + 1 == c.run.steps) checkpoint(r, step + 1, log);
   }
   return last;
 }
@@ -256,8 +269,13 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   auto validate = r.writer ? make_validator(c) : Validator{};
   const Log log = options.log ? options.log : [](const std::string&) {};
   r.device = run_device(c.run.device, *r.group);
+  // One owner per run directory (rank 0 writes it), held until train()
+  // returns; nothing is written before it is taken.
+  std::optional<FolderLock> owner;
+  if (r.writer) owner.emplace(c.run.out);
   log("device: " + r.device.str() + (c.run.precision == Precision::Bf16 ? ", bf16 autocast" : ""));
   auto resume_from = resume_point(c, options.resume, log);
+  if (resume_from) r.last_checkpoint = resume_from->path();
   fs::create_directories(fs::path(c.run.out) / "checkpoints");
   ThreadCountScope threads(static_cast<int>(c.run.threads));
   torch::manual_seed(derive_seed(static_cast<uint64_t>(c.run.seed), SeedStream::Initialisation));
@@ -278,6 +296,9 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   summary.world_size = r.group->world_size();
   const auto t0 = Clock::now();
   summary.final_loss = run_steps(r, text, start, metrics.get(), options, std::move(validate));
+  // A run that ends in non-finite steps has no model to give.
+  if (r.nonfinite_in_row > 0)
+    diverged(r, c.run.steps + 1 - r.nonfinite_in_row, "the loss was not finite from there to the last step");
   const auto model = (fs::path(c.run.out) / "model.pt").string();
   if (r.writer) save(r, model, c.run.steps, false);
   summary.steps = c.run.steps;

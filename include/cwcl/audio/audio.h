@@ -17,12 +17,18 @@ class AudioError : public DataError {
   using DataError::DataError;
 };
 
+/// The longest audio cwcl reads into memory whole: 10 minutes (38 MB of
+/// samples at 16 kHz). Longer files are refused before they are decoded, so
+/// memory stays bounded whatever a file holds.
+inline constexpr double kMaxAudioSeconds = 600;
+
 /// Reads WAV, FLAC, OGG (anything libsndfile reads), averages the channels to
 /// mono and resamples to `sample_rate` (0: keep the file's rate). Returns
 /// float32 samples in [-1, 1]. Throws AudioError for a missing, empty,
-/// truncated or non-audio file.
-torch::Tensor load_audio(const std::string& path, int sample_rate = 16000,
-                         int* original_rate = nullptr);
+/// truncated or non-audio file, and for one longer than `max_seconds`
+/// (named with its length and the limit).
+torch::Tensor load_audio(const std::string& path, int sample_rate = 16000, int* original_rate = nullptr,
+                         double max_seconds = kMaxAudioSeconds);
 
 /// Band-limited resampling of mono float samples (libsamplerate, best sinc).
 torch::Tensor resample(const torch::Tensor& samples, int from_rate, int to_rate);

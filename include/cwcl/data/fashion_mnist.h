@@ -58,8 +58,11 @@ struct ClassNames {
   std::vector<std::string> captions(int64_t label, const std::vector<std::string>& templates) const;
 };
 
-/// Throws DataError naming `source` unless every class lies in [0, count) once.
-void check_classes(const std::vector<int64_t>& classes, int64_t count, const std::string& source);
+/// What is wrong with a list of classes of a set of `count` ("class 12
+/// outside 0..9", "class 3 twice"); empty when every class lies in
+/// [0, count) once. The caller names the setting (a config key: ConfigError;
+/// an argument: UsageError).
+std::string classes_problem(const std::vector<int64_t>& classes, int64_t count);
 
 /// The training images of `classes` split by a seeded permutation into
 /// training rows and held-out validation rows (floor(valid_fraction * N)).

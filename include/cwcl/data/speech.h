@@ -27,7 +27,8 @@ struct SpeechManifest {
 };
 
 /// Reads a JSONL manifest ({"id", "audio", "text", ...}, as `cwcl synth`
-/// writes). Bad lines are skipped and counted, never fatal; a missing file
+/// writes). Bad lines (not JSON, a field missing, an empty id or text, an id
+/// seen before) are skipped and counted, never fatal; a missing file
 /// throws DataError naming it.
 SpeechManifest read_speech_manifest(const std::string& path);
 

@@ -54,7 +54,8 @@ struct TaskResult {
 
 /// The model's embeddings of a speech set (features cached beside the
 /// manifest, feature_cache_path) against its label texts, and retrieval of
-/// each utterance's own text among the set's texts.
+/// each utterance's own text among the set's texts. Unreadable clips and
+/// clips shorter or longer than the tower takes are skipped and counted.
 TaskResult evaluate_speech(TrainedModel& model, const TextTower& text, const SpeechTaskData& data);
 /// Ground-truth texts of the same set through the frozen tower: the text bound.
 TaskResult evaluate_text_bound(const TextTower& text, const SpeechTaskData& data);

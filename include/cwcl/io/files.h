@@ -66,4 +66,24 @@ class AppendLog {
   int fd_ = -1;
 };
 
+/// Exclusive ownership of a folder for as long as the object lives (a run
+/// directory while a run trains in it): an flock on <folder>/.lock holding
+/// the owner's pid. The kernel releases it when the process ends, however
+/// it ends, so a killed run never leaves it stale. Creates the folder.
+class FolderLock {
+ public:
+  /// Throws UsageError naming the folder and the holder's pid when another
+  /// process holds it; WriteError when the folder cannot be created.
+  explicit FolderLock(const std::string& folder);
+  ~FolderLock();
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+  /// Throws as the constructor would if the folder is held now; takes nothing.
+  static void check_free(const std::string& folder);
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace cwcl

@@ -13,8 +13,9 @@ namespace cwcl {
 /// Verifies every entry of a ZIP archive in [data, data + size) against the
 /// CRC-32 its central directory records (ZIP64 included). Throws
 /// FormatError naming `source` and the entry for a mismatch, a truncated or
-/// malformed archive, or a compressed entry (torch stores its records
-/// uncompressed). Never reads outside the buffer. Returns the entries checked.
+/// malformed archive, or a compression method other than stored and deflate
+/// (torch stores its tensors and deflates its code records). Never reads
+/// outside the buffer. Returns the entries checked.
 int64_t verify_zip_checksums(const uint8_t* data, size_t size, const std::string& source);
 
 }  // namespace cwcl

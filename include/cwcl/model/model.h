@@ -39,10 +39,15 @@ class TrainedModel {
   TextTower text_tower() const;
 
   /// Audio files (any format libsndfile reads, any sample rate) -> [N, D]
-  /// L2-normalised. Unreadable files throw DataError naming the file.
+  /// L2-normalised. An input longer than the tower takes is embedded in
+  /// half-overlapping windows of its length, their directions averaged, so
+  /// memory stays bounded; files longer than kMaxAudioSeconds, unreadable
+  /// ones and clips shorter than the tower needs throw DataError naming the
+  /// file (and the limit).
   torch::Tensor embed_audio_files(const std::vector<std::string>& paths);
-  /// Waveforms at 16 kHz -> [N, D].
-  torch::Tensor embed_waveforms(const std::vector<torch::Tensor>& waveforms);
+  /// Waveforms at 16 kHz -> [N, D], as embed_audio_files; `names` name
+  /// the inputs in errors.
+  torch::Tensor embed_waveforms(const std::vector<torch::Tensor>& waveforms, const std::vector<std::string>& names = {});
   /// Features of a cache built with this model's front end -> [N, D]; towers
   /// that cache pooled outputs reuse those stored in `pooled_store`.
   torch::Tensor embed_cache(const FeatureCache& cache, const std::string& pooled_store = "");
@@ -80,10 +85,11 @@ torch::Tensor cached_pooled_outputs(TrainedTowerImpl& tower, const std::string& 
                                     const FeatureCache& cache, const std::string& store_path,
                                     const std::function<void(int64_t, int64_t)>& progress = {});
 
-/// Applies `fn` (mel, lengths) -> [B, D] to every row of a feature cache in
-/// batches of similar length, cut to `max_frames`, on `device`; rows in
-/// cache order, on the CPU.
-torch::Tensor map_feature_batches(const FeatureCache& cache, int64_t max_frames, const torch::Device& device,
+/// Applies `fn` (mel, lengths) -> [B, D] to the rows of a feature cache the
+/// tower accepts (TrainedTowerImpl::accepts) in batches of similar length,
+/// on `device`; rows in cache order, on the CPU, zero for the rows left out.
+/// Throws DataError when the tower accepts none.
+torch::Tensor map_feature_batches(const FeatureCache& cache, const TrainedTowerImpl& tower, const torch::Device& device,
                                   const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& fn,
                                   const std::function<void(int64_t, int64_t)>& progress = {});
 

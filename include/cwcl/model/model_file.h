@@ -8,6 +8,7 @@
 #include <cwcl/model/config.h>
 #include <torch/torch.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,7 +35,8 @@ void write_model_file(const std::string& path, const ModelFileHeader& header, to
 class ModelFile {
  public:
   /// Throws DataError naming the file when it is missing, not a cwcl model,
-  /// or of another format version.
+  /// of another format version, or changed since it was written (each record
+  /// is checked against the CRC-32 the file carries).
   static ModelFile open(const std::string& path);
   const ModelFileHeader& header() const { return header_; }
   const std::string& path() const { return path_; }
@@ -48,6 +50,7 @@ class ModelFile {
   std::string path_;
   ModelFileHeader header_;
   std::shared_ptr<torch::serialize::InputArchive> archive_;
+  std::shared_ptr<const std::vector<uint8_t>> bytes_;  ///< the file, checked against its checksums, read once
 };
 
 /// checkpoints/step-<zero-padded N>.pt of a run directory, oldest first.

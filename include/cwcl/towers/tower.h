@@ -74,8 +74,15 @@ class TrainedTowerImpl : public torch::nn::Module {
   virtual Modality modality() const = 0;
   /// The log-mel front end a speech tower reads; throws UsageError for images.
   virtual FrontEnd front_end() const;
-  /// Most input frames the tower accepts (0: no limit); longer inputs are cut.
+  /// Most input frames the tower embeds whole (0: no limit). Training and
+  /// evaluation skip longer clips and count them; zero-shot inference embeds
+  /// them in windows of this length (TrainedModel::embed_audio_files).
   virtual int64_t max_frames() const { return 0; }
+  /// Fewest input frames the tower can embed (its convolutions' reach);
+  /// shorter clips are skipped and counted, or named at inference.
+  virtual int64_t min_frames() const { return 1; }
+  /// Whether a clip of `frames` frames lies within [min_frames, max_frames].
+  bool accepts(int64_t frames) const { return frames >= min_frames() && (max_frames() == 0 || frames <= max_frames()); }
   virtual int64_t output_dim() const = 0;
   /// speech: log-mel [B, T, n_mels] and real frame counts [B]; image:
   /// normalised [B, 1, 28, 28] (lengths ignored). -> [B, output_dim].
