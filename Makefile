@@ -38,13 +38,12 @@ test-unit: build models
 bench: build
 	$(BUILD_DIR)/benchmarks/cwcl_bench_loss
 
-# The experiments, quick preset (CL vs CWCL on speech and Fashion-MNIST):
-# builds the speech corpus once (scripts/make_corpus.sh), trains, evaluates,
-# writes runs/demo/summary.json, summary.md and plots.
+# The experiments, quick preset (configs/demo/quick.toml: CL vs CWCL on
+# speech and Fashion-MNIST): builds the speech corpus once (cwcl corpus),
+# trains, evaluates, writes runs/demo/summary.json, summary.md and plots.
 # The README's results come from `DEMO_PRESET=full make demo`.
 DEMO_PRESET ?= quick
 demo: build models
-	scripts/make_corpus.sh runs/corpus $(BUILD_DIR)/cwcl
 	$(BUILD_DIR)/cwcl demo --preset $(DEMO_PRESET) --corpus runs/corpus --out runs/demo
 
 clean:

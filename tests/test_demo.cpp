@@ -107,8 +107,9 @@ TEST_F(DemoFiles, CorpusTextsAreTheOnesTheExperimentsWereRunOn) {
   o.texts_only = true;
   const auto report = nlohmann::json::parse(cwcl::build_corpus(o));
   EXPECT_EQ(report.at("texts").at("train_total").get<int64_t>(), 26487);
-  // scripts/make_corpus_text.py (Python's random.Random(0).shuffle of the
-  // WordNet examples) wrote this file when the experiments began.
+  // The Python script that built the texts before `cwcl corpus` (its
+  // random.Random(0).shuffle of the WordNet examples) wrote this file when
+  // the experiments began.
   EXPECT_EQ(sha256_of(path("corpus/train_text.txt")),
             "900fa3d9900ec4fff5f44f4d3965a5700b8a38ea293026e870bad26905978d9c");
   const auto test = cwcl::read_lines(path("corpus/slurp_test.jsonl"));
