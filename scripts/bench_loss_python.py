@@ -42,7 +42,19 @@ def reset_peak():
         return False
 
 
-def loss_fn(kind, p, q, logit_scale):
+def weights_of(p, weights, gamma, tau):
+    """The weight map of the frozen rows' cosines, as cwcl's maps define them."""
+    cos = (p @ p.T).clamp(-1, 1)
+    if weights == "affine":
+        return cos * 0.5 + 0.5
+    if weights == "power":
+        return (cos * 0.5 + 0.5).clamp(min=0) ** gamma
+    if weights == "kernel":
+        return torch.exp((cos - 1) / tau)
+    raise ValueError(weights)
+
+
+def loss_fn(kind, p, q, logit_scale, weights="affine", gamma=8.0, tau=0.1):
     p = F.normalize(p, dim=1)
     q = F.normalize(q, dim=1)
     logits = logit_scale.clamp(max=math.log(100)).exp() * p @ q.T
@@ -51,7 +63,7 @@ def loss_fn(kind, p, q, logit_scale):
         target = torch.arange(n, device=p.device)
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
     with torch.no_grad():
-        w = (p @ p.T) * 0.5 + 0.5
+        w = weights_of(p, weights, gamma, tau)
         w = w / w.sum(dim=1, keepdim=True)
     return 0.5 * (F.cross_entropy(logits, w) + F.cross_entropy(logits.T, w))
 
@@ -77,6 +89,9 @@ def time_floor(p, q):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kind", default="cwcl", choices=["cl", "cwcl"])
+    ap.add_argument("--weights", default="affine", choices=["affine", "power", "kernel"], help="cwcl's weight map")
+    ap.add_argument("--gamma", type=float, default=8.0, help="power map exponent")
+    ap.add_argument("--tau", type=float, default=0.1, help="kernel map bandwidth")
     ap.add_argument("-n", type=int, default=8192)
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0)
@@ -89,7 +104,8 @@ def main():
     device = torch.device(args.device)
     if args.compile and not hasattr(torch, "compile"):
         raise SystemExit(f"--compile needs PyTorch 2.x; this is {torch.__version__}")
-    fn = torch.compile(loss_fn, dynamic=False) if args.compile else loss_fn
+    base_fn = lambda kind, p, q, s: loss_fn(kind, p, q, s, args.weights, args.gamma, args.tau)  # noqa: E731
+    fn = torch.compile(base_fn, dynamic=False) if args.compile else base_fn
     torch.manual_seed(0)
     p = torch.randn(args.n, args.dim).to(device)
     q = torch.randn(args.n, args.dim).to(device).requires_grad_(True)
@@ -97,7 +113,7 @@ def main():
     scale = torch.tensor(math.log(1 / 0.07), device=device, requires_grad=True)
 
     small = torch.randn(256, args.dim, device=device, requires_grad=True)
-    loss_fn(args.kind, small.detach(), small, scale.detach()).backward()
+    base_fn(args.kind, small.detach(), small, scale.detach()).backward()
     torch.mm(p[:1024], q.detach().T)
 
     def step():
@@ -127,7 +143,7 @@ def main():
     time_floor(p, q.detach())
     floor = time_floor(p, q.detach())
     out = {"impl": "python-compile" if args.compile else "python", "torch": torch.__version__,
-           "kind": args.kind, "path": "plain", "n": args.n, "d": args.dim, "device": str(device),
+           "kind": args.kind, "weights": args.weights if args.kind == "cwcl" else "identity", "path": "plain", "n": args.n, "d": args.dim, "device": str(device),
            "torch_threads": torch.get_num_threads(), "seconds": seconds, "loss": loss,
            "extra_mib": (peak - rss_before) / 1024 if peak_ok else -1,
            "floor_seconds": floor, "ratio_to_floor": seconds / floor}

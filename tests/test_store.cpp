@@ -2,6 +2,7 @@
 
 #include <cwcl/io/safetensors.h>
 #include <cwcl/io/store.h>
+#include <cwcl/towers/text_tower.h>
 
 #include "temp_dir.h"
 
@@ -69,6 +70,30 @@ TEST_F(Store, RejectsFilesThatAreNotStores) {
             cwcl::fingerprint_files({path("short.safetensors")}));
   EXPECT_NE(cwcl::content_key("fp", "a"), cwcl::content_key("fp", "b"));
   EXPECT_THROW(cwcl::fingerprint_files({path("missing")}), std::runtime_error);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(Store, AStoreServesAsATextTowerByText) {
+  cwcl::EmbeddingStore s(torch::eye(3), {"play music", "set an alarm", "what time is it"}, {"", "", ""}, "external");
+  s.write(path("texts.safetensors"));
+  cwcl::TextTowerOptions o;
+  o.kind = cwcl::TextTowerKind::Store;
+  o.model = path("texts.safetensors");
+  const auto tower = cwcl::load_text_tower(o);
+  EXPECT_EQ(tower.dim, 3);
+  EXPECT_TRUE(torch::equal(tower.encode({"what time is it", "play music"}), torch::eye(3).index_select(0, torch::tensor({2, 0}))));
+  try {
+    tower.encode({"unheard of"});
+    FAIL() << "a text the store lacks was embedded";
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("texts.safetensors: no embedding of a text the run needs"), std::string::npos)
+        << e.what();
+  }
+  o.model.clear();
+  EXPECT_THROW(cwcl::load_text_tower(o), cwcl::UsageError);
 }
 
 }  // namespace

@@ -69,9 +69,17 @@ std::vector<std::pair<std::string, LossOptions>> all_options(int64_t n, int64_t 
     centred.weights.map = WeightMap::Kernel;
     all.push_back({std::string(cwcl::name_of(kind)) + "/kernel_centred", centred});
   }
+  // Integer exponents go by squaring on the symmetric tiles (8: three
+  // squarings; 3: a running product), others through pow.
+  for (double gamma : {8.0, 3.0}) {
+    LossOptions o;
+    o.weights.map = WeightMap::Power;
+    o.weights.gamma = gamma;
+    all.push_back({"cwcl/power-" + std::to_string(static_cast<int>(gamma)), o});
+  }
   for (auto dir : {cwcl::WeightedDirections::FrozenToTrained,
                    cwcl::WeightedDirections::TrainedToFrozen}) {
-    for (auto map : {WeightMap::Affine, WeightMap::Power}) {
+    for (auto map : {WeightMap::Affine, WeightMap::Power, WeightMap::Kernel}) {
       LossOptions o;
       o.weights.map = map;
       o.directions = dir;

@@ -53,6 +53,9 @@ TEST_F(Training, RunDirectoryHoldsConfigMetricsCheckpointsAndModel) {
   for (const char* f : {"config.toml", "metrics.jsonl", "model.pt", "checkpoints/step-00000006.pt", "checkpoints/step-00000003.pt"})
     EXPECT_TRUE(fs::exists(dir / "run" / f)) << f;
   auto resolved = TrainConfig::from_file(path("run/config.toml"));
+  // loss.path = auto is resolved by measurement at the start and recorded.
+  EXPECT_NE(resolved.loss.path, cwcl::LossPath::Auto);
+  c.loss.path = resolved.loss.path;
   EXPECT_EQ(resolved.values(), c.values());
   std::ifstream metrics(path("run/metrics.jsonl"));
   std::string line;

@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+
+#include <unistd.h>
 #include <iostream>
 #include <random>
 
@@ -129,6 +131,25 @@ TEST_F(WhisperTinyEn, EncoderMatchesCTranslate2) {
     // Hidden states are O(1); float16 weights, float32 compute on both sides.
     EXPECT_LT(worst, 1e-4);  // measured: 1.6e-5 padded, 1.2e-5 unpadded (golden rounded to 1e-5)
   }
+}
+
+TEST_F(WhisperTinyEn, TheEncoderAloneWritesAndLoadsAsAModelBin) {
+  // What cwcl reads of Whisper, a third of the file: the GPU check carries it.
+  const auto full = cwcl::read_ct2_model(whisper_dir() + "/model.bin");
+  const auto encoder_only = cwcl::ct2_subset(full, "encoder/");
+  const auto dir = std::filesystem::temp_directory_path() / ("cwcl_encoder_only_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  cwcl::write_ct2_model((dir / "model.bin").string(), encoder_only);
+  const auto back = cwcl::read_ct2_model((dir / "model.bin").string());
+  EXPECT_EQ(back.spec, full.spec);
+  EXPECT_EQ(back.variables.size(), encoder_only.variables.size());
+  EXPECT_LT(std::filesystem::file_size(dir / "model.bin"), std::filesystem::file_size(whisper_dir() + "/model.bin") / 2);
+  for (const auto& [name, t] : back.variables) EXPECT_TRUE(torch::equal(t, full.variables.at(name))) << name;
+  auto a = cwcl::load_whisper_encoder(whisper_dir()), b = cwcl::load_whisper_encoder(dir.string());
+  torch::NoGradGuard no_grad;
+  const auto mel = cwcl::WhisperLogMel()(speech16).unsqueeze(0);
+  EXPECT_TRUE(torch::equal(a->forward(mel), b->forward(mel)));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(WhisperTinyEn, PaddingNeverChangesAnItemsOutput) {

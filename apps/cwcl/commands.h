@@ -59,6 +59,13 @@ int run_features(const FeaturesOptions& options);
 
 int run_corpus(const CorpusOptions& options);
 
+struct WhisperEncoderOptions {
+  std::string model;  ///< a CTranslate2 Whisper folder (model.bin)
+  std::string out;    ///< folder for the encoder-only model.bin
+};
+/// A model.bin with Whisper's encoder alone (what cwcl reads of it).
+int run_whisper_encoder(const WhisperEncoderOptions& options);
+
 // ---- model_commands.cpp ---------------------------------------------------
 
 struct TrainCommandOptions {

@@ -5,9 +5,11 @@
 #include <cwcl/data/speech.h>
 #include <cwcl/data/text_inputs.h>
 #include <cwcl/eval/eval.h>
+#include <cwcl/io/ctranslate2.h>
 #include <cwcl/io/store.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <iostream>
 #include <set>
 
@@ -101,6 +103,17 @@ int run_features(const FeaturesOptions& o) {
   std::cout << "features: " << report.examples << " utterances (" << manifest.skipped + report.skipped
             << " skipped), " << report.audio_seconds << " s of audio in " << report.seconds << " s ("
             << report.audio_seconds / report.seconds << " s of audio per s) -> " << o.out << "\n";
+  return 0;
+}
+
+int run_whisper_encoder(const WhisperEncoderOptions& o) {
+  const auto in = (std::filesystem::path(o.model) / "model.bin").string();
+  const auto encoder = ct2_subset(read_ct2_model(in), "encoder/");
+  std::filesystem::create_directories(o.out);
+  const auto out = (std::filesystem::path(o.out) / "model.bin").string();
+  write_ct2_model(out, encoder);
+  std::cout << "whisper-encoder: " << encoder.variables.size() << " variables of " << in << " -> " << out << " ("
+            << std::filesystem::file_size(out) / 1048576 << " MiB)\n";
   return 0;
 }
 

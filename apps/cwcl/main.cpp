@@ -93,7 +93,9 @@ void add_bench_commands(CLI::App& app, Actions& actions) {
     auto& o = bind(cmd, actions, cwcl::app::run_bench_loss);
     add_named_option(cmd, "--kind", o.kind, "loss kind");
     add_named_option(cmd, "--weights", o.weights, "weight map");
-    add_named_option(cmd, "--path", o.path, "implementation");
+    cmd->add_option("--gamma", o.gamma, "power map exponent")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--kernel-tau", o.kernel_tau, "kernel map bandwidth")->check(CLI::PositiveNumber)->capture_default_str();
+    add_named_option(cmd, "--path", o.path, "implementation (auto: measured)");
     cmd->add_option("-n,--batch", o.n, "batch size N")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
@@ -179,6 +181,12 @@ void add_data_commands(CLI::App& app, Actions& actions) {
     add_named_option(cmd, "--format", o.format, "audio file format");
     cmd->add_option("--text-field", o.text_field)->capture_default_str();
     cmd->add_option("--id-field", o.id_field)->capture_default_str();
+  }
+  {
+    auto* cmd = app.add_subcommand("whisper-encoder", "write Whisper's encoder alone as a CTranslate2 model.bin");
+    auto& o = bind(cmd, actions, cwcl::app::run_whisper_encoder);
+    cmd->add_option("model", o.model, "CTranslate2 Whisper folder (its model.bin)")->required()->check(CLI::ExistingDirectory);
+    cmd->add_option("-o,--out", o.out, "folder for the encoder's model.bin")->required();
   }
   {
     auto* cmd = app.add_subcommand("features", "precompute log-mel features of a manifest into a cache");

@@ -65,7 +65,7 @@ struct WeightOptions {
 /// Which implementation computes the loss. Both give the same values and
 /// gradients (tested to 1e-5 relative); they differ in time and memory.
 enum class LossPath {
-  Auto,   ///< Tiled when the global batch has >= tiling.auto_threshold rows
+  Auto,   ///< Tiled from tiling.auto_threshold rows, or when the plain path would not fit tiling.plain_memory_mib
   Plain,  ///< builds the N x N logits: simple, the reference
   Tiled,  ///< walks tiles of rows and columns; memory O(N x D + tile^2)
 };
@@ -76,6 +76,9 @@ struct TilingOptions {
   int64_t tile = 1024;
   /// Smallest global batch for which Auto picks the tiled path.
   int64_t auto_threshold = 2048;
+  /// Auto never picks the plain path when its N x N tensors would need more
+  /// than this (measure_loss_path does not either).
+  double plain_memory_mib = 2048;
 };
 
 /// All-gather with gradient across ranks: returns every rank's rows
@@ -117,6 +120,18 @@ struct LossOptions {
 /// the frozen side and are detached), and to logit_scale / logit_bias.
 torch::Tensor contrastive_loss(const torch::Tensor& p, const torch::Tensor& q,
                                const LossOptions& options = {});
+
+/// Bytes the plain path's N x N tensors take for a local batch of n rows
+/// against n_global columns (an estimate: the logits, softmaxes, targets and
+/// their gradients alive at once).
+double plain_path_bytes(int64_t n, int64_t n_global, const torch::TensorOptions& options);
+
+/// The faster path for these inputs and options, by measurement: one
+/// forward and backward of each path on detached copies (after one to warm
+/// up), the tiled one whenever the plain one would not fit
+/// tiling.plain_memory_mib. For one process; a distributed loss keeps its
+/// rule (every rank must take the same path).
+LossPath measure_loss_path(const torch::Tensor& p, const torch::Tensor& q, const LossOptions& options);
 
 /// The weights w [N_rows, N_cols] the loss would use for these frozen rows
 /// against these frozen columns (detached). labels_* are needed by

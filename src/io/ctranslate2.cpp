@@ -1,4 +1,5 @@
 #include <cwcl/io/ctranslate2.h>
+#include <cwcl/io/files.h>
 
 #include <cstring>
 #include <limits>
@@ -112,6 +113,60 @@ Ct2Model parse_ct2_model(const uint8_t* data, size_t size, const std::string& so
 Ct2Model read_ct2_model(const std::string& path) {
   const auto buffer = read_file_bytes(path);
   return parse_ct2_model(buffer.data(), buffer.size(), path);
+}
+
+namespace {
+
+void put_string(std::string& out, const std::string& s) {
+  const auto n = static_cast<uint16_t>(s.size() + 1);
+  out.append(reinterpret_cast<const char*>(&n), 2);
+  out.append(s.c_str(), s.size() + 1);
+}
+
+template <typename T>
+void put_number(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+
+}  // namespace
+
+void write_ct2_model(const std::string& path, const Ct2Model& m) {
+  std::string out;
+  put_number<uint32_t>(out, kBinaryVersion);
+  put_string(out, m.spec);
+  put_number<uint32_t>(out, m.revision);
+  put_number<uint32_t>(out, static_cast<uint32_t>(m.variables.size()));
+  for (const auto& [name, tensor] : m.variables) {
+    const auto t = tensor.contiguous();
+    uint8_t id = 0;
+    while (id < sizeof(kDtypes) / sizeof(kDtypes[0]) && kDtypes[id].type != t.scalar_type()) ++id;
+    if (id == sizeof(kDtypes) / sizeof(kDtypes[0]))
+      throw UsageError(path + ": variable '" + name + "' has a dtype CTranslate2 does not store");
+    put_string(out, name);
+    put_number<uint8_t>(out, static_cast<uint8_t>(t.dim()));
+    for (auto d : t.sizes()) put_number<uint32_t>(out, static_cast<uint32_t>(d));
+    put_number<uint8_t>(out, id);
+    const auto bytes = static_cast<uint32_t>(t.numel() * t.element_size());
+    put_number<uint32_t>(out, bytes);
+    out.append(static_cast<const char*>(t.data_ptr()), bytes);
+  }
+  put_number<uint32_t>(out, static_cast<uint32_t>(m.aliases.size()));
+  for (const auto& [alias, target] : m.aliases) {
+    put_string(out, alias);
+    put_string(out, target);
+  }
+  replace_file_atomically(path, [&](const std::string& tmp) { write_file(tmp, {{out.data(), out.size()}}); });
+}
+
+Ct2Model ct2_subset(const Ct2Model& m, const std::string& prefix) {
+  Ct2Model out;
+  out.spec = m.spec;
+  out.revision = m.revision;
+  for (const auto& [name, t] : m.variables)
+    if (name.rfind(prefix, 0) == 0) out.variables.emplace(name, t);
+  for (const auto& [alias, target] : m.aliases)
+    if (out.variables.count(target)) out.aliases.emplace(alias, target);
+  return out;
 }
 
 }  // namespace cwcl

@@ -5,7 +5,9 @@
 
 #include "detail.h"
 
+#include <chrono>
 #include <cmath>
+#include <limits>
 
 namespace cwcl {
 namespace {
@@ -256,7 +258,9 @@ torch::Tensor contrastive_term(const torch::Tensor& p, const torch::Tensor& q, c
 
   const auto s = logit_scale_value(o, p);
   const bool tiled = o.tiling.path == LossPath::Tiled ||
-                     (o.tiling.path == LossPath::Auto && n_global >= o.tiling.auto_threshold);
+                     (o.tiling.path == LossPath::Auto &&
+                      (n_global >= o.tiling.auto_threshold ||
+                       plain_path_bytes(n, n_global, p.options()) > o.tiling.plain_memory_mib * 1048576.0));
   if (tiled) {
     TORCH_CHECK(o.tiling.tile >= 1, "contrastive_loss: tiling.tile must be >= 1, got ",
                 o.tiling.tile);
@@ -415,6 +419,36 @@ std::string WeightStats::to_string() const {
 // ---------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------
+
+double plain_path_bytes(int64_t n, int64_t n_global, const torch::TensorOptions& options) {
+  // logits, their softmax and its gradient in each direction, the weights
+  // and both targets: about eight n x n_global tensors.
+  return 8.0 * static_cast<double>(n) * static_cast<double>(n_global) *
+         static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
+}
+
+LossPath measure_loss_path(const torch::Tensor& p, const torch::Tensor& q, const LossOptions& options) {
+  TORCH_CHECK(!options.gather, "measure_loss_path: a distributed loss keeps its rule");
+  const int64_t n = p.size(0);
+  if (plain_path_bytes(n, n, p.options()) > options.tiling.plain_memory_mib * 1048576.0) return LossPath::Tiled;
+  auto time_path = [&](LossPath path) {
+    LossOptions o = options;
+    o.tiling.path = path;
+    if (o.logit_scale.defined()) o.logit_scale = o.logit_scale.detach().clone().requires_grad_(true);
+    if (o.logit_bias.defined()) o.logit_bias = o.logit_bias.detach().clone().requires_grad_(true);
+    auto pp = p.detach(), qq = q.detach().clone().requires_grad_(true);
+    double best = std::numeric_limits<double>::infinity();
+    for (int run = 0; run < 2; ++run) {  // the first warms up
+      const auto start = std::chrono::steady_clock::now();
+      contrastive_loss(pp, qq, o).backward();
+      qq.mutable_grad().reset();
+      if (p.is_cuda()) torch::cuda::synchronize();
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return best;
+  };
+  return time_path(LossPath::Plain) <= time_path(LossPath::Tiled) ? LossPath::Plain : LossPath::Tiled;
+}
 
 ContrastiveLossImpl::ContrastiveLossImpl(LossOptions options_, bool learn_temperature_)
     : options(std::move(options_)), learn_temperature(learn_temperature_) {

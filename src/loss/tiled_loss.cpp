@@ -10,7 +10,7 @@
 // (docs/method.md, "The affine shortcut"), and for any other map it is a tiled product
 // with weight tiles made on the fly. Sigmoid losses need no normaliser, so
 // their gradients are computed in the same pass as the value.
-#include "detail.h"
+#include "tiles.h"
 #include <cwcl/threads.h>
 
 #include <limits>
@@ -22,190 +22,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// A contiguous [rows, cols] view on the front of a reusable buffer.
-torch::Tensor tile_view(torch::Tensor& buffer, int64_t rows, int64_t cols) {
-  return buffer.narrow(0, 0, rows * cols).view({rows, cols});
-}
-
-// l = s * x_I y_J^T into a buffer.
-torch::Tensor tile_logits(torch::Tensor& buffer, const torch::Tensor& xi, const torch::Tensor& yj,
-                          double s) {
-  auto l = tile_view(buffer, xi.size(0), yj.size(0));
-  torch::mm_out(l, xi, yj.t());
-  l.mul_(s);
-  return l;
-}
-
-// How far apart (in log space) two shifts may be for one to stand in for
-// the other: float keeps e^-87 as a normal number, and the margin keeps what
-// rounds away below e^-27 of the largest term that matters.
-double shared_shift_limit(const torch::Tensor& like) {
-  return like.scalar_type() == torch::kDouble ? 600.0 : 60.0;
-}
-
-// Online log-sum-exp: combines running (max, sum of exp(x - max)) with a tile's.
-void merge_running(torch::Tensor running_max, torch::Tensor running_sum,
-                   const torch::Tensor& tile_max, const torch::Tensor& tile_sum) {
-  auto new_max = torch::maximum(running_max, tile_max);
-  running_sum.mul_((running_max - new_max).exp_()).add_(tile_sum * (tile_max - new_max).exp_());
-  running_max.copy_(new_max);
-}
-
-// Merges a tile of logits into running row and/or column log-sum-exps (an
-// undefined accumulator is skipped). The rows' exponentials E = exp(l - rowmax)
-// also give the columns' sums, sum_i exp(l_ij - M) = (E^T a)_j with
-// a_i = exp(rowmax_i - M) and M the tile's max, when every column's max is
-// within shared_shift_limit of M; otherwise the columns take their own exp.
-void merge_tile_lse(const torch::Tensor& l, torch::Tensor row_max, torch::Tensor row_sum,
-                    torch::Tensor col_max, torch::Tensor col_sum, torch::Tensor& scratch) {
-  auto e = tile_view(scratch, l.size(0), l.size(1));
-  torch::Tensor rmax;
-  if (row_max.defined()) {
-    rmax = l.amax(1);
-    torch::sub_out(e, l, rmax.unsqueeze(1));
-    e.exp_();
-    merge_running(row_max, row_sum, rmax, e.sum(1));
-  }
-  if (!col_max.defined()) return;
-  auto cmax = l.amax(0);
-  torch::Tensor csum;
-  if (rmax.defined()) {
-    auto m = rmax.max();
-    if ((m - cmax.min()).item<double>() <= shared_shift_limit(l))
-      csum = torch::mv(e.t(), (rmax - m).exp_()).mul_((m - cmax).exp_());
-  }
-  if (!csum.defined()) {
-    torch::sub_out(e, l, cmax.unsqueeze(0));
-    csum = e.exp_().sum(0);
-  }
-  merge_running(col_max, col_sum, cmax, csum);
-}
-
-// g = g_rows * softmax over each row + g_cols * softmax over each column of a
-// tile, given the final log-sum-exps (an undefined one counts 0). With one
-// exponential when the shifts are close: exp(l_ij - lse_c_j) =
-// exp(l_ij - lse_r_i) u_i v_j with u_i = exp(lse_r_i - K), v_j = exp(K - lse_c_j).
-void softmax_grad_tile(const torch::Tensor& l, const torch::Tensor& lse_r,
-                       const torch::Tensor& lse_c, double g_rows, double g_cols, torch::Tensor g,
-                       torch::Tensor& scratch) {
-  if (!lse_r.defined()) {
-    torch::sub_out(g, l, lse_c.unsqueeze(0));
-    g.exp_().mul_(g_cols);
-    return;
-  }
-  torch::sub_out(g, l, lse_r.unsqueeze(1));
-  g.exp_();
-  if (!lse_c.defined()) {
-    g.mul_(g_rows);
-    return;
-  }
-  auto w = tile_view(scratch, l.size(0), l.size(1));
-  auto k = lse_r.max();
-  if ((k - lse_c.min()).item<double>() <= shared_shift_limit(l)) {
-    auto u = (lse_r - k).exp_().mul_(g_cols), v = (k - lse_c).exp_();
-    torch::mul_out(w, u.unsqueeze(1), v.unsqueeze(0));
-    g.mul_(w.add_(g_rows));
-    return;
-  }
-  g.mul_(g_rows);
-  torch::sub_out(w, l, lse_c.unsqueeze(0));
-  g.add_(w.exp_(), g_cols);
-}
-
-// Weights of any map, one tile at a time, optionally row-normalised (the
-// softmax targets). The row sums (and, for row_minmax, each row's cosine
-// range) come from one pass over tiles when the map needs them.
-class WeightTiles {
- public:
-  WeightTiles(const WeightOptions& o, const ScoredBatch& b, int64_t tile, bool normalise)
-      : o_(o),
-        labels_rows_(b.labels_rows),
-        labels_cols_(b.labels_cols),
-        offset_(b.offset),
-        options_(b.p_rows.options()) {
-    const int64_t n = b.p_rows.size(0), m = b.p_cols.size(0);
-    if (o.map == WeightMap::Custom) check_custom_weights(o.custom, n, m, b.p_rows);
-    if (o.map == WeightMap::Labels)
-      TORCH_CHECK(labels_rows_.defined() && labels_cols_.defined(),
-                  "contrastive_weights: the labels map needs labels (options.labels)");
-    if (is_similarity_map(o.map)) std::tie(a_, b_) = weight_space(b.p_rows, b.p_cols, o);
-    if (o.map == WeightMap::RowMinMax) {
-      auto lo = torch::full({n, 1}, std::numeric_limits<double>::infinity(), b.p_rows.options());
-      auto hi = torch::full({n, 1}, -std::numeric_limits<double>::infinity(), b.p_rows.options());
-      for_each_tile(n, m, tile, [&](int64_t i0, int64_t ti, int64_t j0, int64_t tj) {
-        auto cos = cosines(i0, ti, j0, tj);
-        lo.narrow(0, i0, ti).copy_(torch::minimum(lo.narrow(0, i0, ti), std::get<0>(cos.min(1, true))));
-        hi.narrow(0, i0, ti).copy_(torch::maximum(hi.narrow(0, i0, ti), std::get<0>(cos.max(1, true))));
-      });
-      row_lo_ = lo;
-      row_range_ = hi - lo;
-    }
-    if (normalise) {
-      auto sums = torch::zeros({n, 1}, b.p_rows.options());
-      for_each_tile(n, m, tile, [&](int64_t i0, int64_t ti, int64_t j0, int64_t tj) {
-        sums.narrow(0, i0, ti).add_(raw(i0, ti, j0, tj).sum(1, true));
-      });
-      TORCH_CHECK(sums.min().item<double>() > 0,
-                  "contrastive_loss: a row of the weights sums to zero (", name_of(o.map),
-                  " map); every row needs a positive weight");
-      inv_row_sum_ = sums.reciprocal();
-    }
-  }
-
-  // Weights (normalised if asked) of rows [i0, i0 + ti) and columns [j0, j0 + tj).
-  torch::Tensor operator()(int64_t i0, int64_t ti, int64_t j0, int64_t tj) const {
-    auto w = raw(i0, ti, j0, tj);
-    return inv_row_sum_.defined() ? w * inv_row_sum_.narrow(0, i0, ti) : w;
-  }
-
-  template <typename F>
-  static void for_each_tile(int64_t n, int64_t m, int64_t tile, F&& f) {
-    for (int64_t i0 = 0; i0 < n; i0 += tile)
-      for (int64_t j0 = 0; j0 < m; j0 += tile)
-        f(i0, std::min(tile, n - i0), j0, std::min(tile, m - j0));
-  }
-
- private:
-  torch::Tensor cosines(int64_t i0, int64_t ti, int64_t j0, int64_t tj) const {
-    return torch::mm(a_.narrow(0, i0, ti), b_.narrow(0, j0, tj).t()).clamp(-1.0, 1.0);
-  }
-
-  torch::Tensor raw(int64_t i0, int64_t ti, int64_t j0, int64_t tj) const {
-    switch (o_.map) {
-      case WeightMap::Identity: {
-        auto r = torch::arange(i0 + offset_, i0 + offset_ + ti, labels_or_long());
-        auto c = torch::arange(j0, j0 + tj, labels_or_long());
-        return r.unsqueeze(1).eq(c.unsqueeze(0)).to(dtype_options());
-      }
-      case WeightMap::Labels:
-        return labels_rows_.narrow(0, i0, ti)
-            .unsqueeze(1)
-            .eq(labels_cols_.narrow(0, j0, tj).unsqueeze(0))
-            .to(dtype_options());
-      case WeightMap::Custom:
-        return o_.custom.detach().narrow(0, i0, ti).narrow(1, j0, tj).to(dtype_options());
-      default: {
-        torch::Tensor lo, range;
-        if (row_lo_.defined()) {
-          lo = row_lo_.narrow(0, i0, ti);
-          range = row_range_.narrow(0, i0, ti);
-        }
-        return map_cosines(cosines(i0, ti, j0, tj), o_, lo, range);
-      }
-    }
-  }
-
-  torch::TensorOptions labels_or_long() const {
-    return torch::TensorOptions().dtype(torch::kLong).device(options_.device());
-  }
-  const torch::TensorOptions& dtype_options() const { return options_; }
-
-  WeightOptions o_;
-  torch::Tensor a_, b_, labels_rows_, labels_cols_, row_lo_, row_range_, inv_row_sum_;
-  int64_t offset_;
-  torch::TensorOptions options_;
-};
-
 // The affine shortcut (docs/method.md, "The affine shortcut"): with
 // w_ij = (<a_i, b_j> + 1) / 2 over m columns, the row sums are
 // W_i = (<a_i, sum_j b_j> + m) / 2 and sum_j w_ij c_j = ((B^T C)^T a_i + sum_j c_j) / 2,
@@ -213,64 +29,6 @@ class WeightTiles {
 torch::Tensor affine_row_sums(const torch::Tensor& a, const torch::Tensor& b_sum, double m) {
   return (torch::mv(a, b_sum) + m) * 0.5;
 }
-
-// SigLIP and CWSigLIP: (1/N) sum_ij [softplus(z_ij) - t_ij z_ij] with
-// z = s <p_i, q_j> + b, which is -(1/N) sum_ij [t log sigmoid(z) + (1 - t)
-// log sigmoid(-z)]. No normaliser couples the tiles, so the gradients
-// (dz = sigmoid(z) - t) are accumulated in the same pass as the value and
-// the backward pass only scales them.
-struct TiledSigmoidLoss : public torch::autograd::Function<TiledSigmoidLoss> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& p,
-                               const torch::Tensor& q, const torch::Tensor& scale,
-                               const torch::Tensor& bias, const WeightTiles* targets,
-                               int64_t tile, double n_global) {
-    ThreadCountScope serial(1);
-    const double s = scale.item<double>(), b = bias.item<double>();
-    const int64_t n = p.size(0), m = q.size(0);
-    const auto opts = p.options();
-    const bool need_p = p.requires_grad(), need_q = q.requires_grad();
-    torch::Tensor dp = need_p ? torch::zeros_like(p) : torch::Tensor();
-    torch::Tensor dq = need_q ? torch::zeros_like(q) : torch::Tensor();
-    double loss = 0, ds = 0, db = 0;
-    auto cos_buf = torch::empty({tile * tile}, opts), z_buf = torch::empty({tile * tile}, opts);
-    WeightTiles::for_each_tile(n, m, tile, [&](int64_t i0, int64_t ti, int64_t j0, int64_t tj) {
-      auto pi = p.narrow(0, i0, ti), qj = q.narrow(0, j0, tj);
-      auto cos = tile_logits(cos_buf, pi, qj, 1.0);
-      auto z = tile_view(z_buf, ti, tj);
-      z.copy_(cos).mul_(s).add_(b);
-      auto t = (*targets)(i0, ti, j0, tj);
-      loss += (torch::softplus(z) - t * z).sum().item<double>();
-      auto dz = z.sigmoid_().sub_(t);  // reuses z's buffer
-      ds += dz.view(-1).dot(cos.view(-1)).item<double>();
-      db += dz.sum().item<double>();
-      if (need_p) dp.narrow(0, i0, ti).addmm_(dz, qj, 1.0, s);
-      if (need_q) dq.narrow(0, j0, tj).addmm_(dz.t(), pi, 1.0, s);
-    });
-    const double inv_n = 1.0 / n_global;
-    ctx->saved_data["dp"] = need_p ? dp.mul_(inv_n) : dp;
-    ctx->saved_data["dq"] = need_q ? dq.mul_(inv_n) : dq;
-    ctx->saved_data["ds"] = ds * inv_n;
-    ctx->saved_data["db"] = db * inv_n;
-    ctx->saved_data["scale_options"] = torch::empty({}, scale.options());
-    ctx->saved_data["bias_options"] = torch::empty({}, bias.options());
-    return torch::full({}, loss * inv_n, opts);
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const auto& g = grad_outputs[0];
-    auto scaled = [&](const char* key) {
-      auto t = ctx->saved_data[key].toOptional<torch::Tensor>().value_or(torch::Tensor());
-      return t.defined() ? t * g : t;
-    };
-    auto scalar = [&](const char* key, const char* like) {
-      auto ref = ctx->saved_data[like].toTensor();
-      return torch::full({}, ctx->saved_data[key].toDouble(), ref.options()) * g.to(ref.dtype());
-    };
-    return {scaled("dp"),         scaled("dq"),    scalar("ds", "scale_options"),
-            scalar("db", "bias_options"), torch::Tensor(), torch::Tensor(), torch::Tensor()};
-  }
-};
-
 
 // ---------------------------------------------------------------------------
 // The softmax kinds in one autograd function, for one process (the columns
@@ -309,19 +67,6 @@ struct SoftmaxConfig {
   }
 };
 
-torch::Tensor inverse_norms(const torch::Tensor& x) {
-  // As F::normalize: x / max(||x||, 1e-12).
-  return x.norm(2, 1).clamp_min(1e-12).reciprocal();
-}
-
-// Raw rows and their inverse norms: unit(i0, t) gives normalised rows without
-// ever holding a normalised copy of the whole input.
-struct Side {
-  torch::Tensor x, inv;
-  int64_t size() const { return x.size(0); }
-  torch::Tensor unit(int64_t i0, int64_t t) const { return x.narrow(0, i0, t) * inv.narrow(0, i0, t).unsqueeze(1); }
-};
-
 torch::Tensor affine_rows(const torch::Tensor& p_hat, const torch::Tensor& center) {
   return center.defined() ? normalize_rows(p_hat - center) : p_hat;
 }
@@ -337,8 +82,8 @@ struct AffineStats {
   torch::Tensor p_over_w, q_over_w;  // sum_i p^_i / W_i, sum_i q^_i / W_i  [D]
   torch::Tensor pc_sum, qc_sum;      // sum_j p^c_j, sum_j q^c_j  [D]
 
-  double value_pq() const { return 0.5 * ((bt_qc * awt_p).sum() + p_over_w.dot(qc_sum)).item<double>(); }
-  double value_qp() const { return 0.5 * ((bt_pc * awt_q).sum() + q_over_w.dot(pc_sum)).item<double>(); }
+  torch::Tensor value_pq() const { return as_double((bt_qc * awt_p).sum() + p_over_w.dot(qc_sum)) * 0.5; }
+  torch::Tensor value_qp() const { return as_double((bt_pc * awt_q).sum() + q_over_w.dot(pc_sum)) * 0.5; }
 };
 
 AffineStats affine_stats(const Side& pr, const Side& qr, const Side& pc, const Side& qc,
@@ -390,7 +135,24 @@ struct SoftmaxState : torch::CustomClassHolder {
   Side pr, qr, pc, qc;               // rows p, q; columns p, q (local: the rows)
   torch::Tensor lse_pq, lse_qp;      // per row: p_i vs all q columns; q_i vs all p columns
   AffineStats affine;                // when a direction uses affine targets
-  double targets_over_s = 0;         // sum of the target terms / s
+  torch::Tensor inv_row_sums;        // symmetric weight tiles: 1 / row sums of the weights
+  torch::Tensor targets_over_s;      // sum of the target terms / s (0-dim double on the device)
+
+  // The symmetric-tile targets of this batch (SymmetricTargets::applies);
+  // the weight-space rows are rebuilt, not kept between the passes.
+  SymmetricTargets symmetric() const {
+    SymmetricTargets t;
+    t.weights = config.weights;
+    t.a = weight_space(pr.x, pr.x, config.weights).first;
+    t.pq = config.pq == Target::Tiles;
+    t.qp = config.qp == Target::Tiles;
+    t.inv_row_sums = inv_row_sums;
+    return t;
+  }
+  bool uses_symmetric_tiles() const {
+    return (config.pq == Target::Tiles || config.qp == Target::Tiles) &&
+           SymmetricTargets::applies(config.weights, config.local);
+  }
 
   static c10::intrusive_ptr<SoftmaxState> load(AutogradContext* ctx) {
     return c10::static_intrusive_pointer_cast<SoftmaxState>(ctx->saved_data["state"].toCapsule());
@@ -401,8 +163,8 @@ struct SoftmaxState : torch::CustomClassHolder {
 // column log-sum-exps), with the tiled targets <T, l>: T of rows i vs
 // columns j (`rows_tiles`), and T of rows j vs columns i (`col_tiles`, one
 // process only, where the columns are the rows). Returns the targets' sum.
-double lse_pass(const Side& x, const Side& y, double s, int64_t tile, torch::Tensor row_lse, torch::Tensor col_lse,
-                const WeightTiles* row_tiles, const WeightTiles* col_tiles) {
+torch::Tensor lse_pass(const Side& x, const Side& y, double s, int64_t tile, torch::Tensor row_lse,
+                       torch::Tensor col_lse, const WeightTiles* row_tiles, const WeightTiles* col_tiles) {
   const int64_t n = x.size(), m = y.size();
   const auto opts = x.x.options();
   const double neg_inf = -std::numeric_limits<double>::infinity();
@@ -410,7 +172,7 @@ double lse_pass(const Side& x, const Side& y, double s, int64_t tile, torch::Ten
   torch::Tensor col_max, col_sum;
   if (col_lse.defined()) col_max = torch::full({m}, neg_inf, opts), col_sum = torch::zeros({m}, opts);
   auto logits = torch::empty({tile * tile}, opts), scratch = torch::empty({tile * tile}, opts);
-  double targets = 0;
+  auto targets = device_sum(opts);
   for (int64_t i0 = 0; i0 < n; i0 += tile) {
     const int64_t ti = std::min(tile, n - i0);
     auto xi = x.unit(i0, ti);
@@ -420,9 +182,9 @@ double lse_pass(const Side& x, const Side& y, double s, int64_t tile, torch::Ten
       merge_tile_lse(l, row_max.narrow(0, i0, ti), row_sum.narrow(0, i0, ti),
                      col_lse.defined() ? col_max.narrow(0, j0, tj) : torch::Tensor(),
                      col_lse.defined() ? col_sum.narrow(0, j0, tj) : torch::Tensor(), scratch);
-      if (row_tiles) targets += l.view(-1).dot((*row_tiles)(i0, ti, j0, tj).reshape(-1)).item<double>();
+      if (row_tiles) targets += as_double(l.view(-1).dot((*row_tiles)(i0, ti, j0, tj).reshape(-1)));
       // Rows y_j against columns x_i: logit l_ij with target T_ji.
-      if (col_tiles) targets += (l * (*col_tiles)(j0, tj, i0, ti).t()).sum().item<double>();
+      if (col_tiles) targets += as_double((l * (*col_tiles)(j0, tj, i0, ti).t()).sum());
     }
   }
   row_lse.copy_(row_max + row_sum.log());
@@ -431,13 +193,19 @@ double lse_pass(const Side& x, const Side& y, double s, int64_t tile, torch::Ten
 }
 
 // Every log-sum-exp and the tiled targets of both directions.
-double log_sum_exps(SoftmaxState& st, double s) {
+torch::Tensor log_sum_exps(SoftmaxState& st, double s) {
   const auto& cfg = st.config;
-  const auto tiles = cfg.make_tiles(st.pr.x, st.pc.x);
-  const auto [t_pq, t_qp] = cfg.tiles_by_direction(tiles);
   const int64_t n = st.pr.size();
   st.lse_pq = torch::empty({n}, st.pr.x.options());
   st.lse_qp = torch::empty({n}, st.pr.x.options());
+  if (st.uses_symmetric_tiles()) {
+    auto t = st.symmetric();
+    auto targets = symmetric_lse_pass(st.pr, st.qr, s, cfg.tile, st.lse_pq, st.lse_qp, t);
+    st.inv_row_sums = t.inv_row_sums;
+    return targets;
+  }
+  const auto tiles = cfg.make_tiles(st.pr.x, st.pc.x);
+  const auto [t_pq, t_qp] = cfg.tiles_by_direction(tiles);
   if (cfg.local)  // one pass: the columns of p^ q^T are the rows of the other direction
     return lse_pass(st.pr, st.qr, s, cfg.tile, st.lse_pq, st.lse_qp, t_pq, t_qp);
   return lse_pass(st.pr, st.qc, s, cfg.tile, st.lse_pq, {}, t_pq, nullptr) +
@@ -445,21 +213,21 @@ double log_sum_exps(SoftmaxState& st, double s) {
 }
 
 // The diagonal and affine targets' sum (affine statistics kept in the state).
-double linear_targets(SoftmaxState& st, double s) {
+torch::Tensor linear_targets(SoftmaxState& st, double s) {
   const auto& cfg = st.config;
   const int64_t n = st.pr.size(), tile = cfg.tile;
-  double targets = 0;
+  auto targets = device_sum(st.pr.x.options());
   for (int64_t i0 = 0; i0 < n; i0 += tile) {  // sum_i <r_i, c_{offset + i}>
     const int64_t t = std::min(tile, n - i0);
     if (cfg.pq == Target::Diagonal)
-      targets += s * (st.pr.unit(i0, t) * st.qc.unit(cfg.offset + i0, t)).sum().item<double>();
+      targets += as_double((st.pr.unit(i0, t) * st.qc.unit(cfg.offset + i0, t)).sum()) * s;
     if (cfg.qp == Target::Diagonal)
-      targets += s * (st.qr.unit(i0, t) * st.pc.unit(cfg.offset + i0, t)).sum().item<double>();
+      targets += as_double((st.qr.unit(i0, t) * st.pc.unit(cfg.offset + i0, t)).sum()) * s;
   }
   if (cfg.pq == Target::Affine || cfg.qp == Target::Affine) {
     st.affine = affine_stats(st.pr, st.qr, st.pc, st.qc, cfg.weights.center, tile);
-    if (cfg.pq == Target::Affine) targets += s * st.affine.value_pq();
-    if (cfg.qp == Target::Affine) targets += s * st.affine.value_qp();
+    if (cfg.pq == Target::Affine) targets += st.affine.value_pq() * s;
+    if (cfg.qp == Target::Affine) targets += st.affine.value_qp() * s;
   }
   return targets;
 }
@@ -467,12 +235,12 @@ double linear_targets(SoftmaxState& st, double s) {
 // Gradients of the log-sum-exps and tiled targets with respect to the
 // normalised rows x^ and columns y^ of one rectangle (two softmaxes when
 // col_lse is defined); returns their part of d loss / d s.
-double logit_gradients(const Side& x, const Side& y, const torch::Tensor& row_lse, const torch::Tensor& col_lse,
-                       const WeightTiles* row_tiles, const WeightTiles* col_tiles, double s, double c, bool need_s,
-                       int64_t tile, torch::Tensor& dx, torch::Tensor& dy) {
+torch::Tensor logit_gradients(const Side& x, const Side& y, const torch::Tensor& row_lse, const torch::Tensor& col_lse,
+                              const WeightTiles* row_tiles, const WeightTiles* col_tiles, double s, double c,
+                              bool need_s, int64_t tile, torch::Tensor& dx, torch::Tensor& dy) {
   const int64_t n = x.size(), m = y.size();
   const auto opts = x.x.options();
-  double ds = 0;
+  auto ds = device_sum(opts);
   auto logits = torch::empty({tile * tile}, opts), grad = torch::empty({tile * tile}, opts),
        scratch = torch::empty({tile * tile}, opts);
   for (int64_t i0 = 0; i0 < n; i0 += tile) {
@@ -485,7 +253,7 @@ double logit_gradients(const Side& x, const Side& y, const torch::Tensor& row_ls
       auto g = tile_view(grad, ti, tj);
       softmax_grad_tile(l, row_lse.narrow(0, i0, ti), col_lse.defined() ? col_lse.narrow(0, j0, tj) : torch::Tensor(),
                         1.0, col_lse.defined() ? 1.0 : 0.0, g, scratch);
-      if (need_s) ds += c * g.view(-1).dot(l.view(-1)).item<double>() / s;
+      if (need_s) ds += as_double(g.view(-1).dot(l.view(-1))) * c / s;
       if (row_tiles) g.sub_((*row_tiles)(i0, ti, j0, tj));
       if (col_tiles) g.sub_((*col_tiles)(j0, tj, i0, ti).t());
       // l = s <x^_i, y^_j>
@@ -497,9 +265,12 @@ double logit_gradients(const Side& x, const Side& y, const torch::Tensor& row_ls
 }
 
 // The gradients of both directions' log-sum-exps and tiled targets.
-double all_logit_gradients(const SoftmaxState& st, double s, double c, bool need_s, torch::Tensor& dpr,
-                           torch::Tensor& dqr, torch::Tensor& dpc, torch::Tensor& dqc) {
+torch::Tensor all_logit_gradients(const SoftmaxState& st, double s, double c, bool need_s, torch::Tensor& dpr,
+                                  torch::Tensor& dqr, torch::Tensor& dpc, torch::Tensor& dqc) {
   const auto& cfg = st.config;
+  if (st.uses_symmetric_tiles())
+    return symmetric_logit_gradients(st.pr, st.qr, st.lse_pq, st.lse_qp, st.symmetric(), s, c, need_s, cfg.tile, dpr,
+                                     dqr);
   // Rebuilt rather than kept from the forward pass: the tiles hold
   // normalised copies of the frozen rows, memory the loss does not keep.
   const auto tiles = cfg.make_tiles(st.pr.x, st.pc.x);
@@ -583,15 +354,15 @@ struct SoftmaxLoss : public torch::autograd::Function<SoftmaxLoss> {
     st->qr = {q_rows, inverse_norms(q_rows)};
     st->pc = config.local ? st->pr : Side{p_cols, inverse_norms(p_cols)};
     st->qc = config.local ? st->qr : Side{q_cols, inverse_norms(q_cols)};
-    const double targets = log_sum_exps(*st, s) + linear_targets(*st, s);
-    const double lse = st->lse_pq.sum().item<double>() + st->lse_qp.sum().item<double>();
+    const auto targets = log_sum_exps(*st, s) + linear_targets(*st, s);
+    const auto lse = as_double(st->lse_pq.sum()) + as_double(st->lse_qp.sum());
     st->targets_over_s = targets / s;
     // The inputs travel as saved variables (autograd checks they are not
     // changed in place before backward); the state keeps everything else.
     ctx->save_for_backward({p_rows, q_rows, p_cols, q_cols, scale});
     st->pr.x = st->qr.x = st->pc.x = st->qc.x = torch::Tensor();
     ctx->saved_data["state"] = c10::IValue::make_capsule(st);
-    return torch::full({}, (lse - targets) / (2.0 * static_cast<double>(p_cols.size(0))), p_rows.options());
+    return ((lse - targets) / (2.0 * static_cast<double>(p_cols.size(0)))).to(p_rows.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -611,7 +382,7 @@ struct SoftmaxLoss : public torch::autograd::Function<SoftmaxLoss> {
     // One process: the columns are the rows, so their gradients are the rows'.
     auto dpc = local ? dpr : grad_of(st.pc, ctx->needs_input_grad(2));
     auto dqc = local ? dqr : grad_of(st.qc, ctx->needs_input_grad(3));
-    double ds = need_s ? -c * st.targets_over_s : 0.0;
+    auto ds = need_s ? st.targets_over_s * -c : device_sum(scale.options());
     ds += all_logit_gradients(st, s, c, need_s, dpr, dqr, dpc, dqc);
     target_gradients(st, -c * s, dpr, dqr, dpc, dqc);
     through_normalisation(st.pr, st.config.tile, dpr);
@@ -620,24 +391,13 @@ struct SoftmaxLoss : public torch::autograd::Function<SoftmaxLoss> {
       through_normalisation(st.pc, st.config.tile, dpc);
       through_normalisation(st.qc, st.config.tile, dqc);
     }
-    torch::Tensor dscale = need_s ? torch::full({}, ds, scale.options()) : torch::Tensor();
+    torch::Tensor dscale = need_s ? ds.to(scale.scalar_type()) : torch::Tensor();
     if (local) dpc = dqc = torch::Tensor();  // already in dpr, dqr
     return {dpr, dqr, dpc, dqc, dscale, torch::Tensor()};
   }
 };
 
 }  // namespace
-
-torch::Tensor tiled_sigmoid_loss(const ScoredBatch& b, const LossOptions& o) {
-  WeightOptions weights = o.weights;
-  if (o.kind == LossKind::SigLIP) {
-    weights = WeightOptions();
-    weights.map = WeightMap::Identity;
-  }
-  WeightTiles targets(weights, b, o.tiling.tile, /*normalise=*/false);
-  return TiledSigmoidLoss::apply(b.p_rows, b.q_cols, b.scale, b.bias, &targets, o.tiling.tile,
-                                 static_cast<double>(b.p_cols.size(0)));
-}
 
 torch::Tensor tiled_softmax_loss(const ScoredBatch& b, const LossOptions& o) {
   const auto targets = softmax_targets(o);

@@ -223,6 +223,8 @@ std::vector<Field> fields(TrainConfig& c) {
       field("loss.calibrate", l.calibrate),
       named_field("loss.directions", l.directions),
       field("loss.cosine_weight", l.cosine_weight), field("loss.temperature", l.temperature), field("loss.learn_temperature", l.learn_temperature),
+      // Measured at the start, restored from the checkpoint; both paths give the same loss.
+      resumable(named_field("loss.path", l.path)),
       field("optim.lr", o.lr), field("optim.weight_decay", o.weight_decay), field("optim.warmup", o.warmup),
       field("optim.min_lr", o.min_lr), field("optim.encoder_lr", o.encoder_lr), field("optim.clip", o.clip)};
   f.insert(f.end(), rest.begin(), rest.end());
@@ -386,7 +388,8 @@ void TrainConfig::validate() const {
   check(run.keep_checkpoints >= 1, "run.keep_checkpoints", "must be >= 1");
   check(run.log_every >= 1, "run.log_every", "must be >= 1");
   validate_tower(model);
-  check(text.tower != TextTowerKind::Store, "text.tower", "'store' serves cwcl embed only");
+  check(text.tower != TextTowerKind::Store || !text.model.empty(), "text.model",
+        "text.tower = \"store\" needs the store (.safetensors) whose ids are the texts");
   check(!data.train.empty(), "data.train", "must name the training data");
   check(data.limit >= 0, "data.limit", "must be >= 0");
   check(data.audio_copies >= 0 && data.audio_copies <= 16, "data.audio_copies", "must be in [0, 16]");
@@ -472,6 +475,7 @@ LossOptions TrainConfig::loss_options() const {
   o.weights.kernel_tau = loss.kernel_tau;
   o.directions = loss.directions;
   o.cosine_weight = loss.cosine_weight;
+  o.tiling.path = loss.path;
   return o;
 }
 

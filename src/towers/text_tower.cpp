@@ -1,6 +1,7 @@
 // Frozen text towers by kind.
 #include <cwcl/error.h>
 #include <cwcl/io/files.h>
+#include <cwcl/io/store.h>
 #include <cwcl/runtime.h>
 #include <cwcl/towers/glove.h>
 #include <cwcl/towers/script_tower.h>
@@ -25,7 +26,24 @@ std::string model_or_default(const std::string& given, const std::string& cached
 
 template <class Encoder>
 TextTower wrap(const std::string& name, std::shared_ptr<Encoder> encoder) {
-  return {name, encoder->fingerprint(), [encoder](const std::vector<std::string>& t) { return encoder->encode(t); }};
+  TextTower t{name, encoder->fingerprint(), [encoder](const std::vector<std::string>& x) { return encoder->encode(x); }};
+  t.dim = t.encode({"a"}).size(1);
+  return t;
+}
+
+// Precomputed embeddings looked up by text.
+TextTower store_tower(const std::string& name, const std::string& path) {
+  if (path.empty()) throw UsageError("text tower store needs a model: the store (.safetensors) whose ids are the texts");
+  auto store = std::make_shared<EmbeddingStore>(EmbeddingStore::read(path));
+  TextTower t{name, fingerprint_files({path}), [store, path](const std::vector<std::string>& texts) {
+                try {
+                  return store->lookup_ids(texts);
+                } catch (const DataError& e) {
+                  throw DataError(path + ": no embedding of a text the run needs (" + e.what() + ")");
+                }
+              }};
+  t.dim = store->dim();
+  return t;
 }
 
 }  // namespace
@@ -53,9 +71,9 @@ TextTower load_text_tower(const TextTowerOptions& o) {
       if (o.model.empty()) throw UsageError("text tower script needs a model (<module.pt>)");
       return wrap(name, std::make_shared<ScriptTextTower>(ScriptTextTower::load(o.model)));
     case TextTowerKind::Store:
-      break;
+      return store_tower(name, o.model);
   }
-  throw UsageError("text tower 'store' looks rows up by id; it serves cwcl embed --tower store only");
+  throw UsageError("unknown text tower");
 }
 
 }  // namespace cwcl

@@ -142,6 +142,8 @@ std::string bench_loss(const LossBenchOptions& b) {
   LossOptions opt;
   opt.kind = b.kind;
   opt.weights.map = b.weights;
+  opt.weights.gamma = b.gamma;
+  opt.weights.kernel_tau = b.kernel_tau;
   opt.tiling.path = b.path;
   opt.tiling.tile = b.tile;
   opt.logit_scale = torch::tensor(std::log(1 / 0.07), on).requires_grad_(true);
@@ -151,6 +153,8 @@ std::string bench_loss(const LossBenchOptions& b) {
   torch::manual_seed(b.seed);
   auto p = torch::randn({b.n, b.dim}).to(device);
   auto q = torch::randn({b.n, b.dim}).to(device).requires_grad_(true);
+  // auto: the measured choice, timed as the path it picked.
+  if (opt.tiling.path == LossPath::Auto) opt.tiling.path = measure_loss_path(p, q, opt);
   q.mutable_grad() = torch::zeros_like(q);  // gradient buffer counts as input memory
 
   auto step = [&] {
@@ -187,6 +191,9 @@ std::string bench_loss(const LossBenchOptions& b) {
                         {"kind", name_of(b.kind)},
                         {"weights", name_of(b.weights)},
                         {"path", name_of(b.path)},
+                        {"path_taken", name_of(opt.tiling.path)},
+                        {"gamma", b.gamma},
+                        {"kernel_tau", b.kernel_tau},
                         {"n", b.n},
                         {"d", b.dim},
                         {"tile", b.tile},

@@ -68,6 +68,7 @@ std::optional<ModelFile> resume_point(TrainConfig& c, bool resume, const Log& lo
   }
   c.loss.kernel_tau = saved_config.loss.kernel_tau;
   c.loss.gamma = saved_config.loss.gamma;
+  c.loss.path = saved_config.loss.path;
   log("resume: from " + file.path());
   return file;
 }
@@ -99,6 +100,18 @@ LossOptions loss_options(TrainConfig& c, DataSource& source, dist::Group& group,
     o.weights.center = F::normalize(source.frozen(), F::NormalizeFuncOptions().dim(1)).mean(0).detach().to(device);
   }
   if (c.loss.calibrate > 0 && !resuming) calibrate(c, o.weights, source, group, log);
+  if (c.loss.path == LossPath::Auto && !resuming && !group.distributed()) {
+    // The faster implementation on this machine for this batch (the trained
+    // side's values do not change the time: random rows of its shape).
+    const auto first = source.batch(0, 0);
+    const auto p = first.p.to(device);
+    auto probe = o;
+    if (first.labels.defined()) probe.labels = first.labels.to(device);
+    probe.logit_scale = torch::tensor(std::log(1.0 / c.loss.temperature), p.options()).requires_grad_(true);
+    c.loss.path = o.tiling.path = measure_loss_path(p, torch::randn_like(p), probe);
+    log("loss: the " + std::string(name_of(c.loss.path)) + " path, measured faster for a batch of " +
+        std::to_string(p.size(0)));
+  }
   if (group.distributed()) {
     o.gather = group.gather_fn();
     o.rank = group.rank();
@@ -225,7 +238,7 @@ std::unique_ptr<DataSource> prepare_data(Run& r, const TextTower& text, const Lo
 // state move to run.device.
 int64_t build(Run& r, const TextTower& text, ModelFile* resume_from, const Log& log) {
   const auto& c = r.config;
-  r.header.out_dim = text.encode({"a"}).size(1);
+  r.header.out_dim = text.dim;
   r.tower = make_tower(c.model, r.header.out_dim, TowerWeights::Pretrained);
   r.header.architecture = r.tower->architecture();
   if (resume_from) resume_from->load("tower", *r.tower);

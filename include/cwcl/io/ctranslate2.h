@@ -30,4 +30,12 @@ Ct2Model parse_ct2_model(const uint8_t* data, size_t size, const std::string& so
 /// Reads a model.bin file.
 Ct2Model read_ct2_model(const std::string& path);
 
+/// Writes a model in the same binary version (6): what read_ct2_model reads
+/// back. Variables of another dtype than CTranslate2 knows are refused.
+void write_ct2_model(const std::string& path, const Ct2Model& model);
+
+/// The variables under `prefix` (e.g. "encoder/") and the aliases into them:
+/// what cwcl reads of a Whisper model, without the decoder.
+Ct2Model ct2_subset(const Ct2Model& model, const std::string& prefix);
+
 }  // namespace cwcl

@@ -85,6 +85,11 @@ struct TrainConfig {
     double cosine_weight = 0.0;  ///< adds this times mean(1 - cos(p_i, q_i)) to the loss (LossOptions)
     double temperature = 0.07;
     bool learn_temperature = true;
+    /// The loss's implementation. auto: a single process measures the
+    /// plain and the tiled path at the start of a run (measure_loss_path)
+    /// and records the faster in the resolved configuration; ranks keep
+    /// the batch-size rule.
+    LossPath path = LossPath::Auto;
   } loss;
   struct Optim {
     double lr = 1e-3;

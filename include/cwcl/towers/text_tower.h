@@ -15,7 +15,7 @@ enum class TextTowerKind {
   GloveMean,  ///< mean of GloVe word vectors
   GloveSif,   ///< SIF-weighted GloVe with the common component removed
   Script,     ///< a TorchScript module: forward(List[str]) -> [N, D]
-  Store,      ///< rows of an embedding store looked up by id (cwcl embed only)
+  Store,      ///< rows of an embedding store whose ids are the texts (text.model: the store)
 };
 
 template <>
@@ -34,6 +34,7 @@ struct TextTower {
   std::string fingerprint;  ///< keys the embedding store
   /// Texts -> [N, D] L2-normalised embeddings.
   std::function<torch::Tensor(const std::vector<std::string>&)> encode;
+  int64_t dim = 0;  ///< D
 };
 
 struct TextTowerOptions {
@@ -44,7 +45,11 @@ struct TextTowerOptions {
 };
 
 /// Loads a tower. Throws DataError naming the folder or file when the model
-/// is missing, UsageError for Store (it looks rows up by id, not by text).
+/// is missing. Store serves precomputed embeddings: a store (cwcl embed, or
+/// any toolkit's in the same layout) whose ids are the texts themselves, so
+/// that training needs no text model (a text it lacks is a DataError naming
+/// it); `cwcl embed --tower store` instead picks a store's rows by id.
+/// UsageError for Store without a model.
 TextTower load_text_tower(const TextTowerOptions& options);
 
 }  // namespace cwcl

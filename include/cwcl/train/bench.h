@@ -15,7 +15,9 @@ namespace cwcl {
 struct LossBenchOptions {
   LossKind kind = LossKind::CWCL;
   WeightMap weights = WeightMap::Affine;
-  LossPath path = LossPath::Tiled;
+  double gamma = 8.0;        ///< the power map's exponent
+  double kernel_tau = 0.1;   ///< the kernel map's bandwidth
+  LossPath path = LossPath::Tiled;  ///< auto: the path measure_loss_path picks (reported)
   int64_t n = 8192;
   int64_t dim = 256;
   int64_t tile = 1024;
