@@ -31,9 +31,11 @@ void integer_power_(torch::Tensor& x, torch::Tensor& result, int64_t k) {
   x.copy_(result);
 }
 
-// w = alpha * a_i a_j^T into w (the map's scale folded into the product).
-void scaled_cosines(torch::Tensor& w, const torch::Tensor& ai, const torch::Tensor& aj, double alpha) {
-  at::addmm_out(w, w, ai, aj.t(), /*beta=*/0.0, /*alpha=*/alpha);  // beta 0: w's old values are not read
+// w = shift + scale * a_i a_j^T into w: the map's affine part rides in
+// the matrix product, which then needs no pass of its own. (beta 1 with a
+// 0-dim `shift` broadcast; the product's old values are not read.)
+void scaled_cosines(torch::Tensor& w, const torch::Tensor& ai, const torch::Tensor& aj, double shift, double scale) {
+  at::addmm_out(w, torch::full({}, shift, w.options()), ai, aj.t(), /*beta=*/1.0, /*alpha=*/scale);
 }
 
 // The pairs of row blocks (I, J), J >= I.
@@ -59,32 +61,33 @@ bool SymmetricTargets::applies(const WeightOptions& w, bool local) {
   return local && (w.map == WeightMap::Relu || w.map == WeightMap::Power || w.map == WeightMap::Kernel);
 }
 
+// Cosines of unit rows lie in [-1, 1] up to rounding; the plain path clamps
+// them, these maps need not (an excess of 1e-7 moves a weight by ~1e-7 / tau).
 torch::Tensor SymmetricTargets::tile(torch::Tensor& buffer, torch::Tensor& spare, int64_t i0, int64_t ti, int64_t j0,
                                      int64_t tj) const {
   auto w = tile_view(buffer, ti, tj);
   const auto ai = a.narrow(0, i0, ti), aj = a.narrow(0, j0, tj);
   switch (weights.map) {
-    case WeightMap::Kernel: {  // exp((cos - 1) / tau), cos <= 1
+    case WeightMap::Kernel: {  // exp((cos - 1) / tau): one product, one exp
       const double inv_tau = 1.0 / weights.kernel_tau;
-      scaled_cosines(w, ai, aj, inv_tau);
-      return w.sub_(inv_tau).clamp_max_(0.0).exp_();
+      scaled_cosines(w, ai, aj, -inv_tau, inv_tau);
+      return w.exp_();
     }
-    case WeightMap::Power: {  // ((cos + 1) / 2)^gamma, an integer gamma by squaring
-      scaled_cosines(w, ai, aj, 0.5);
-      w.add_(0.5).clamp_(0.0, 1.0);
+    case WeightMap::Power: {  // ((cos + 1) / 2)^gamma: one product, an integer gamma by squaring
+      scaled_cosines(w, ai, aj, 0.5, 0.5);
       const double g = weights.gamma;
       const auto k = static_cast<int64_t>(g);
       if (static_cast<double>(k) == g && k >= 1 && k <= 1024) {
         auto result = tile_view(spare, ti, tj);
         integer_power_(w, result, k);
       } else {
-        w.pow_(g);
+        w.clamp_min_(0.0).pow_(g);
       }
       return w;
     }
-    default:  // Relu: max(0, cos), cos <= 1
-      scaled_cosines(w, ai, aj, 1.0);
-      return w.clamp_(0.0, 1.0);
+    default:  // Relu: max(0, cos)
+      scaled_cosines(w, ai, aj, 0.0, 1.0);
+      return w.clamp_min_(0.0);
   }
 }
 
