@@ -6,7 +6,7 @@ BUILD_DIR := build/$(PRESET)
 CWCL_MODELS ?= $(HOME)/.cache/cwcl/models
 export CWCL_MODELS
 
-.PHONY: all setup models configure build test test-unit test-torch2 demo bench clean
+.PHONY: all setup models configure build test test-unit test-torch2 test-gpu-rehearsal demo bench clean
 
 all: build
 
@@ -24,9 +24,15 @@ build: configure
 	cmake --build --preset $(PRESET)
 
 # The whole ctest suite: the "unit" label and the "slow" label (small inputs).
-# The "torch2" label (a second build against libtorch 2.x) runs apart.
+# The "torch2" label (a second build against libtorch 2.x) and the
+# "gpu_rehearsal" label (the GPU check rehearsed on the CPU, a second build)
+# run apart.
 test: build models
-	ctest --preset $(PRESET) -LE torch2
+	ctest --preset $(PRESET) -LE "torch2|gpu_rehearsal"
+
+# scripts/gpu_check.sh rehearsed here with DEVICE=cpu (docs/gpu.md).
+test-gpu-rehearsal: build models
+	ctest --preset $(PRESET) -L gpu_rehearsal --output-on-failure
 
 # The sources built against the PyPI torch 2.x wheel, and its unit tests.
 test-torch2: build models

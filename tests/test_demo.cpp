@@ -33,10 +33,10 @@ const TrainConfig& run_of(const cwcl::DemoStagePlan& s, const std::string& varia
 }
 
 TEST(DemoPresets, EveryPresetGivesValidConfigurationsForEveryRun) {
-  for (const char* preset : {"quick", "full", "smoke"}) {
+  for (const auto& [preset, stages] : {std::pair<const char*, size_t>{"quick", 4}, {"full", 4}, {"smoke", 4}, {"batch", 1}}) {
     SCOPED_TRACE(preset);
     const auto plan = cwcl::plan_demo(preset);
-    ASSERT_EQ(plan.size(), 3u);
+    ASSERT_EQ(plan.size(), stages);
     for (const auto& s : plan) {
       EXPECT_FALSE(s.runs.empty()) << s.stage;
       for (auto [name, c] : s.runs) {
@@ -67,6 +67,17 @@ TEST(DemoPresets, StagesStartFromTheFilesUsersRunAndVariantsOnlyChangeTheLoss) {
   EXPECT_EQ(run_of(frozen, "power-8").loss.gamma, 8.0);
   EXPECT_EQ(run_of(frozen, "cl").data.limit, 8000);
   EXPECT_EQ(run_of(stage(plan, "image"), "labels").loss.weights, cwcl::WeightMap::Labels);
+  // The batch axis: the same samples at every batch, at least min_steps,
+  // warmup 10 % of the steps.
+  const auto batch = stage(cwcl::plan_demo("batch"), "speech_batch");
+  const auto& small = run_of(batch, "cl, batch 64");
+  const auto& large = run_of(batch, "power-8, batch 4096");
+  EXPECT_EQ(small.run.steps, 2400);
+  EXPECT_EQ(small.run.batch_size * small.run.steps, 153600);
+  EXPECT_EQ(large.run.steps, 150);
+  EXPECT_EQ(large.optim.warmup, 15);
+  EXPECT_EQ(large.loss.gamma, 8.0);
+  EXPECT_EQ(large.data.limit, 8000);
 }
 
 class DemoFiles : public cwcl::testing::TempDirTest {};

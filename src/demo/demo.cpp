@@ -13,9 +13,21 @@ namespace cwcl {
 std::string run_demo_protocol(const DemoOptions& o) {
   using namespace demo;
   const auto start = std::chrono::steady_clock::now();
-  auto want = [&](DemoPart part) { return o.only.empty() || std::find(o.only.begin(), o.only.end(), part) != o.only.end(); };
   Demo d;
   d.preset = load_preset(o.preset);
+  auto has = [&](DemoPart part) {
+    switch (part) {
+      case DemoPart::Speech: return d.preset.speech_frozen.has_value();
+      case DemoPart::Image: return d.preset.image.has_value();
+      case DemoPart::Batch: return d.preset.speech_batch.has_value();
+    }
+    return false;
+  };
+  auto want = [&](DemoPart part) {
+    return has(part) && (o.only.empty() || std::find(o.only.begin(), o.only.end(), part) != o.only.end());
+  };
+  for (auto part : o.only)
+    if (!has(part)) throw UsageError("--only " + std::string(name_of(part)) + ": preset " + d.preset.name + " has no such part");
   d.out = o.out;
   d.corpus = o.corpus;
   d.data = o.data;
@@ -30,12 +42,15 @@ std::string run_demo_protocol(const DemoOptions& o) {
   auto previous = DemoSummary::read_parts(summary_json, d.preset.name, part_of, d.log);
   for (const auto& [part, name] : Names<DemoPart>::table) {
     if (!want(part)) {
-      if (previous.count(part)) d.summary.parts[part] = previous[part];
+      if (previous.count(part) && has(part)) d.summary.parts[part] = previous[part];
       continue;
     }
     auto& summary = d.summary.parts[part];
-    if (part == DemoPart::Speech) speech_experiments(d, summary);
-    else image_experiments(d, summary);
+    switch (part) {
+      case DemoPart::Speech: speech_experiments(d, summary); break;
+      case DemoPart::Image: image_experiments(d, summary); break;
+      case DemoPart::Batch: batch_experiments(d, summary); break;
+    }
   }
   d.summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   d.summary.write_json(summary_json);
@@ -47,21 +62,29 @@ std::vector<DemoStagePlan> plan_demo(const std::string& name) {
   using namespace demo;
   const auto preset = load_preset(name);
   std::vector<DemoStagePlan> out;
-  for (const auto& [stage_name, stage] : {std::pair<const char*, const Stage*>{"speech_frozen", &preset.speech_frozen},
-                                          {"speech_finetuned", &preset.speech_finetuned},
-                                          {"image", &preset.image}}) {
-    DemoStagePlan plan{stage_name, stage->base, {}};
+  for (const auto& [stage_name, stage] :
+       {std::pair<const char*, const std::optional<Stage>*>{"speech_frozen", &preset.speech_frozen},
+        {"speech_finetuned", &preset.speech_finetuned},
+        {"image", &preset.image},
+        {"speech_batch", &preset.speech_batch}}) {
+    if (!stage->has_value()) continue;
+    DemoStagePlan plan{stage_name, (*stage)->base, {}};
     // The fine-tuned stage trains CL and the map the frozen stage chooses.
-    auto variants = stage->variants;
+    auto variants = (*stage)->variants;
     if (stage == &preset.speech_finetuned) {
       variants = {preset.variant("cl")};
-      for (const auto& v : preset.speech_frozen.variants)
+      for (const auto& v : preset.speech_frozen->variants)
         if (v.method == DemoMethod::CWCL) variants.push_back(v);
     }
     for (const auto& v : variants) {
-      auto c = stage->config;
+      auto c = (*stage)->config;
       c.apply(v.overlay);
-      plan.runs.emplace_back(v.name, c);
+      if (stage == &preset.speech_batch) {
+        for (const auto batch : preset.batch_axis.batches)
+          plan.runs.emplace_back(v.name + ", batch " + std::to_string(batch), batch_config(c, preset.batch_axis, batch));
+      } else {
+        plan.runs.emplace_back(v.name, c);
+      }
     }
     out.push_back(plan);
   }

@@ -41,7 +41,8 @@ double training_seconds(const std::string& dir, int64_t batch_size) {
 
 }  // namespace
 
-std::optional<DemoPart> part_of(const std::string& task) {
+std::optional<DemoPart> part_of(const std::string& task, const std::string& weights) {
+  if (weights.find(", batch ") != std::string::npos) return DemoPart::Batch;
   auto in = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), task) != v.end(); };
   if (task == kSpeechValidation || in(kSpeechTasks)) return DemoPart::Speech;
   if (task == kImageValidation || in(kImageTasks)) return DemoPart::Image;
@@ -184,6 +185,31 @@ void add_ablation_rows(PartSummary& part, const Preset& p, const std::string& ta
       row.weights = name + tag;
       part.results.push_back(row);
     }
+}
+
+std::string manifest(const Demo& d, const std::string& part) {
+  return (d.corpus / part / "manifest.jsonl").string();
+}
+
+// The corpus, built first when a part of it is missing (cwcl corpus).
+void ensure_corpus(const Demo& d) {
+  for (const char* part : {"train", "devel", "slurp_test", "kws_test"})
+    if (!fs::exists(manifest(d, part))) {
+      d.log(manifest(d, part) + " missing: building the corpus in " + d.corpus.string());
+      CorpusOptions o;
+      o.out = d.corpus.string();
+      o.data = d.data.string();
+      d.log(build_corpus(o, d.log));
+      return;
+    }
+}
+
+TrainConfig batch_config(TrainConfig c, const BatchAxis& axis, int64_t batch) {
+  c.run.batch_size = batch;
+  c.run.steps = axis.steps(batch);
+  c.optim.warmup = c.run.steps / 10;
+  c.run.checkpoint_every = c.run.steps;
+  return c;
 }
 
 }  // namespace cwcl::demo

@@ -25,8 +25,9 @@ inline constexpr const char* kImageValidation = "fmnist-valid";
 inline const std::vector<std::string> kSpeechTasks = {"slurp-intent", "kws-35", "kws-10"};
 inline const std::vector<std::string> kImageTasks = {"fmnist-all", "fmnist-unseen"};
 
-/// The part a task or validation set belongs to.
-std::optional<DemoPart> part_of(const std::string& task);
+/// The part a results row (its task and weights) or a validation set
+/// belongs to: the batch part's rows name their batch in their weights.
+std::optional<DemoPart> part_of(const std::string& task, const std::string& weights);
 
 /// What every experiment of one demo run shares.
 struct Demo {
@@ -90,8 +91,19 @@ void add_ablation_rows(PartSummary& part, const Preset& p, const std::string& ta
                        const std::map<std::string, TaskResult>& by_variant, const std::vector<std::string>& skip,
                        const std::string& tag);
 
-/// The parts: each fills its PartSummary and publishes its models.
+/// A part of the speech corpus: <corpus>/<part>/manifest.jsonl.
+std::string manifest(const Demo& d, const std::string& part);
+/// The corpus, built first when a part of it is missing (cwcl corpus).
+void ensure_corpus(const Demo& d);
+
+/// A variant's configuration at one batch of the axis: the batch, its
+/// steps, warmup 10 % of them, a checkpoint at the end only.
+TrainConfig batch_config(TrainConfig c, const BatchAxis& axis, int64_t batch);
+
+/// The parts: each fills its PartSummary (and the speech and image parts
+/// publish their models).
 void speech_experiments(Demo& d, PartSummary& part);
 void image_experiments(Demo& d, PartSummary& part);
+void batch_experiments(Demo& d, PartSummary& part);
 
 }  // namespace cwcl::demo

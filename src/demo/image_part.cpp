@@ -34,7 +34,7 @@ void template_plot(Demo& d, PartSummary& part, const std::string& task,
 }
 
 TrainConfig image_base(const Demo& d) {
-  auto base = d.preset.image.config;
+  auto base = d.preset.image->config;
   base.data.text_store = (d.runs / "fmnist-captions.store.safetensors").string();
   if (!d.data.empty()) {
     base.data.class_names = data_path(d, "fashion-mnist/classes.tsv");
@@ -55,7 +55,7 @@ void image_experiments(Demo& d, PartSummary& part) {
   }
   std::map<std::string, std::map<std::string, ByTemplates>> results;  // task -> variant -> k -> result
   auto a = train_and_choose(
-      d, part, d.preset.image, base, "image-", kImageValidation,
+      d, part, *d.preset.image, base, "image-", kImageValidation,
       [&](TrainedModel& m) {
         return evaluate_images(m, d.text, {kImageValidation, seen, 0, true}).classification.top1;
       },

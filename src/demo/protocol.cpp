@@ -69,13 +69,38 @@ std::string preset_path(const std::string& name_or_file) {
   }
 }
 
-Stage read_stage(const toml::table& preset, const std::string& name, const std::string& path, const Preset& p) {
+int64_t positive_integer(const toml::table& t, const std::string& key, const std::string& where) {
+  const auto v = t[key].value<int64_t>();
+  if (!v || *v < 1) throw ConfigError(where + ": '" + key + "' must be a positive integer");
+  return *v;
+}
+
+// The batch axis of a speech_batch stage: batches, samples, min_steps.
+BatchAxis read_batch_axis(const toml::table& t, const std::string& where) {
+  BatchAxis axis;
+  const auto* batches = t["batches"].as_array();
+  if (batches == nullptr || batches->empty()) throw ConfigError(where + ": needs 'batches', a list of global batch sizes");
+  for (const auto& b : *batches) {
+    const auto v = b.value<int64_t>();
+    if (!v || *v < 2) throw ConfigError(where + ": batches must be integers >= 2");
+    axis.batches.push_back(*v);
+  }
+  axis.samples = positive_integer(t, "samples", where);
+  axis.min_steps = t.contains("min_steps") ? positive_integer(t, "min_steps", where) : 1;
+  return axis;
+}
+
+std::optional<Stage> read_stage(const toml::table& preset, const std::string& name, const std::string& path,
+                                const Preset& p) {
   const std::string where = path + " [" + name + "]";
   const auto* t = preset[name].as_table();
-  if (t == nullptr) throw ConfigError(where + ": missing");
+  if (t == nullptr) return std::nullopt;
+  const bool batch = name == "speech_batch";
   for (const auto& [k, v] : *t)
-    if (k.str() != "config" && k.str() != "set" && k.str() != "variants")
-      throw ConfigError(where + ": unknown key '" + std::string(k.str()) + "' (config, set, variants)");
+    if (k.str() != "config" && k.str() != "set" && k.str() != "variants" &&
+        !(batch && (k.str() == "batches" || k.str() == "samples" || k.str() == "min_steps")))
+      throw ConfigError(where + ": unknown key '" + std::string(k.str()) + "' (config, set, variants" +
+                        (batch ? ", batches, samples, min_steps)" : ")"));
   Stage stage;
   stage.base = string_of(*t, "config", where);
   stage.config = TrainConfig::from_file(config_file(stage.base));
@@ -111,15 +136,19 @@ Preset load_preset(const std::string& name_or_file) {
   const auto path = preset_path(name_or_file);
   const auto file = parse_file(path);
   for (const auto& [k, v] : file)
-    if (k.str() != "speech_frozen" && k.str() != "speech_finetuned" && k.str() != "image")
+    if (k.str() != "speech_frozen" && k.str() != "speech_finetuned" && k.str() != "image" && k.str() != "speech_batch")
       throw ConfigError(path + ": unknown table [" + std::string(k.str()) +
-                        "] (a preset has speech_frozen, speech_finetuned, image)");
+                        "] (a preset has speech_frozen, speech_finetuned, image, speech_batch)");
   Preset p;
   p.name = fs::path(path).stem().string();
   p.all_variants = read_variants(config_file("demo/variants.toml"));
   p.speech_frozen = read_stage(file, "speech_frozen", path, p);
   p.speech_finetuned = read_stage(file, "speech_finetuned", path, p);
+  if (p.speech_frozen.has_value() != p.speech_finetuned.has_value())
+    throw ConfigError(path + ": the speech part needs both [speech_frozen] and [speech_finetuned]");
   p.image = read_stage(file, "image", path, p);
+  p.speech_batch = read_stage(file, "speech_batch", path, p);
+  if (p.speech_batch) p.batch_axis = read_batch_axis(*file["speech_batch"].as_table(), path + " [speech_batch]");
   return p;
 }
 

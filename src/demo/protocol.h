@@ -5,6 +5,8 @@
 #include <cwcl/model/config.h>
 #include <cwcl/names.h>
 
+#include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,9 +46,20 @@ struct Stage {
   std::vector<Variant> variants;
 };
 
+/// The batch axis: every variant at every global batch, each run seeing
+/// `samples` samples (steps = max(min_steps, samples / batch)), warmup 10 %
+/// of its steps.
+struct BatchAxis {
+  std::vector<int64_t> batches;
+  int64_t samples = 0, min_steps = 1;
+  int64_t steps(int64_t batch) const { return std::max(min_steps, samples / batch); }
+};
+
 struct Preset {
   std::string name;
-  Stage speech_frozen, speech_finetuned, image;
+  /// The stages a preset has (a part runs when its stages are there).
+  std::optional<Stage> speech_frozen, speech_finetuned, image, speech_batch;
+  BatchAxis batch_axis;
   /// Every variant of configs/demo/variants.toml, in its order.
   std::vector<Variant> all_variants;
   const Variant& variant(const std::string& name) const;

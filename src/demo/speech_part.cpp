@@ -9,29 +9,12 @@
 namespace cwcl::demo {
 namespace {
 
-std::string manifest(const Demo& d, const std::string& part) {
-  return (d.corpus / part / "manifest.jsonl").string();
-}
-
-// The corpus, built first when a part of it is missing (cwcl corpus).
-void ensure_corpus(const Demo& d) {
-  for (const char* part : {"train", "devel", "slurp_test", "kws_test"})
-    if (!fs::exists(manifest(d, part))) {
-      d.log(manifest(d, part) + " missing: building the corpus in " + d.corpus.string());
-      CorpusOptions o;
-      o.out = d.corpus.string();
-      o.data = d.data.string();
-      d.log(build_corpus(o, d.log));
-      return;
-    }
-}
-
 // Trains the fine-tuned tower with CL and with the chosen map, evaluates
 // each kept model on every test (main[i][method]) and records the runs.
 std::map<std::string, Run> train_finetuned(Demo& d, PartSummary& part, const std::string& labels,
                                            const std::vector<SpeechTaskData>& tests,
                                            std::vector<std::map<std::string, TaskResult>>& main) {
-  auto tuned = d.preset.speech_finetuned.config;
+  auto tuned = d.preset.speech_finetuned->config;
   tuned.data.train = manifest(d, "train");
   tuned.eval.manifest = manifest(d, "devel");
   tuned.eval.label_field = "intent";
@@ -73,11 +56,11 @@ void speech_experiments(Demo& d, PartSummary& part) {
       SpeechTaskData::load({"kws-35", manifest(d, "kws_test"), "keyword", "", "", ""}),
       SpeechTaskData::load({"kws-10", manifest(d, "kws_test"), "keyword", "", "kws10", ""}),
   };
-  auto frozen_base = d.preset.speech_frozen.config;
+  auto frozen_base = d.preset.speech_frozen->config;
   frozen_base.data.train = manifest(d, "train");
   std::vector<std::map<std::string, TaskResult>> frozen(tests.size());  // per test: variant -> result
   auto a = train_and_choose(
-      d, part, d.preset.speech_frozen, frozen_base, "speech-", kSpeechValidation,
+      d, part, *d.preset.speech_frozen, frozen_base, "speech-", kSpeechValidation,
       [&](TrainedModel& m) { return evaluate_speech(m, d.text, devel).classification.top1; },
       [&](const std::string& name, TrainedModel& m) {
         for (size_t i = 0; i < tests.size(); ++i) frozen[i].emplace(name, evaluate_speech(m, d.text, tests[i]));

@@ -63,13 +63,54 @@ CalibrationReport calibration_of(const json& j) {
 }
 
 // One part's entries read back from a summary.
+json optional_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+std::optional<double> optional_of(const json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? std::optional<double>(j[key].get<double>()) : std::nullopt;
+}
+
+json batch_row_json(const BatchRow& r) {
+  return {{"batch", r.batch}, {"steps", r.steps}, {"variant", r.variant}, {"effective_positives", r.effective_positives},
+          {"devel_top1", r.devel_top1}, {"devel_r1", r.devel_r1}, {"test_top1", r.test_top1}, {"test_r1", r.test_r1},
+          {"kws35_top1", r.kws35_top1}, {"test_top1_vs_cl", optional_json(r.test_top1_vs_cl)},
+          {"test_top1_vs_cl_ci", interval_json(r.test_top1_vs_cl_ci)}, {"test_r1_vs_cl", optional_json(r.test_r1_vs_cl)},
+          {"test_r1_vs_cl_ci", interval_json(r.test_r1_vs_cl_ci)}, {"kws35_vs_cl", optional_json(r.kws35_vs_cl)},
+          {"kws35_vs_cl_ci", interval_json(r.kws35_vs_cl_ci)}};
+}
+
+BatchRow batch_row_of(const json& j) {
+  BatchRow r;
+  r.batch = j.at("batch").get<int64_t>();
+  r.steps = j.at("steps").get<int64_t>();
+  r.variant = j.at("variant").get<std::string>();
+  r.effective_positives = j.at("effective_positives").get<double>();
+  r.devel_top1 = j.at("devel_top1").get<double>();
+  r.devel_r1 = j.at("devel_r1").get<double>();
+  r.test_top1 = j.at("test_top1").get<double>();
+  r.test_r1 = j.at("test_r1").get<double>();
+  r.kws35_top1 = j.at("kws35_top1").get<double>();
+  r.test_top1_vs_cl = optional_of(j, "test_top1_vs_cl");
+  r.test_r1_vs_cl = optional_of(j, "test_r1_vs_cl");
+  r.kws35_vs_cl = optional_of(j, "kws35_vs_cl");
+  r.test_top1_vs_cl_ci = interval_of(j.at("test_top1_vs_cl_ci"));
+  r.test_r1_vs_cl_ci = interval_of(j.at("test_r1_vs_cl_ci"));
+  r.kws35_vs_cl_ci = interval_of(j.at("kws35_vs_cl_ci"));
+  return r;
+}
+
 PartSummary part_from(const json& all, DemoPart part,
-                      const std::function<std::optional<DemoPart>(const std::string&)>& part_of) {
+                      const std::function<std::optional<DemoPart>(const std::string&, const std::string&)>& part_of) {
   PartSummary p;
   const std::string name = name_of(part);
-  auto ours = [&](const std::string& task) { return part_of(task) == part; };
+  auto ours = [&](const std::string& task) { return part_of(task, "") == part; };
   for (const auto& r : all.value("results", json::array()))
-    if (ours(r.at("task").get<std::string>())) p.results.push_back(row_of(r));
+    if (part_of(r.at("task").get<std::string>(), r.value("weights", "")) == part) p.results.push_back(row_of(r));
+  if (part == DemoPart::Batch) {
+    for (const auto& r : all.value("batch", json::array())) p.batch_table.push_back(batch_row_of(r));
+    if (all.contains("batch_choice"))
+      p.batch_choice = BatchChoice{all["batch_choice"].at("batch").get<int64_t>(),
+                                   all["batch_choice"].at("variant").get<std::string>(),
+                                   all["batch_choice"].at("rule").get<std::string>()};
+  }
   if (all.contains("chosen") && all["chosen"].contains(name)) p.chosen = all["chosen"][name].get<std::string>();
   const auto validation = all.value("validation", json::object());  // a named value: items() refers to it
   for (const auto& [task, by] : validation.items())
@@ -121,7 +162,7 @@ void markdown_results(std::ostream& md, const std::vector<const ResultRow*>& row
 
 std::map<DemoPart, PartSummary> DemoSummary::read_parts(
     const std::string& path, const std::string& preset,
-    const std::function<std::optional<DemoPart>(const std::string&)>& part_of,
+    const std::function<std::optional<DemoPart>(const std::string&, const std::string&)>& part_of,
     const std::function<void(const std::string&)>& log) {
   std::map<DemoPart, PartSummary> out;
   if (!std::filesystem::exists(path)) return out;
@@ -142,7 +183,7 @@ std::map<DemoPart, PartSummary> DemoSummary::read_parts(
 void DemoSummary::write_json(const std::string& path) const {
   json results = json::array(), templates = json::array(), plots = json::array();
   json chosen = json::object(), validation = json::object(), calibration = json::object();
-  json finetuned = json::object(), retrieval = json::object();
+  json finetuned = json::object(), retrieval = json::object(), batch = json::array(), batch_choice;
   for (const auto& [part, p] : parts) {
     const std::string name = name_of(part);
     for (const auto& r : p.results) results.push_back(row_json(r));
@@ -158,6 +199,10 @@ void DemoSummary::write_json(const std::string& path) const {
       for (const auto& [method, r] : by)
         retrieval[task][method] = {{"speech_to_text", recall_json(r.a_to_b)}, {"text_to_speech", recall_json(r.b_to_a)}};
     for (const auto& plot : p.plots) plots.push_back(plot);
+    for (const auto& r : p.batch_table) batch.push_back(batch_row_json(r));
+    if (p.batch_choice)
+      batch_choice = {{"batch", p.batch_choice->batch}, {"variant", p.batch_choice->variant},
+                      {"rule", p.batch_choice->rule}};
   }
   json j = {{"preset", preset}, {"results", results}, {"chosen", chosen}, {"validation", validation},
             {"plots", plots}, {"seconds", seconds}};
@@ -165,6 +210,8 @@ void DemoSummary::write_json(const std::string& path) const {
   if (!templates.empty()) j["templates"] = templates;
   if (!finetuned.empty()) j["finetuned"] = finetuned;
   if (!retrieval.empty()) j["retrieval"] = retrieval;
+  if (!batch.empty()) j["batch"] = batch;
+  if (!batch_choice.is_null()) j["batch_choice"] = batch_choice;
   write_text_atomically(path, j.dump(2) + "\n");
 }
 
@@ -226,6 +273,25 @@ void DemoSummary::write_markdown(const std::string& path) const {
       md << "| " << method << " | " << f.weights << " | " << f.model << " | " << static_cast<int64_t>(f.train_seconds)
          << " |\n";
     }
+  for (const auto& [part, p] : parts) {
+    if (p.batch_table.empty()) continue;
+    md << "\nThe batch axis (frozen encoder; every run sees the same samples at its batch): top-1 and R@1 (%), "
+          "SLURP devel (the choice set) and test, kws-35; against CL at the same batch, paired over the test items."
+       << (p.batch_choice ? " Chosen on devel: `" + p.batch_choice->variant + "` at batch " +
+                                std::to_string(p.batch_choice->batch) + " (" + p.batch_choice->rule + ")."
+                          : std::string())
+       << "\n\n| batch | variant | steps | positives per row | devel top-1 | devel R@1 | test top-1 | vs CL | test R@1 | "
+          "vs CL | kws-35 | vs CL |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | --- |\n";
+    auto vs = [](const std::optional<double>& d, const Interval& ci) {
+      return d ? pct(*d) + " (" + interval_text(ci) + ")" : std::string();
+    };
+    for (const auto& r : p.batch_table)
+      md << "| " << r.batch << " | " << r.variant << " | " << r.steps << " | " << std::setprecision(3)
+         << r.effective_positives << " | " << pct(r.devel_top1) << " | " << pct(r.devel_r1) << " | " << pct(r.test_top1)
+         << " | " << vs(r.test_top1_vs_cl, r.test_top1_vs_cl_ci) << " | " << pct(r.test_r1) << " | "
+         << vs(r.test_r1_vs_cl, r.test_r1_vs_cl_ci) << " | " << pct(r.kws35_top1) << " | "
+         << vs(r.kws35_vs_cl, r.kws35_vs_cl_ci) << " |\n";
+  }
   md << "\nPlots:";
   for (const auto& [part, p] : parts)
     for (const auto& plot : p.plots) md << " [" << plot << "](" << plot << ")";

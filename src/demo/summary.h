@@ -41,6 +41,25 @@ struct FinetunedRun {
   double train_seconds = 0;
 };
 
+/// One setting of the batch axis: a map at a global batch, trained on the
+/// frozen encoder with the same samples seen as the others at its batch.
+struct BatchRow {
+  int64_t batch = 0, steps = 0;
+  std::string variant;
+  double effective_positives = 0;       ///< per row of a training batch (WeightStats)
+  double devel_top1 = 0, devel_r1 = 0;  ///< SLURP devel: the choice set
+  double test_top1 = 0, test_r1 = 0, kws35_top1 = 0;  ///< SLURP test intents, speech->text R@1; kws-35
+  /// Against CL at the same batch, paired over the same test items.
+  std::optional<double> test_top1_vs_cl, test_r1_vs_cl, kws35_vs_cl;
+  Interval test_top1_vs_cl_ci, test_r1_vs_cl_ci, kws35_vs_cl_ci;
+};
+
+/// The setting the batch part's rule picks on devel.
+struct BatchChoice {
+  int64_t batch = 0;
+  std::string variant, rule;
+};
+
 /// Everything one part of the demo contributes.
 struct PartSummary {
   std::vector<ResultRow> results;
@@ -51,6 +70,8 @@ struct PartSummary {
   std::map<std::string, FinetunedRun> finetuned;  ///< cl / cwcl
   std::map<std::string, std::map<std::string, RetrievalResult>> retrieval;  ///< task -> cl / cwcl
   std::vector<std::string> plots;
+  std::vector<BatchRow> batch_table;  ///< the batch part
+  std::optional<BatchChoice> batch_choice;
 };
 
 struct DemoSummary {
@@ -60,11 +81,12 @@ struct DemoSummary {
 
   /// The parts of a summary.json a previous run of this preset wrote; a
   /// missing file, another preset or an unreadable file gives none (said
-  /// through `log`). `part_of` says which part a task or validation set
-  /// belongs to; plots belong to the part their name starts with.
+  /// through `log`). `part_of` says which part a row (task, weights) or a
+  /// validation set belongs to; plots belong to the part their name starts
+  /// with.
   static std::map<DemoPart, PartSummary> read_parts(
       const std::string& path, const std::string& preset,
-      const std::function<std::optional<DemoPart>(const std::string&)>& part_of,
+      const std::function<std::optional<DemoPart>(const std::string&, const std::string&)>& part_of,
       const std::function<void(const std::string&)>& log);
   void write_json(const std::string& path) const;
   void write_markdown(const std::string& path) const;

@@ -83,8 +83,13 @@ RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const 
     auto s = dir == 0 ? sim : sim.t();
     for (int j = 0; j < 3; ++j) {
       auto top = std::get<1>(s.topk(std::min(ks[j], n), 1));
-      auto hit = same.gather(1, top).any(1).to(torch::kDouble).mean().item<double>();
-      (dir == 0 ? r.a_to_b : r.b_to_a)[j] = hit;
+      auto hits = same.gather(1, top).any(1);
+      (dir == 0 ? r.a_to_b : r.b_to_a)[j] = hits.to(torch::kDouble).mean().item<double>();
+      if (j == 0) {
+        auto& out = dir == 0 ? r.a_to_b_hits : r.b_to_a_hits;
+        auto h = hits.contiguous();
+        out.assign(h.data_ptr<bool>(), h.data_ptr<bool>() + n);
+      }
     }
   }
   return r;

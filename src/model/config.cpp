@@ -404,6 +404,9 @@ void TrainConfig::validate() const {
   check(loss.calibrate >= 0, "loss.calibrate", "must be >= 0");
   check(loss.calibrate == 0 || loss.weights == WeightMap::Kernel || loss.weights == WeightMap::Power,
         "loss.calibrate", "needs loss.weights = kernel or power");
+  check(loss.calibrate == 0 || loss.calibrate < static_cast<double>(run.batch_size), "loss.calibrate",
+        "asks for more effective positives per row than a batch of run.batch_size = " + std::to_string(run.batch_size) +
+            " rows has");
   check(loss.temperature > 0, "loss.temperature", "must be > 0");
   check(loss.cosine_weight >= 0, "loss.cosine_weight", "must be >= 0");
   check(loss.kind != LossKind::Cosine || loss.cosine_weight == 0, "loss.cosine_weight",

@@ -15,13 +15,16 @@
 
 namespace cwcl {
 
-/// The parts of the demo, each run or kept (--only) as a whole.
-enum class DemoPart { Speech, Image };
+/// The parts of the demo, each run or kept (--only) as a whole: speech (the
+/// map ablation on the frozen encoder, the fine-tuned main rows), image, and
+/// batch (CL against CWCL maps across global batch sizes, on the frozen
+/// encoder). A preset runs the parts whose stages it has.
+enum class DemoPart { Speech, Image, Batch };
 template <>
 struct Names<DemoPart> {
   static constexpr const char* what = "demo part";
-  static constexpr std::array<std::pair<DemoPart, const char*>, 2> table{
-      {{DemoPart::Speech, "speech"}, {DemoPart::Image, "image"}}};
+  static constexpr std::array<std::pair<DemoPart, const char*>, 3> table{
+      {{DemoPart::Speech, "speech"}, {DemoPart::Image, "image"}, {DemoPart::Batch, "batch"}}};
 };
 
 struct DemoOptions {

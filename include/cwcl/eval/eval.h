@@ -62,6 +62,9 @@ torch::Tensor class_embeddings(const std::function<torch::Tensor(const std::vect
 struct RetrievalResult {
   double a_to_b[3] = {0, 0, 0};  ///< R@1, R@5, R@10 retrieving b rows for each a row
   double b_to_a[3] = {0, 0, 0};
+  /// Per item, whether its own row came first (R@1's items): paired
+  /// bootstraps of retrieval between two models use them.
+  std::vector<bool> a_to_b_hits, b_to_a_hits;
 };
 /// Paired rows a [N, D] and b [N, D] (row i of a belongs with row i of b):
 /// recall at 1, 5 and 10 by cosine, in both directions. Rows whose text
