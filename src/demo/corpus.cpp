@@ -27,6 +27,11 @@ const std::vector<std::string> kDevelVoices = {"espeak:en-gb-scotland+f4", "espe
 // The test voices: a synthesiser never heard in training.
 const std::vector<std::string> kFliteVoices = {"flite:kal16", "flite:slt", "flite:rms", "flite:awb"};
 constexpr const char* kWordnet = "/usr/share/wordnet";
+// Recorded human speech for testing only (Debian klettres-data, GPL-2+): two
+// speakers, American (en) and British (en_GB) English, saying the letters and
+// short words. Sounds that are not words (aw, ch, th) are left out.
+const std::vector<std::pair<std::string, std::string>> kRealSpeakers = {{"en", "en-us"}, {"en_GB", "en-gb"}};
+const std::set<std::string> kNotWords = {"aw", "ch", "th"};
 constexpr size_t kWordnetExamples = 15000;
 
 // Python's random.Random(seed).shuffle (MT19937 seeded by init_by_array,
@@ -243,6 +248,51 @@ void write_test_manifests(const Sources& s, const fs::path& out) {
   write_text_atomically((out / "kws_test.jsonl").string(), kws);
 }
 
+// Sorted .ogg files of one folder, by stem.
+std::vector<fs::path> recordings(const fs::path& folder) {
+  if (!fs::is_directory(folder))
+    throw DataError(folder.string() + ": no such folder (recorded speech comes from Debian's klettres-data: "
+                    "scripts/setup.sh installs it)");
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(folder))
+    if (e.path().extension() == ".ogg") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// The recorded sets (never trained on): real_words, each word a class (its
+// text the word), and real_letters, the 26 letter names (the text the letter,
+// as a transcript writes it).
+json write_real_speech_manifests(const fs::path& root, const fs::path& out) {
+  std::string words, letters;
+  json counts = {{"words", 0}, {"letters", 0}};
+  for (const auto& [folder, speaker] : kRealSpeakers) {
+    for (const auto& f : recordings(root / folder / "syllab")) {
+      const auto word = lower(f.stem().string());
+      if (kNotWords.count(word)) continue;
+      words += json{{"id", "rw-" + word + "-" + speaker}, {"audio", f.string()}, {"text", word}, {"word", word},
+                    {"speaker", speaker}}.dump() + "\n";
+      counts["words"] = counts["words"].get<int64_t>() + 1;
+    }
+    for (const auto& f : recordings(root / folder / "alpha")) {
+      const auto letter = lower(f.stem().string());
+      letters += json{{"id", "rl-" + letter + "-" + speaker}, {"audio", f.string()}, {"text", letter},
+                      {"letter", letter}, {"speaker", speaker}}.dump() + "\n";
+      counts["letters"] = counts["letters"].get<int64_t>() + 1;
+    }
+  }
+  for (const auto& [part, text] : {std::pair{"real_words", &words}, {"real_letters", &letters}}) {
+    fs::create_directories(out / part);
+    write_text_atomically((out / part / "manifest.jsonl").string(), *text);
+  }
+  return counts;
+}
+
 bool has_lines(const fs::path& file) { return fs::exists(file) && fs::file_size(file) > 0; }
 
 // One part of the corpus, synthesised unless its manifest is there.
@@ -271,6 +321,7 @@ std::string build_corpus(const CorpusOptions& o, const std::function<void(const 
   json report = {{"corpus", o.out}};
   if (!has_lines(out / "train_text.txt")) report["texts"] = write_training_text(sources, out);
   write_test_manifests(sources, out);
+  report["recorded"] = write_real_speech_manifests(o.recorded_speech, out);
   if (o.texts_only) return report.dump();
   report["train"] = synthesise_part(out / "train_text.txt", out / "train", kTrainVoices, o, log);
   report["devel"] = synthesise_part(out / "slurp_devel.jsonl", out / "devel", kDevelVoices, o, log);

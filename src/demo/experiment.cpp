@@ -193,7 +193,7 @@ std::string manifest(const Demo& d, const std::string& part) {
 
 // The corpus, built first when a part of it is missing (cwcl corpus).
 void ensure_corpus(const Demo& d) {
-  for (const char* part : {"train", "devel", "slurp_test", "kws_test"})
+  for (const char* part : {"train", "devel", "slurp_test", "kws_test", "real_words", "real_letters"})
     if (!fs::exists(manifest(d, part))) {
       d.log(manifest(d, part) + " missing: building the corpus in " + d.corpus.string());
       CorpusOptions o;

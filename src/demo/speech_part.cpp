@@ -55,6 +55,8 @@ void speech_experiments(Demo& d, PartSummary& part) {
       SpeechTaskData::load({"slurp-intent", manifest(d, "slurp_test"), "intent", labels, "", ""}),
       SpeechTaskData::load({"kws-35", manifest(d, "kws_test"), "keyword", "", "", ""}),
       SpeechTaskData::load({"kws-10", manifest(d, "kws_test"), "keyword", "", "kws10", ""}),
+      SpeechTaskData::load({"real-words", manifest(d, "real_words"), "word", "", "", ""}),
+      SpeechTaskData::load({"real-letters", manifest(d, "real_letters"), "letter", "", "", ""}),
   };
   auto frozen_base = d.preset.speech_frozen->config;
   frozen_base.data.train = manifest(d, "train");

@@ -66,12 +66,15 @@ struct CorpusOptions {
   std::string data;  ///< a data folder like the repository's data/ (empty: cwcl's bundled data)
   int workers = 2;   ///< synthesis processes
   bool texts_only = false;  ///< the texts and manifests to synthesise, no audio
+  /// Recorded human letters and words (Debian klettres-data), test sets only.
+  std::string recorded_speech = "/usr/share/klettres";
 };
 
 /// The synthesised speech corpus of the experiments (docs/corpus.md): SLURP
 /// training text plus WordNet usage examples spoken by espeak-ng training
 /// voices, SLURP devel by two held-out espeak-ng voices, SLURP test and the
-/// Speech Commands words by the four flite voices. Resumable. Returns one
+/// Speech Commands words by the four flite voices; the recorded test sets
+/// real_words and real_letters (manifests over recorded_speech). Resumable. Returns one
 /// JSON line of counts.
 std::string build_corpus(const CorpusOptions& options, const std::function<void(const std::string&)>& log = {});
 
