@@ -22,6 +22,10 @@ run(${CWCL} synth ${tmp}/text/train.txt -o ${tmp}/corpus/train --voices espeak:e
 run(${CWCL} synth ${tmp}/text/devel.jsonl -o ${tmp}/corpus/devel --text-field sentence --id-field slurp_id --voices espeak:en-gb-scotland)
 run(${CWCL} synth ${tmp}/text/test.jsonl -o ${tmp}/corpus/slurp_test --text-field sentence --id-field slurp_id --voices flite:kal16)
 run(${CWCL} synth ${tmp}/text/kws.jsonl -o ${tmp}/corpus/kws_test --voices flite:kal16)
+# Recorded speech (Debian klettres-data, scripts/setup.sh): two words, two letters.
+set(k /usr/share/klettres/en)
+file(WRITE ${tmp}/corpus/real_words/manifest.jsonl "{\"id\":\"rw-car\",\"audio\":\"${k}/syllab/car.ogg\",\"text\":\"car\",\"word\":\"car\"}\n{\"id\":\"rw-dog\",\"audio\":\"${k}/syllab/dog.ogg\",\"text\":\"dog\",\"word\":\"dog\"}\n")
+file(WRITE ${tmp}/corpus/real_letters/manifest.jsonl "{\"id\":\"rl-a\",\"audio\":\"${k}/alpha/A.ogg\",\"text\":\"a\",\"letter\":\"a\"}\n{\"id\":\"rl-b\",\"audio\":\"${k}/alpha/B.ogg\",\"text\":\"b\",\"letter\":\"b\"}\n")
 run(${CWCL} demo --preset smoke --corpus ${tmp}/corpus --out ${tmp}/demo)  # label texts and captions: the bundled data
 file(READ ${tmp}/demo/summary.json summary)
 string(JSON preset GET "${summary}" preset)
@@ -50,7 +54,7 @@ foreach(i RANGE ${last})
     set(expected_n 12)
   elseif(task STREQUAL "kws-35")
     set(expected_n 3)
-  elseif(task STREQUAL "kws-10")
+  elseif(task STREQUAL "kws-10" OR task STREQUAL "real-words" OR task STREQUAL "real-letters")
     set(expected_n 2)
   elseif(task STREQUAL "fmnist-all")
     set(expected_n 10000)
@@ -68,6 +72,7 @@ foreach(i RANGE ${last})
   endif()
 endforeach()
 foreach(want slurp-intent/cl slurp-intent/cwcl slurp-intent/text-bound kws-35/cwcl kws-10/cl kws-10/text-bound
+             real-words/cwcl real-letters/cl real-letters/text-bound
              fmnist-all/cl fmnist-all/cwcl fmnist-unseen/cl fmnist-unseen/cwcl)
   if(NOT want IN_LIST seen)
     message(FATAL_ERROR "summary.json has no main row ${want}:\n${summary}")
@@ -85,6 +90,10 @@ if(NOT tuned_model MATCHES "speech-finetuned-.*best.pt$")
   message(FATAL_ERROR "summary.json: the fine-tuned CWCL model is ${tuned_model}, not its best.pt")
 endif()
 # Rerunning one part keeps the other part's results (finished runs are reused).
+# Recorded speech (Debian klettres-data, scripts/setup.sh): two words, two letters.
+set(k /usr/share/klettres/en)
+file(WRITE ${tmp}/corpus/real_words/manifest.jsonl "{\"id\":\"rw-car\",\"audio\":\"${k}/syllab/car.ogg\",\"text\":\"car\",\"word\":\"car\"}\n{\"id\":\"rw-dog\",\"audio\":\"${k}/syllab/dog.ogg\",\"text\":\"dog\",\"word\":\"dog\"}\n")
+file(WRITE ${tmp}/corpus/real_letters/manifest.jsonl "{\"id\":\"rl-a\",\"audio\":\"${k}/alpha/A.ogg\",\"text\":\"a\",\"letter\":\"a\"}\n{\"id\":\"rl-b\",\"audio\":\"${k}/alpha/B.ogg\",\"text\":\"b\",\"letter\":\"b\"}\n")
 run(${CWCL} demo --preset smoke --corpus ${tmp}/corpus --out ${tmp}/demo --only speech)
 file(READ ${tmp}/demo/summary.json rerun)
 string(JSON rows LENGTH "${rerun}" results)
