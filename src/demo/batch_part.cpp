@@ -3,7 +3,8 @@
 // head and the loss), every run seeing the same samples at its batch. A fixed
 // sharp map spreads a row's target over more near-duplicates as the batch
 // grows; a calibrated one holds its effective positives per row. The rows say
-// where CWCL gains (intents) and where it loses (retrieval, single words),
+// where CWCL gains (intents) and where it loses (retrieval, single words,
+// synthesised and recorded),
 // and the setting is chosen on devel by a rule over both.
 #include "experiment.h"
 
@@ -30,10 +31,15 @@ double effective_positives(const TrainConfig& c, const std::string& store_path, 
   return weight_stats(contrastive_weights(p, c.loss_options().weights)).effective_positives_mean;
 }
 
+// A trained setting's results: devel, then the tests (SLURP intents, kws-35,
+// the recorded words) in that order.
 struct Setting {
   int64_t batch = 0;
   std::string variant;
-  TaskResult devel, slurp, kws;
+  TaskResult devel;
+  std::vector<TaskResult> tests;
+  const TaskResult& slurp() const { return tests.at(0); }
+  const TaskResult& kws() const { return tests.at(1); }
 };
 
 BatchRow row_of(const Setting& s, const Setting* cl, double positives, int64_t steps) {
@@ -44,17 +50,17 @@ BatchRow row_of(const Setting& s, const Setting* cl, double positives, int64_t s
   r.effective_positives = positives;
   r.devel_top1 = s.devel.classification.top1;
   r.devel_r1 = s.devel.retrieval->a_to_b[0];
-  r.test_top1 = s.slurp.classification.top1;
-  r.test_r1 = s.slurp.retrieval->a_to_b[0];
-  r.kws35_top1 = s.kws.classification.top1;
+  r.test_top1 = s.slurp().classification.top1;
+  r.test_r1 = s.slurp().retrieval->a_to_b[0];
+  r.kws35_top1 = s.kws().classification.top1;
   if (!cl) return r;
-  const auto top1 = top1_intervals(s.slurp, &cl->slurp), kws = top1_intervals(s.kws, &cl->kws);
+  const auto top1 = top1_intervals(s.slurp(), &cl->slurp()), kws = top1_intervals(s.kws(), &cl->kws());
   r.test_top1_vs_cl = top1.difference;
   r.test_top1_vs_cl_ci = top1.difference_ci;
   r.kws35_vs_cl = kws.difference;
   r.kws35_vs_cl_ci = kws.difference_ci;
-  r.test_r1_vs_cl = r.test_r1 - cl->slurp.retrieval->a_to_b[0];
-  r.test_r1_vs_cl_ci = bootstrap_difference(s.slurp.retrieval->a_to_b_hits, cl->slurp.retrieval->a_to_b_hits);
+  r.test_r1_vs_cl = r.test_r1 - cl->slurp().retrieval->a_to_b[0];
+  r.test_r1_vs_cl_ci = bootstrap_difference(s.slurp().retrieval->a_to_b_hits, cl->slurp().retrieval->a_to_b_hits);
   return r;
 }
 
@@ -66,8 +72,10 @@ void batch_experiments(Demo& d, PartSummary& part) {
   const auto& axis = d.preset.batch_axis;
   const std::string labels = data_path(d, "slurp/intent_labels.tsv");
   const auto devel = SpeechTaskData::load({kSpeechValidation, manifest(d, "devel"), "intent", labels, "", ""});
-  const auto slurp = SpeechTaskData::load({"slurp-intent", manifest(d, "slurp_test"), "intent", labels, "", ""});
-  const auto kws = SpeechTaskData::load({"kws-35", manifest(d, "kws_test"), "keyword", "", "", ""});
+  const std::vector<SpeechTaskData> tests = {
+      SpeechTaskData::load({"slurp-intent", manifest(d, "slurp_test"), "intent", labels, "", ""}),
+      SpeechTaskData::load({"kws-35", manifest(d, "kws_test"), "keyword", "", "", ""}),
+      SpeechTaskData::load({"real-words", manifest(d, "real_words"), "word", "", "", ""})};
   auto base = stage.config;
   base.data.train = manifest(d, "train");
   const std::string store =
@@ -80,8 +88,9 @@ void batch_experiments(Demo& d, PartSummary& part) {
       const auto dir = (d.runs / ("batch-" + std::to_string(batch) + "-" + v.name)).string();
       auto run = train_run(d, batch_config(base, axis, batch), dir, v);
       auto model = TrainedModel::load(run.dir);
-      settings.push_back({batch, v.name, evaluate_speech(model, d.text, devel), evaluate_speech(model, d.text, slurp),
-                          evaluate_speech(model, d.text, kws)});
+      Setting s{batch, v.name, evaluate_speech(model, d.text, devel), {}};
+      for (const auto& t : tests) s.tests.push_back(evaluate_speech(model, d.text, t));
+      settings.push_back(std::move(s));
       runs.push_back(run);
     }
     const auto cl = std::find_if(settings.begin(), settings.end(), [](const Setting& s) { return s.variant == "cl"; });
@@ -92,9 +101,8 @@ void batch_experiments(Demo& d, PartSummary& part) {
                                         runs[i].config.run.steps));
       const std::string tag = s.variant + ", batch " + std::to_string(batch) + ", frozen";
       const auto method = std::string(name_of(d.preset.variant(s.variant).method));
-      for (const auto* r : {&s.slurp, &s.kws}) {
-        auto row = row_with_intervals(r->task, method, *r, baseline ? (r == &s.slurp ? &baseline->slurp : &baseline->kws)
-                                                                    : nullptr);
+      for (size_t t = 0; t < s.tests.size(); ++t) {
+        auto row = row_with_intervals(s.tests[t].task, method, s.tests[t], baseline ? &baseline->tests[t] : nullptr);
         row.weights = tag;
         part.results.push_back(row);
       }
