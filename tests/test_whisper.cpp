@@ -8,6 +8,7 @@
 #include <cwcl/runtime.h>
 #include <cwcl/towers/whisper.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -143,7 +144,12 @@ TEST_F(WhisperTinyEn, TheEncoderAloneWritesAndLoadsAsAModelBin) {
   const auto back = cwcl::read_ct2_model((dir / "model.bin").string());
   EXPECT_EQ(back.spec, full.spec);
   EXPECT_EQ(back.variables.size(), encoder_only.variables.size());
-  EXPECT_LT(std::filesystem::file_size(dir / "model.bin"), std::filesystem::file_size(whisper_dir() + "/model.bin") / 2);
+  const bool has_decoder = std::any_of(full.variables.begin(), full.variables.end(),
+                                       [](const auto& v) { return v.first.rfind("decoder/", 0) == 0; });
+  if (has_decoder)  // the downloaded model; the GPU check's pack carries the encoder alone already
+    EXPECT_LT(std::filesystem::file_size(dir / "model.bin"), std::filesystem::file_size(whisper_dir() + "/model.bin") / 2);
+  else
+    EXPECT_EQ(encoder_only.variables.size(), full.variables.size());
   for (const auto& [name, t] : back.variables) EXPECT_TRUE(torch::equal(t, full.variables.at(name))) << name;
   auto a = cwcl::load_whisper_encoder(whisper_dir()), b = cwcl::load_whisper_encoder(dir.string());
   torch::NoGradGuard no_grad;
