@@ -55,7 +55,7 @@ def main():
         rows = []
         for r in sorted(loss, key=lambda r: (r["n"], r["impl"], r["kind"], r.get("weights", ""))):
             base = cl.get((r["impl"], r["n"]))
-            rows.append([r["impl"], r["kind"], r.get("weights", ""), r.get("path", ""), r["n"], r["seconds"],
+            rows.append([r["impl"], r["kind"], r.get("weights", "") if r["kind"] != "cl" else "", r.get("path", ""), r["n"], r["seconds"],
                          r.get("floor_seconds"), r.get("ratio_to_floor"),
                          r["seconds"] / base if base and r["kind"] != "cl" else None,
                          r.get("gpu_extra_mib", r.get("extra_mib"))])
