@@ -22,7 +22,7 @@ cl_rate=""
 for variant in cl power-8 kernel-calibrated; do
   config=$demo/runs/batch/batch-$batch-$variant/config.toml
   [[ -f $config ]] || { echo "bench_batch_step: $config missing (run cwcl demo --preset batch first)" >&2; exit 1; }
-  "$cwcl" train --config "$config" --set "run.out=\"$scratch/$variant\"" --set "run.steps=$steps" \
+  "$cwcl" train "$config" --set "run.out=\"$scratch/$variant\"" --set "run.steps=$steps" \
     --set "optim.warmup=5" --set "run.checkpoint_every=$steps" --set "run.log_every=10" \
     > "$scratch/$variant.log" 2>&1 || { cat "$scratch/$variant.log" >&2; exit 1; }
   read -r rate path < <(python3 - "$scratch/$variant" <<'EOF'
