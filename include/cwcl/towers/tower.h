@@ -18,9 +18,11 @@ namespace cwcl {
 
 enum class Modality { Speech, Image };
 
-/// Whisper tiny.en's pre-trained encoder, pooling over real frames, an MLP head.
+/// A pre-trained Whisper encoder, pooling over real frames, an MLP head.
 struct WhisperTowerSpec {
-  std::string model;  ///< CTranslate2 folder; empty: whisper-tiny.en-ct2 in the models cache
+  /// "tiny.en" (empty: the default) or "base" from the models cache
+  /// (scripts/fetch_models.sh), or a CTranslate2 model folder.
+  std::string model;
   WhisperTraining training = WhisperTraining::Frozen;
   int64_t top_blocks = 2;    ///< TopBlocks: how many blocks train
   double layer_decay = 0.8;  ///< learning-rate factor per block below the top one
@@ -117,7 +119,8 @@ TrainedTower make_tower(const TowerSpec& spec, int64_t out_dim, TowerWeights wei
 /// Cuts log-mel batches to a tower's max_frames (no-op when 0).
 void limit_frames(torch::Tensor& mel, torch::Tensor& lengths, int64_t max_frames);
 
-/// The Whisper model folder of a spec (the models cache when empty); throws
+/// The Whisper model folder of a spec (a name: tiny.en, the default, or base
+/// from the models cache; else the folder itself); throws
 /// DataError when it has no model.bin.
 std::string whisper_folder(const WhisperTowerSpec& spec);
 /// Fingerprint of that folder's model.bin (keys cached pooled outputs).
