@@ -33,7 +33,7 @@ const TrainConfig& run_of(const cwcl::DemoStagePlan& s, const std::string& varia
 }
 
 TEST(DemoPresets, EveryPresetGivesValidConfigurationsForEveryRun) {
-  for (const auto& [preset, stages] : {std::pair<const char*, size_t>{"quick", 4}, {"full", 4}, {"smoke", 4}, {"batch", 1}}) {
+  for (const auto& [preset, stages] : {std::pair<const char*, size_t>{"quick", 4}, {"full", 4}, {"smoke", 4}, {"batch", 1}, {"whisper-base", 1}}) {
     SCOPED_TRACE(preset);
     const auto plan = cwcl::plan_demo(preset);
     ASSERT_EQ(plan.size(), stages);

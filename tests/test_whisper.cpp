@@ -7,6 +7,7 @@
 #include <cwcl/device.h>
 #include <cwcl/error.h>
 #include <cwcl/runtime.h>
+#include <cwcl/model/model.h>
 #include <cwcl/towers/tower.h>
 #include <cwcl/towers/whisper.h>
 
@@ -155,6 +156,13 @@ TEST_F(WhisperBase, EncoderMatchesCTranslate2) {
   for (const char* name : {"padded", "unpadded"}) {
     EXPECT_LT(worst_against_ctranslate2(encoder, base_golden, speech16, name), 1e-4) << name;
   }
+}
+
+TEST(WhisperChoice, EachPretrainedModelKeepsItsOwnPooledStore) {
+  EXPECT_EQ(cwcl::pooled_store_path("c/f.safetensors.pooled.safetensors", "0123456789abcdef0123"),
+            "c/f.safetensors.pooled.0123456789ab.safetensors");
+  EXPECT_NE(cwcl::pooled_store_path("f.pooled.safetensors", "aaaaaaaaaaaa"),
+            cwcl::pooled_store_path("f.pooled.safetensors", "bbbbbbbbbbbb"));
 }
 
 TEST(WhisperChoice, NamesResolveToTheModelsCacheAndFoldersStandForThemselves) {

@@ -113,6 +113,7 @@ void add_bench_commands(CLI::App& app, Actions& actions) {
   {
     auto* cmd = bench->add_subcommand("tower", "training steps of the Whisper tower on random log-mel batches");
     auto& o = bind(cmd, actions, cwcl::app::run_bench_tower);
+    cmd->add_option("--model", o.model, "tiny.en (default), base or a CTranslate2 Whisper folder");
     add_named_option(cmd, "--training", o.training, "what trains");
     cmd->add_option("--top-blocks", o.top_blocks)->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("-b,--batch", o.batch_size)->check(CLI::Range(2, 1 << 20))->capture_default_str();

@@ -65,7 +65,7 @@ std::string preset_path(const std::string& name_or_file) {
   try {
     return config_file("demo/" + name_or_file + ".toml");
   } catch (const DataError&) {
-    throw UsageError("--preset: no preset '" + shorten(name_or_file) + "' (configs/demo has quick, full, smoke)");
+    throw UsageError("--preset: no preset '" + shorten(name_or_file) + "' (configs/demo has quick, full, smoke, batch, whisper-base)");
   }
 }
 

@@ -264,10 +264,16 @@ torch::Tensor TrainedModel::embed_files(const std::vector<std::string>& paths) {
   return modality() == Modality::Speech ? embed_audio_files(paths) : embed_image_files(paths);
 }
 
+std::string pooled_store_path(const std::string& stem, const std::string& fingerprint) {
+  const fs::path p(stem);
+  return (p.parent_path() / (p.stem().string() + "." + fingerprint.substr(0, 12) + p.extension().string())).string();
+}
+
 torch::Tensor cached_pooled_outputs(TrainedTowerImpl& tower, const std::string& fingerprint, const FeatureCache& cache,
-                                    const std::string& store_path,
+                                    const std::string& stem,
                                     const std::function<void(int64_t, int64_t)>& progress) {
   TORCH_CHECK(tower.caches_pooled(), "cached_pooled_outputs: the tower's pooled outputs are not fixed");
+  const auto store_path = pooled_store_path(stem, fingerprint);
   if (cache.front_end() != tower.front_end())
     throw UsageError(store_path + ": the feature cache does not hold the tower's front end");
   const auto key = "pooled:" + fingerprint;

@@ -61,6 +61,7 @@ constexpr int64_t kBenchOutDim = 384;  // MiniLM's space
 
 TowerBench make_tower_bench(const TowerBenchOptions& b, const torch::Device& device) {
   WhisperTowerSpec spec;
+  spec.model = b.model;
   spec.training = b.training;
   spec.top_blocks = b.top_blocks;
   torch::manual_seed(0);
@@ -225,6 +226,7 @@ std::string bench_tower(const TowerBenchOptions& b) {
   const double seconds = seconds_since(start);
   nlohmann::json out = {{"impl", "cwcl"},
                         {"tower", "whisper"},
+                        {"model", b.model.empty() ? "tiny.en" : b.model},
                         {"training", name_of(b.training)},
                         {"top_blocks", b.top_blocks},
                         {"batch", b.batch_size},

@@ -225,9 +225,9 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
   std::unique_ptr<DataSource> source;
   if (tower.caches_pooled()) {
     const std::string pooled_store = features + ".pooled.safetensors";
-    log("tower: pooled outputs of the frozen encoder from " + pooled_store);
-    auto all = cached_pooled_outputs(tower, whisper_fingerprint(std::get<WhisperTowerSpec>(c.model)), *cache,
-                                     pooled_store, [&](int64_t done, int64_t total) {
+    const auto fingerprint = whisper_fingerprint(std::get<WhisperTowerSpec>(c.model));
+    log("tower: pooled outputs of the frozen encoder from " + pooled_store_path(pooled_store, fingerprint));
+    auto all = cached_pooled_outputs(tower, fingerprint, *cache, pooled_store, [&](int64_t done, int64_t total) {
                                        if (done % 4096 < 32 || done == total)
                                          log("tower: " + std::to_string(done) + "/" + std::to_string(total));
                                      });

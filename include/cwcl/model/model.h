@@ -77,12 +77,19 @@ struct WeightsDifference {
 /// the first tensor whose name or shape differs.
 WeightsDifference compare_weights(TrainedModel& a, TrainedModel& b);
 
+/// Where the pooled outputs of the pre-trained weights with `fingerprint`
+/// are kept: `stem` (e.g. <features>.pooled.safetensors) with the
+/// fingerprint's first 12 characters before the extension, so that each
+/// pre-trained model (tiny.en, base) keeps its own store beside one feature
+/// cache.
+std::string pooled_store_path(const std::string& stem, const std::string& fingerprint);
+
 /// Pooled outputs [N, D] of a tower that caches_pooled() for the rows of a
-/// feature cache, kept in an embedding store at `store_path` keyed by
-/// `fingerprint` (of the pre-trained weights) and the ids: a second call
-/// reads them back.
+/// feature cache, kept in the embedding store pooled_store_path(stem,
+/// fingerprint) keyed by the fingerprint (of the pre-trained weights) and the
+/// ids: a second call reads them back.
 torch::Tensor cached_pooled_outputs(TrainedTowerImpl& tower, const std::string& fingerprint,
-                                    const FeatureCache& cache, const std::string& store_path,
+                                    const FeatureCache& cache, const std::string& stem,
                                     const std::function<void(int64_t, int64_t)>& progress = {});
 
 /// Applies `fn` (mel, lengths) -> [B, D] to the rows of a feature cache the

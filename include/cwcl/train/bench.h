@@ -31,6 +31,7 @@ struct LossBenchOptions {
 std::string bench_loss(const LossBenchOptions& options);
 
 struct TowerBenchOptions {
+  std::string model;  ///< model.whisper_model: tiny.en (empty), base or a CTranslate2 folder
   WhisperTraining training = WhisperTraining::TopBlocks;  ///< the Whisper tower, as configs/speech.toml trains it
   int64_t top_blocks = 2;
   int64_t batch_size = 32;
