@@ -22,7 +22,7 @@ using Log = std::function<void(const std::string&)>;
 // The validation sets and test tasks of each part.
 inline constexpr const char* kSpeechValidation = "slurp-devel";
 inline constexpr const char* kImageValidation = "fmnist-valid";
-inline const std::vector<std::string> kSpeechTasks = {"slurp-intent", "kws-35", "kws-10"};
+inline const std::vector<std::string> kSpeechTasks = {"slurp-intent", "kws-35", "kws-10", "real-words", "real-letters"};
 inline const std::vector<std::string> kImageTasks = {"fmnist-all", "fmnist-unseen"};
 
 /// The part a results row (its task and weights) or a validation set
