@@ -3,7 +3,7 @@
 
     from cwcl_tower import load_tower
     tower = load_tower("export/")           # a torch.nn.Module in eval mode
-    q = tower.embed(images_uint8)           # image towers: uint8 [B, 28, 28]
+    q = tower.embed(images_uint8)           # image towers: uint8 [B, 28, 28]; resnet: uint8 [B, 3, S, S]
     q = tower.embed(mel, lengths)           # speech towers: log-mel [B, T, n_mels], frames [B]
 
 Run as a script to verify a rebuild against cwcl's own embeddings of the
@@ -84,6 +84,48 @@ class ImageEncoder(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+class ResNetBlock(nn.Module):
+    """cwcl's ResNetBlock: two 3x3 convolutions with batch norm, a strided
+    1x1 shortcut where the shape changes."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet(nn.Module):
+    """cwcl's ResNet tower: a stride-2 stem, four stages, mean pooling, a head."""
+
+    def __init__(self, width, blocks, hidden, out_dim):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU())
+        stages, cin = [], width
+        for stage in range(4):
+            cout = width << stage
+            stages.append(nn.Sequential(*[ResNetBlock(cin if b == 0 else cout, cout, 2 if b == 0 and stage > 0 else 1)
+                                          for b in range(blocks)]))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+        self.head = nn.Sequential(nn.Linear(cin, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x.mean((2, 3)))
 
 
 def sinusoids(t, d):
@@ -202,6 +244,8 @@ class Tower(nn.Module):
         kind, s, out_dim = config["tower"], config["sizes"], config["out_dim"]
         if kind == "image":
             self.image = ImageEncoder(s["width"], s["hidden"], out_dim)
+        elif kind == "resnet":
+            self.resnet = ResNet(s["width"], s["blocks"], s["hidden"], out_dim)
         elif kind == "scratch":
             self.scratch = ScratchSpeechEncoder(s, out_dim)
         elif kind == "whisper":
@@ -211,9 +255,12 @@ class Tower(nn.Module):
         self.kind = kind
 
     def forward(self, x, lengths=None):
-        """Image: normalised [B, 1, 28, 28]; speech: log-mel [B, T, n_mels] and frames [B]."""
+        """Image: normalised [B, 1, 28, 28]; resnet: normalised [B, 3, S, S];
+        speech: log-mel [B, T, n_mels] and frames [B]."""
         if self.kind == "image":
             return self.image(x)
+        if self.kind == "resnet":
+            return self.resnet(x)
         if lengths is None:
             lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
         max_frames = self.config["input"].get("max_frames", 0)
@@ -223,10 +270,15 @@ class Tower(nn.Module):
 
     @torch.no_grad()
     def embed(self, x, lengths=None):
-        """L2-normalised embeddings; image inputs as uint8 [B, 28, 28]."""
+        """L2-normalised embeddings; image inputs as uint8 [B, 28, 28], resnet
+        inputs as uint8 [B, 3, S, S] (RGB, already resized as config.json's input says)."""
+        i = self.config["input"]
         if self.kind == "image":
-            i = self.config["input"]
             x = ((x.float() / 255.0 - i["mean"]) / i["std"]).unsqueeze(1)
+        if self.kind == "resnet":
+            mean = torch.tensor(i["mean"]).view(1, 3, 1, 1)
+            std = torch.tensor(i["std"]).view(1, 3, 1, 1)
+            x = (x.float() / 255.0 - mean) / std
         return F.normalize(self.forward(x, lengths), dim=1)
 
 
@@ -244,7 +296,7 @@ def load_tower(folder):
 def check(folder, tolerance):
     tower = load_tower(folder)
     c = read_safetensors(os.path.join(folder, "check.safetensors"))
-    q = tower.embed(c["images"]) if tower.kind == "image" else tower.embed(c["mel"], c["lengths"])
+    q = tower.embed(c["images"]) if tower.kind in ("image", "resnet") else tower.embed(c["mel"], c["lengths"])
     diff = (q - c["embeddings"]).abs().max().item()
     print(json.dumps({"folder": folder, "tower": tower.kind, "inputs": q.shape[0], "max_abs_diff": diff,
                       "tolerance": tolerance}))

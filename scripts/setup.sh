@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libbenchmark-dev libutf8proc-dev libxxhash-dev
   libsndfile1-dev libsamplerate0-dev libespeak-ng-dev espeak-ng-data flite1-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev zlib1g-dev dataset-fashion-mnist
+  libssl-dev             # SHA-256 of the emoji benchmark's split
   alsa-utils             # /usr/share/sounds/alsa: real speech for the audio tests
   wordnet-base           # example sentences for the training text (cwcl corpus)
   klettres-data          # recorded human letters and words: the real_* test sets (never trained on)

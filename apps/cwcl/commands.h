@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cwcl/demo/demo.h>
+#include <cwcl/demo/emoji.h>
 #include <cwcl/device.h>
 #include <cwcl/synth/synth.h>
 #include <cwcl/towers/text_tower.h>
@@ -108,7 +109,12 @@ int run_eval_speech(const EvalSpeechOptions& options);
 
 struct EvalImageOptions {
   std::string model;
-  std::string task = "fmnist";
+  std::string task;       ///< the name in the report; empty: fmnist, or images with --manifest
+  std::string manifest;   ///< an image manifest with labels; empty: Fashion-MNIST
+  std::string labels;     ///< with --manifest: the classes and their texts
+  std::string templates;  ///< with --manifest: prompt templates
+  std::string against;    ///< a second model: the paired top-1 difference
+  std::string group_by;   ///< with --manifest: top-1 per value of this field
   std::vector<int64_t> classes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   int64_t k = 1;
   bool validation = false;
@@ -116,6 +122,7 @@ struct EvalImageOptions {
   DeviceSpec device;
 };
 int run_eval_image(const EvalImageOptions& options);
+int run_emoji(const EmojiBenchmarkOptions& options);
 
 int run_demo(const DemoOptions& options);
 
@@ -123,6 +130,7 @@ int run_demo(const DemoOptions& options);
 
 int run_bench_loss(const LossBenchOptions& options);
 int run_bench_tower(const TowerBenchOptions& options);
+int run_bench_image(const ImageBenchOptions& options);
 int run_bench_text(const TextBenchOptions& options);
 int run_bench_steps(const StepsBenchOptions& options);
 

@@ -123,4 +123,9 @@ int run_corpus(const CorpusOptions& o) {
   return 0;
 }
 
+int run_emoji(const EmojiBenchmarkOptions& o) {
+  std::cout << build_emoji_benchmark(o) << "\n";
+  return 0;
+}
+
 }  // namespace cwcl::app

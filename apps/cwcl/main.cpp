@@ -126,6 +126,21 @@ void add_bench_commands(CLI::App& app, Actions& actions) {
     cmd->add_option("--export", o.export_to, "also write the initial tower (cwcl export format) to this folder");
   }
   {
+    auto* cmd = bench->add_subcommand("image", "training steps of the ResNet tower on random images; the image loader");
+    auto& o = bind(cmd, actions, cwcl::app::run_bench_image);
+    cmd->add_option("--width", o.width, "model.resnet_width")->check(CLI::Range(1, 512))->capture_default_str();
+    cmd->add_option("--blocks", o.blocks, "model.resnet_blocks")->check(CLI::Range(1, 16))->capture_default_str();
+    cmd->add_option("--size", o.image_size, "model.image_size")->check(CLI::Range(16, 1024))->capture_default_str();
+    cmd->add_option("-b,--batch", o.batch_size)->check(CLI::Range(2, 1 << 16))->capture_default_str();
+    cmd->add_option("--steps", o.steps, "timed steps (after 2 untimed)")->check(CLI::PositiveNumber)->capture_default_str();
+    add_device_option(cmd, o.device);
+    add_named_option(cmd, "--precision", o.precision, "the tower's forward pass");
+    cmd->add_option("--export", o.export_to, "also write the initial tower (cwcl export format) to this folder");
+    cmd->add_option("--manifest", o.manifest, "also time the training loader on this image manifest")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--loader-batches", o.loader_batches)->check(CLI::PositiveNumber)->capture_default_str();
+  }
+  {
     auto* cmd = bench->add_subcommand("text", "sentences per second of the MiniLM encoder");
     auto& o = bind(cmd, actions, cwcl::app::run_bench_text);
     cmd->add_option("--model", o.model, "Hugging Face model folder (default: models cache)");
@@ -260,6 +275,13 @@ void add_model_commands(CLI::App& app, Actions& actions, const std::vector<std::
                     "recorded letters and words for the real_* test sets (Debian klettres-data)")
         ->capture_default_str();
   }
+  {
+    auto* cmd = app.add_subcommand("emoji", "write the emoji benchmark's manifests and label files (docs/emoji.md)");
+    auto& o = bind(cmd, actions, cwcl::app::run_emoji);
+    cmd->add_option("out", o.out, "the benchmark folder")->required();
+    cmd->add_option("--templates", o.templates, "caption templates with {} (default: cwcl's data/emoji/templates.txt)")
+        ->check(CLI::ExistingFile);
+  }
 }
 
 void add_eval_commands(CLI::App& app, Actions& actions) {
@@ -298,9 +320,16 @@ void add_eval_commands(CLI::App& app, Actions& actions) {
                     "a manifest field (e.g. voice): top-1 per value, against the whole set's classes");
   }
   {
-    auto* cmd = eval->add_subcommand("image", "zero-shot Fashion-MNIST classification");
+    auto* cmd = eval->add_subcommand("image", "zero-shot image classification: an image manifest, or Fashion-MNIST");
     auto& o = bind(cmd, actions, cwcl::app::run_eval_image);
     cmd->add_option("--model", o.model, "run directory or checkpoint")->required();
+    cmd->add_option("--manifest", o.manifest, "JSONL image manifest (id, image, label); without it: Fashion-MNIST")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--labels", o.labels, "with --manifest: TSV label<TAB>text (default: the labels are the texts)");
+    cmd->add_option("--prompts", o.templates, "with --manifest: prompt templates with {}")->check(CLI::ExistingFile);
+    cmd->add_option("--against", o.against,
+                    "with --manifest: a second model (same text tower): the paired top-1 difference");
+    cmd->add_option("--group-by", o.group_by, "with --manifest: a field (e.g. vendor): top-1 per value");
     cmd->add_option("--classes", o.classes, "class labels, comma-separated")
         ->delimiter(',')
         ->capture_default_str();

@@ -204,35 +204,67 @@ int run_zeroshot(const ZeroshotOptions& o) {
   return failures ? exit_code(ErrorKind::Data) : 0;
 }
 
+namespace {
+
+// Loads the --against model and checks that it shares the text tower of the
+// model it is compared with.
+TrainedModel comparable_model(TrainedModel& model, const std::string& path, const std::string& against,
+                              const DeviceSpec& device) {
+  auto other = load_on(against, device);
+  const auto &mine = model.config().text, &theirs = other.config().text;
+  if (mine.tower != theirs.tower || mine.model != theirs.model)
+    throw UsageError(against + ": trained against another text tower than " + path + "; not comparable");
+  if (other.modality() != model.modality()) throw UsageError(against + ": another modality than " + path);
+  return other;
+}
+
+// A task's report, with the --against model's result on the same items.
+int report_task(TrainedModel& model, const std::string& path, const std::string& against, const DeviceSpec& device,
+                const std::function<TaskResult(TrainedModel&)>& evaluate, EvalReportOptions report) {
+  const auto r = evaluate(model);
+  TaskResult baseline;
+  if (!against.empty()) {
+    auto other = comparable_model(model, path, against, device);
+    baseline = evaluate(other);
+    report.against = &baseline;
+    report.against_name = against;
+  }
+  return print(eval_report_json(r, report));
+}
+
+}  // namespace
+
 int run_eval_speech(const EvalSpeechOptions& o) {
   auto model = load_speech_model(o.model, o.device);
   const auto data = SpeechTaskData::load({o.task, o.manifest, o.label_field, o.labels, o.filter_field, o.templates});
   const auto text = model.text_tower();
-  const auto r = evaluate_speech(model, text, data);
   EvalReportOptions report;
   report.details = o.details;
   report.group_by = o.group_by;
   report.manifest = o.manifest;
-  TaskResult baseline;
-  if (!o.against.empty()) {
-    auto other = load_speech_model(o.against, o.device);
-    const auto &mine = model.config().text, &theirs = other.config().text;
-    if (mine.tower != theirs.tower || mine.model != theirs.model)
-      throw UsageError(o.against + ": trained against another text tower than " + o.model + "; not comparable");
-    baseline = evaluate_speech(other, text, data);
-    report.against = &baseline;
-    report.against_name = o.against;
-  }
-  return print(eval_report_json(r, report));
+  return report_task(model, o.model, o.against, o.device,
+                     [&](TrainedModel& m) { return evaluate_speech(m, text, data); }, report);
 }
 
 int run_eval_image(const EvalImageOptions& o) {
   auto model = load_on(o.model, o.device);
   if (model.modality() != Modality::Image) throw UsageError(o.model + ": a speech model; use cwcl eval speech");
-  const auto r = evaluate_images(model, model.text_tower(), {o.task, o.classes, o.k, o.validation});
   EvalReportOptions report;
   report.details = o.details;
-  return print(eval_report_json(r, report));
+  if (o.manifest.empty()) {
+    if (!o.labels.empty() || !o.templates.empty() || !o.against.empty() || !o.group_by.empty())
+      throw UsageError("--labels, --prompts, --against and --group-by need --manifest");
+    const auto task = o.task.empty() ? std::string("fmnist") : o.task;
+    const auto r = evaluate_images(model, model.text_tower(), {task, o.classes, o.k, o.validation});
+    return print(eval_report_json(r, report));
+  }
+  if (o.validation) throw UsageError("--validation is for Fashion-MNIST; with --manifest the manifest is the set");
+  const auto data = ImageManifestTaskData::load({o.task.empty() ? "images" : o.task, o.manifest, o.labels, o.templates});
+  const auto text = model.text_tower();
+  report.group_by = o.group_by;
+  report.manifest = o.manifest;
+  return report_task(model, o.model, o.against, o.device,
+                     [&](TrainedModel& m) { return evaluate_image_manifest(m, text, data); }, report);
 }
 
 int run_demo(const DemoOptions& o) {
@@ -248,6 +280,10 @@ int run_demo(const DemoOptions& o) {
 int run_bench_loss(const LossBenchOptions& o) { return print(bench_loss(o)); }
 int run_bench_tower(const TowerBenchOptions& o) { return print(bench_tower(o)); }
 int run_bench_text(const TextBenchOptions& o) { return print(bench_text(o)); }
+int run_bench_image(const ImageBenchOptions& o) {
+  std::cout << bench_image(o);
+  return 0;
+}
 int run_bench_steps(const StepsBenchOptions& o) {
   std::cout << bench_steps(o);
   return 0;

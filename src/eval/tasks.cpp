@@ -132,6 +132,8 @@ TaskResult evaluate_text_bound(const TextTower& text, const SpeechTaskData& data
 
 TaskResult evaluate_images(TrainedModel& model, const TextTower& text, const ImageTaskSpec& spec) {
   const auto& c = model.config();
+  if (c.image_manifests())
+    throw UsageError(model.source() + ": a colour tower trained on an image manifest; evaluate it on one (--manifest)");
   const auto names = ClassNames::read(c.class_names_file()).names;
   const auto problem = classes_problem(spec.classes, static_cast<int64_t>(names.size()));
   if (!problem.empty()) throw UsageError(spec.name + " classes: " + problem);
@@ -151,6 +153,61 @@ TaskResult evaluate_images(TrainedModel& model, const TextTower& text, const Ima
   for (int64_t i = 0; i < targets.size(0); ++i) t[i] = position[static_cast<size_t>(t[i])];
   auto classes = class_embeddings(text.encode, label_texts, read_templates(c.templates_file()), spec.k);
   return classify(spec.name, model.embed_images(set.images), classes, targets, label_texts);
+}
+
+ImageManifestTaskData ImageManifestTaskData::load(const ImageManifestTaskSpec& spec) {
+  ImageManifestTaskData d;
+  d.spec = spec;
+  auto manifest = read_image_manifest(spec.manifest, ImageManifestNeeds::Label);
+  d.skipped = manifest.skipped;
+  if (spec.labels.empty()) {
+    std::set<std::string> present;
+    for (const auto& e : manifest.examples) present.insert(e.label);
+    d.labels.names.assign(present.begin(), present.end());
+    d.labels.texts = d.labels.names;
+  } else {
+    d.labels = LabelSet::read(spec.labels);
+  }
+  for (auto& e : manifest.examples) {
+    const auto k = d.labels.index_of(e.label);
+    if (k < 0) {
+      ++d.skipped;  // a class outside the label set cannot be scored
+      continue;
+    }
+    d.targets.push_back(k);
+    d.examples.push_back(std::move(e));
+  }
+  if (d.examples.empty())
+    throw DataError(spec.manifest + ": no line has a label" + (spec.labels.empty() ? "" : " of " + spec.labels));
+  if (!spec.templates.empty()) d.templates = read_templates(spec.templates);
+  return d;
+}
+
+TaskResult evaluate_image_manifest(TrainedModel& model, const TextTower& text, const ImageManifestTaskData& data) {
+  std::vector<torch::Tensor> images;
+  std::vector<int64_t> targets;
+  std::vector<std::string> ids;
+  int64_t unreadable = 0;
+  for (size_t i = 0; i < data.examples.size(); ++i) {
+    try {
+      images.push_back(model.read_image(data.examples[i].image));
+    } catch (const DataError&) {
+      ++unreadable;
+      continue;
+    }
+    targets.push_back(data.targets[i]);
+    ids.push_back(data.examples[i].id);
+  }
+  if (images.empty()) throw DataError(data.spec.manifest + ": no image could be read");
+  const auto inputs = model.embed_images(torch::stack(images));
+  const auto classes = class_embeddings(text.encode, data.labels.texts, data.templates);
+  const auto target = torch::tensor(targets, torch::kLong);
+  auto r = classify(data.spec.name, inputs, classes, target, data.labels.names);
+  // Each image against its class's own text, without templates.
+  r.retrieval = retrieval(inputs, text.encode(data.labels.texts).index_select(0, target), target);
+  r.item_ids = std::move(ids);
+  r.skipped = data.skipped + unreadable;
+  return r;
 }
 
 Top1Intervals top1_intervals(const TaskResult& r, const TaskResult* baseline) {
@@ -191,6 +248,13 @@ Validator make_validator(const TrainConfig& c) {
     const SpeechTaskSpec spec{"validation", c.eval.manifest, c.eval.label_field, c.eval.labels, "", c.eval.templates};
     auto data = std::make_shared<SpeechTaskData>(SpeechTaskData::load(spec));
     return [data](TrainedModel& m, const TextTower& text) { return validation_of(evaluate_speech(m, text, *data)); };
+  }
+  if (c.image_manifests()) {
+    const ImageManifestTaskSpec spec{"validation", c.eval.manifest, c.eval.labels, c.eval.templates};
+    auto data = std::make_shared<ImageManifestTaskData>(ImageManifestTaskData::load(spec));
+    return [data](TrainedModel& m, const TextTower& text) {
+      return validation_of(evaluate_image_manifest(m, text, *data));
+    };
   }
   const ImageTaskSpec spec{"fmnist-valid", c.data.classes, 1, true};
   return [spec](TrainedModel& m, const TextTower& text) { return validation_of(evaluate_images(m, text, spec)); };

@@ -11,7 +11,6 @@
 #include <charconv>
 #include <cmath>
 #include <functional>
-#include <limits>
 #include <set>
 #include <sstream>
 
@@ -170,6 +169,11 @@ void add_tower_fields(std::vector<Field>& f, TowerSpec& spec) {
     f.push_back(named_field("model.pooling", s->pooling));
   } else if (auto* i = std::get_if<ImageTowerSpec>(&spec)) {
     f.push_back(field("model.image_width", i->width));
+  } else if (auto* r = std::get_if<ResNetTowerSpec>(&spec)) {
+    f.push_back(field("model.resnet_width", r->width));
+    f.push_back(field("model.resnet_blocks", r->blocks));
+    f.push_back(field("model.image_size", r->image_size));
+    f.push_back(field("model.init", r->init));
   }
 }
 
@@ -290,20 +294,6 @@ toml::table parse_or_throw(const std::string& text, const std::string& source) {
   }
 }
 
-void check(bool ok, const std::string& key, const std::string& why) {
-  if (!ok) throw ConfigError("config key '" + key + "': " + why);
-}
-
-void validate_tower(const TowerSpec& spec) {
-  if (const auto* w = std::get_if<WhisperTowerSpec>(&spec)) {
-    check(w->top_blocks >= 1, "model.top_blocks", "must be >= 1");
-    check(w->layer_decay > 0 && w->layer_decay <= 1, "model.layer_decay", "must be in (0, 1]");
-    check(w->head_hidden >= 0, "model.head_hidden", "must be >= 0");
-  } else if (const auto* i = std::get_if<ImageTowerSpec>(&spec)) {
-    check(i->width >= 1, "model.image_width", "must be >= 1");
-  }
-}
-
 }  // namespace
 
 struct ConfigOverlay::Table {
@@ -365,66 +355,6 @@ void TrainConfig::set(const std::string& assignment) {
   apply_table(*this, table, "--set " + assignment);
 }
 
-void TrainConfig::validate_split(int64_t ranks) const {
-  check(run.batch_size % (ranks * run.accum_steps) == 0, "run.batch_size",
-        "the global batch (" + std::to_string(run.batch_size) + ") must be divisible by " + std::to_string(ranks) +
-            " ranks x " + std::to_string(run.accum_steps) + " run.accum_steps");
-}
-
-void TrainConfig::validate() const {
-  check(!run.out.empty(), "run.out", "must not be empty");
-  check(run.out.size() < 4096, "run.out", "is " + std::to_string(run.out.size()) + " characters, longer than a path can be");
-  check(run.steps >= 1, "run.steps", "must be >= 1");
-  check(run.batch_size >= 2, "run.batch_size", "must be >= 2 (a contrastive batch)");
-  check(run.threads >= 1, "run.threads", "must be >= 1");
-  check(run.accum_steps >= 1, "run.accum_steps", "must be >= 1");
-  check(run.batch_size % run.accum_steps == 0, "run.accum_steps",
-        "must divide run.batch_size = " + std::to_string(run.batch_size));
-  check(run.dist_timeout > 0, "run.dist_timeout", "must be > 0 seconds");
-  check(run.eval_every >= 0, "run.eval_every", "must be >= 0 (0: no validation)");
-  check(run.eval_every == 0 || modality() != Modality::Speech || !eval.manifest.empty(), "eval.manifest",
-        "must name a labelled speech manifest when run.eval_every > 0");
-  check(run.checkpoint_every >= 1, "run.checkpoint_every", "must be >= 1");
-  check(run.keep_checkpoints >= 1, "run.keep_checkpoints", "must be >= 1");
-  check(run.log_every >= 1, "run.log_every", "must be >= 1");
-  validate_tower(model);
-  check(text.tower != TextTowerKind::Store || !text.model.empty(), "text.model",
-        "text.tower = \"store\" needs the store (.safetensors) whose ids are the texts");
-  check(!data.train.empty(), "data.train", "must name the training data");
-  check(data.limit >= 0, "data.limit", "must be >= 0");
-  check(data.audio_copies >= 0 && data.audio_copies <= 16, "data.audio_copies", "must be in [0, 16]");
-  check(!data.classes.empty(), "data.classes", "must name at least one class");
-  check(std::set<int64_t>(data.classes.begin(), data.classes.end()).size() == data.classes.size(), "data.classes",
-        "names a class twice");
-  check(*std::min_element(data.classes.begin(), data.classes.end()) >= 0, "data.classes", "classes are >= 0");
-  check(data.valid_fraction >= 0 && data.valid_fraction < 1, "data.valid_fraction", "must be in [0, 1)");
-  check(loss.weights != WeightMap::Custom, "loss.weights", "custom weights need the library API, not a config");
-  check(loss.gamma > 0, "loss.gamma", "must be > 0");
-  check(loss.kernel_tau > 0, "loss.kernel_tau", "must be > 0");
-  check(loss.calibrate >= 0, "loss.calibrate", "must be >= 0");
-  check(loss.calibrate == 0 || loss.weights == WeightMap::Kernel || loss.weights == WeightMap::Power,
-        "loss.calibrate", "needs loss.weights = kernel or power");
-  check(loss.calibrate == 0 || loss.calibrate < static_cast<double>(run.batch_size), "loss.calibrate",
-        "asks for more effective positives per row than a batch of run.batch_size = " + std::to_string(run.batch_size) +
-            " rows has");
-  check(loss.temperature > 0, "loss.temperature", "must be > 0");
-  check(loss.cosine_weight >= 0, "loss.cosine_weight", "must be >= 0");
-  check(loss.kind != LossKind::Cosine || loss.cosine_weight == 0, "loss.cosine_weight",
-        "adds the cosine term to another loss.kind; with kind \"cosine\" leave it 0");
-  const bool needs_labels = loss.kind == LossKind::SupCon || loss.weights == WeightMap::Labels;
-  check(!needs_labels || modality() == Modality::Image, "loss.weights",
-        "labels are needed (loss.kind supcon or loss.weights labels), but speech training data has none");
-  // The optimizer updates float32 weights: a rate past float32's range can
-  // only make them infinite.
-  const double most = std::numeric_limits<float>::max();
-  check(optim.lr > 0 && optim.lr <= most, "optim.lr", "must be > 0 and at most 3.4e38 (float32)");
-  check(optim.encoder_lr <= most, "optim.encoder_lr", "must be at most 3.4e38 (float32)");
-  check(optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0");
-  check(optim.warmup >= 0, "optim.warmup", "must be >= 0");
-  check(optim.min_lr >= 0 && optim.min_lr <= optim.lr, "optim.min_lr", "must be in [0, optim.lr]");
-  check(optim.clip >= 0, "optim.clip", "must be >= 0");
-  check(optim.encoder_lr > 0, "optim.encoder_lr", "must be > 0");
-}
 
 std::string TrainConfig::to_toml() const {
   auto copy = *this;

@@ -1,9 +1,11 @@
 #include <cwcl/data/fashion_mnist.h>
+#include <cwcl/data/images.h>
 #include <cwcl/error.h>
 #include <cwcl/io/files.h>
 #include <cwcl/io/safetensors.h>
 #include <cwcl/seeds.h>
 #include <cwcl/towers/image_encoder.h>
+#include <cwcl/towers/resnet.h>
 #include <cwcl/model/export.h>
 #include <cwcl/runtime.h>
 
@@ -33,11 +35,19 @@ json tower_json(const TowerSpec& spec, const std::vector<int64_t>& architecture)
     return {{"pooling", name_of(s->pooling)}, {"n_mels", o.n_mels}, {"channels", o.channels}, {"d_model", o.d_model},
             {"layers", o.layers},             {"heads", o.heads},   {"ff", o.ff}};
   }
+  if (const auto* r = std::get_if<ResNetTowerSpec>(&spec))
+    return {{"width", r->width}, {"blocks", r->blocks}, {"hidden", ResNetOptions{}.hidden}};
   const auto& i = std::get<ImageTowerSpec>(spec);
   return {{"width", i.width}, {"hidden", ImageEncoderOptions{}.hidden}};
 }
 
 json input_json(TrainedTowerImpl& tower) {
+  if (tower.modality() == Modality::Image && tower.image_input().channels == 3) {
+    const auto size = tower.image_input().size;
+    return {{"kind", "colour-image"}, {"height", size},         {"width", size},
+            {"channels", "RGB"},      {"mean", kColourMean},    {"std", kColourStd},
+            {"resize", "shorter side to the size (area when shrinking), centre crop; alpha on white"}};
+  }
   if (tower.modality() == Modality::Image)
     return {{"kind", "image"}, {"height", 28}, {"width", 28}, {"mean", kFashionMnistMean}, {"std", kFashionMnistStd}};
   return {{"kind", "log-mel"}, {"front_end", name_of(tower.front_end())}, {"max_frames", tower.max_frames()}};
@@ -49,7 +59,10 @@ std::map<std::string, torch::Tensor> check_tensors(TrainedModel& model) {
   torch::NoGradGuard no_grad;
   namespace F = torch::nn::functional;
   if (model.modality() == Modality::Image) {
-    auto images = torch::randint(0, 256, {4, 28, 28}, g, torch::kLong).to(torch::kUInt8);
+    const auto input = model.tower().image_input();
+    const std::vector<int64_t> shape = input.channels == 3 ? std::vector<int64_t>{4, 3, input.size, input.size}
+                                                           : std::vector<int64_t>{4, 28, 28};
+    auto images = torch::randint(0, 256, shape, g, torch::kLong).to(torch::kUInt8);
     return {{"images", images}, {"embeddings", model.embed_images(images)}};
   }
   auto& tower = model.tower();

@@ -1,5 +1,6 @@
 #include <cwcl/audio/audio.h>
 #include <cwcl/data/fashion_mnist.h>
+#include <cwcl/data/images.h>
 #include <cwcl/error.h>
 #include <cwcl/io/store.h>
 #include <cwcl/model/model_file.h>
@@ -244,19 +245,34 @@ torch::Tensor TrainedModel::embed_cache(const FeatureCache& cache, const std::st
 
 torch::Tensor TrainedModel::embed_images(const torch::Tensor& images) {
   if (modality() != Modality::Image) throw UsageError(source_ + " is a speech model: it cannot embed images");
+  const auto input = tower_->image_input();
+  const bool colour = input.channels == 3;
+  if (colour ? (images.dim() != 4 || images.size(1) != 3) : images.dim() != 3) {
+    std::ostringstream m;
+    m << source_ << ": expected uint8 images " << (colour ? "[N, 3, S, S]" : "[N, 28, 28]") << ", got "
+      << images.sizes();
+    throw UsageError(m.str());
+  }
   torch::NoGradGuard no_grad;
   const auto device = device_of(*tower_);
   std::vector<torch::Tensor> parts;
-  for (int64_t s = 0; s < images.size(0); s += 512) {
-    const auto part = images.narrow(0, s, std::min<int64_t>(512, images.size(0) - s));
-    parts.push_back(tower_->forward(normalise_images(part).to(device)).cpu());
+  for (int64_t s = 0; s < images.size(0); s += 256) {
+    const auto part = images.narrow(0, s, std::min<int64_t>(256, images.size(0) - s));
+    const auto x = colour ? normalise_colour(part) : normalise_images(part);
+    parts.push_back(tower_->forward(x.to(device)).cpu());
   }
   return unit_rows(torch::cat(parts, 0));
 }
 
+torch::Tensor TrainedModel::read_image(const std::string& path) const {
+  if (modality() != Modality::Image) throw UsageError(source_ + " is a speech model: it cannot embed images");
+  const auto input = tower_->image_input();
+  return input.channels == 3 ? fit_image(read_rgb_image(path), input.size) : load_image(path);
+}
+
 torch::Tensor TrainedModel::embed_image_files(const std::vector<std::string>& paths) {
   std::vector<torch::Tensor> images;
-  for (const auto& p : paths) images.push_back(load_image(p));
+  for (const auto& p : paths) images.push_back(read_image(p));
   return embed_images(torch::stack(images));
 }
 

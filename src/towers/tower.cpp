@@ -1,11 +1,14 @@
-// The three trained towers behind TrainedTowerImpl, and the factory.
+// The four trained towers behind TrainedTowerImpl, and the factory.
 #include <cwcl/error.h>
 #include <cwcl/io/store.h>
 #include <cwcl/runtime.h>
+#include <cwcl/io/safetensors.h>
 #include <cwcl/towers/image_encoder.h>
+#include <cwcl/towers/resnet.h>
 #include <cwcl/towers/tower.h>
 
 #include <filesystem>
+#include <sstream>
 
 namespace cwcl {
 namespace {
@@ -105,6 +108,7 @@ class ImageTower : public TrainedTowerImpl {
     encoder_ = register_module("image", ImageEncoder(o));
   }
   Modality modality() const override { return Modality::Image; }
+  ImageInput image_input() const override { return {1, 28}; }
   int64_t output_dim() const override { return encoder_->options.out_dim; }
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor&) override { return encoder_->forward(x); }
   std::vector<ParameterGroup> parameter_groups(const LearningRates& rates) override {
@@ -114,6 +118,54 @@ class ImageTower : public TrainedTowerImpl {
  private:
   ImageEncoder encoder_{nullptr};
 };
+
+class ResNetTower : public TrainedTowerImpl {
+ public:
+  ResNetTower(const ResNetTowerSpec& spec, int64_t out_dim) : size_(spec.image_size) {
+    ResNetOptions o;
+    o.width = spec.width;
+    o.blocks = spec.blocks;
+    o.out_dim = out_dim;
+    net_ = register_module("resnet", ResNet(o));
+  }
+  Modality modality() const override { return Modality::Image; }
+  ImageInput image_input() const override { return {3, size_}; }
+  int64_t output_dim() const override { return net_->options.out_dim; }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor&) override { return net_->forward(x); }
+  std::vector<ParameterGroup> parameter_groups(const LearningRates& rates) override {
+    return {{"encoder", all_trainable(*net_), rates.head}};
+  }
+
+ private:
+  int64_t size_;
+  ResNet net_{nullptr};
+};
+
+// Copies the tensors of a safetensors file (the export format's names) into
+// the tower's parameters and buffers. A tensor of another shape is an error,
+// except in the projection head, which is left fresh (starting weights
+// trained against another text tower's dimension). Returns how many were copied.
+int64_t load_starting_weights(torch::nn::Module& tower, const std::string& path) {
+  const auto file = read_safetensors(path);
+  int64_t copied = 0;
+  torch::NoGradGuard no_grad;
+  auto copy = [&](const std::string& name, torch::Tensor target) {
+    const auto it = file.tensors.find(name);
+    if (it == file.tensors.end()) return;
+    if (it->second.sizes() != target.sizes()) {
+      if (name.find(".head.") != std::string::npos) return;
+      std::ostringstream m;
+      m << path << ": tensor '" << name << "' has shape " << it->second.sizes() << ", the tower's is " << target.sizes();
+      throw DataError(m.str());
+    }
+    target.copy_(it->second);
+    ++copied;
+  };
+  for (const auto& p : tower.named_parameters()) copy(p.key(), p.value());
+  for (const auto& b : tower.named_buffers()) copy(b.key(), b.value());
+  if (copied == 0) throw DataError(path + ": no tensor with a name of the tower (model.init expects cwcl export's names)");
+  return copied;
+}
 
 WhisperEncoder whisper_encoder(const WhisperTowerSpec& spec, TowerWeights weights,
                                const std::vector<int64_t>& architecture) {
@@ -133,6 +185,8 @@ WhisperEncoder whisper_encoder(const WhisperTowerSpec& spec, TowerWeights weight
 
 FrontEnd TrainedTowerImpl::front_end() const { throw UsageError("an image tower has no audio front end"); }
 
+ImageInput TrainedTowerImpl::image_input() const { throw UsageError("a speech tower reads no images"); }
+
 torch::Tensor TrainedTowerImpl::pooled(const torch::Tensor&, const torch::Tensor&) {
   throw InternalError("this tower has no separately cached pooling (caches_pooled() is false)");
 }
@@ -151,12 +205,15 @@ TowerSpec default_spec(TowerKind kind) {
       return ScratchSpeechTowerSpec{};
     case TowerKind::Image:
       return ImageTowerSpec{};
+    case TowerKind::ResNet:
+      return ResNetTowerSpec{};
   }
   throw InternalError("default_spec: unknown tower kind");
 }
 
 Modality modality(const TowerSpec& spec) {
-  return std::holds_alternative<ImageTowerSpec>(spec) ? Modality::Image : Modality::Speech;
+  const bool image = std::holds_alternative<ImageTowerSpec>(spec) || std::holds_alternative<ResNetTowerSpec>(spec);
+  return image ? Modality::Image : Modality::Speech;
 }
 
 TrainedTower make_tower(const TowerSpec& spec, int64_t out_dim, TowerWeights weights,
@@ -173,6 +230,11 @@ TrainedTower make_tower(const TowerSpec& spec, int64_t out_dim, TowerWeights wei
       return std::make_shared<ScratchSpeechTower>(s, out_dim);
     }
     TrainedTower operator()(const ImageTowerSpec& s) const { return std::make_shared<ImageTower>(s, out_dim); }
+    TrainedTower operator()(const ResNetTowerSpec& s) const {
+      auto tower = std::make_shared<ResNetTower>(s, out_dim);
+      if (weights == TowerWeights::Pretrained && !s.init.empty()) load_starting_weights(*tower, s.init);
+      return tower;
+    }
   };
   return std::visit(Build{out_dim, weights, architecture}, spec);
 }

@@ -1,4 +1,5 @@
 // cwcl bench: measurements of the training path (docs/performance.md).
+#include <cwcl/data/images.h>
 #include <cwcl/data/speech.h>
 #include <cwcl/error.h>
 #include <cwcl/io/files.h>
@@ -54,24 +55,22 @@ struct TowerBench {
   TrainedTower tower;
   ContrastiveLoss criterion{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer;
-  torch::Tensor mel, lengths, p;
+  torch::Tensor mel, lengths, p;  // mel: any tower input (images too)
 };
 
 constexpr int64_t kBenchOutDim = 384;  // MiniLM's space
 
-TowerBench make_tower_bench(const TowerBenchOptions& b, const torch::Device& device) {
-  WhisperTowerSpec spec;
-  spec.model = b.model;
-  spec.training = b.training;
-  spec.top_blocks = b.top_blocks;
+// The tower of `spec` in training mode with a CL loss and AdamW, exported
+// first when `export_to` is set (for the Python comparison).
+TowerBench make_bench_tower(const TowerSpec& spec, const std::string& export_to, const torch::Device& device) {
   torch::manual_seed(0);
   TowerBench t;
   t.tower = make_tower(spec, kBenchOutDim, TowerWeights::Pretrained);
-  if (!b.export_to.empty()) {
+  if (!export_to.empty()) {
     TrainConfig config;
     config.model = spec;
     auto model = TrainedModel::of_tower(config, t.tower, 0);
-    export_model(model, b.export_to);
+    export_model(model, export_to);
   }
   t.tower->to(device);
   t.tower->train();
@@ -84,6 +83,15 @@ TowerBench make_tower_bench(const TowerBenchOptions& b, const torch::Device& dev
     params.insert(params.end(), g.parameters.begin(), g.parameters.end());
   for (const auto& p : t.criterion->parameters()) params.push_back(p);
   t.optimizer = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-4));
+  return t;
+}
+
+TowerBench make_tower_bench(const TowerBenchOptions& b, const torch::Device& device) {
+  WhisperTowerSpec spec;
+  spec.model = b.model;
+  spec.training = b.training;
+  spec.top_blocks = b.top_blocks;
+  auto t = make_bench_tower(spec, b.export_to, device);
   const int64_t n_mels = t.tower->architecture().at(0);
   t.mel = torch::randn({b.batch_size, b.frames, n_mels}).to(device);
   t.lengths = torch::randint(b.frames / 2, b.frames + 1, {b.batch_size}, torch::kLong);
@@ -105,6 +113,35 @@ double tower_step(TowerBench& t, Precision precision, const torch::Device& devic
   loss.backward();
   t.optimizer->step();
   return loss.item<double>();
+}
+
+// The training loader alone on a manifest's images (decoding, random
+// resized crops, colour jitter in background threads): images per second.
+std::string bench_image_loader(const ImageBenchOptions& b) {
+  const auto manifest = read_image_manifest(b.manifest, ImageManifestNeeds::TextOrLabel);
+  if (manifest.examples.empty()) throw DataError(b.manifest + ": no usable lines");
+  const auto n = static_cast<int64_t>(manifest.examples.size());
+  const int64_t batches = std::max<int64_t>(1, std::min<int64_t>(b.loader_batches, n / b.batch_size));
+  ImagePrefetcher::Options o;
+  o.size = b.image_size;
+  o.augment = ImageAugmentOptions{};
+  auto plan = [&](int64_t k) {
+    ImageBatchRequest r;
+    for (int64_t i = 0; i < b.batch_size; ++i) {
+      const auto row = (k * b.batch_size + i) % n;
+      r.files.push_back(manifest.examples[static_cast<size_t>(row)].image);
+      r.seeds.push_back(static_cast<uint64_t>(row));
+    }
+    return r;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  ImagePrefetcher loader(o, plan, 0, batches);
+  int64_t images = 0;
+  while (auto batch = loader.next()) images += normalise_colour(batch->images).size(0);
+  const double seconds = seconds_since(start);
+  return nlohmann::json{{"loader", b.manifest}, {"images", images}, {"seconds", seconds},
+                        {"images_per_s", static_cast<double>(images) / seconds}}
+      .dump();
 }
 
 }  // namespace
@@ -240,6 +277,41 @@ std::string bench_tower(const TowerBenchOptions& b) {
                         {"loss", loss},
                         {"extra_mib", peak_ok ? (peak_resident_bytes() - rss_before) / 1048576.0 : -1.0}};
   return out.dump();
+}
+
+std::string bench_image(const ImageBenchOptions& b) {
+  const auto device = resolve_device(b.device, "--device");
+  ResNetTowerSpec spec;
+  spec.width = b.width;
+  spec.blocks = b.blocks;
+  spec.image_size = b.image_size;
+  auto t = make_bench_tower(spec, b.export_to, device);
+  torch::manual_seed(1);  // scripts/bench_image_python.py draws the same batch
+  t.mel = torch::randn({b.batch_size, 3, b.image_size, b.image_size}).to(device);
+  t.p = torch::randn({b.batch_size, kBenchOutDim}, torch::TensorOptions().device(device));
+  double loss = 0;
+  for (int i = 0; i < 2; ++i) loss = tower_step(t, b.precision, device);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < b.steps; ++i) loss = tower_step(t, b.precision, device);
+  const double seconds = seconds_since(start);
+  std::ostringstream report;
+  report << nlohmann::json{{"impl", "cwcl"},
+                           {"tower", "resnet"},
+                           {"width", b.width},
+                           {"blocks", b.blocks},
+                           {"image_size", b.image_size},
+                           {"batch", b.batch_size},
+                           {"device", device.str()},
+                           {"precision", name_of(b.precision)},
+                           {"torch_threads", at::get_num_threads()},
+                           {"steps", b.steps},
+                           {"seconds_per_step", seconds / static_cast<double>(b.steps)},
+                           {"samples_per_s", static_cast<double>(b.steps * b.batch_size) / seconds},
+                           {"loss", loss}}
+                .dump()
+         << "\n";
+  if (!b.manifest.empty()) report << bench_image_loader(b) << "\n";
+  return report.str();
 }
 
 std::string bench_steps(const StepsBenchOptions& o) {

@@ -162,8 +162,6 @@ class ImageSource : public DataSource {
   int64_t epoch_ = -1;
 };
 
-std::string beside(const std::string& data, const std::string& suffix) { return data + "." + suffix; }
-
 std::vector<SpeechExample> training_examples(const TrainConfig& c, int64_t& skipped, const Log& log) {
   auto manifest = read_speech_manifest(c.data.train);
   auto examples = manifest.examples;
@@ -219,7 +217,7 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
     throw DataError(c.data.train + ": " + std::to_string(ids.size()) + " usable examples, fewer than one batch of " +
                     std::to_string(c.run.batch_size));
   const std::string store =
-      c.data.text_store.empty() ? beside(c.data.train, text.name + ".store.safetensors") : c.data.text_store;
+      c.data.text_store.empty() ? default_text_store(c.data.train, text.name) : c.data.text_store;
   log("text: " + std::to_string(texts.size()) + " texts through " + text.name + " (store " + store + ")");
   auto p = embed_with_store(store, text.name, text.fingerprint, ids, texts, text.encode);
   std::unique_ptr<DataSource> source;
@@ -274,8 +272,9 @@ std::unique_ptr<DataSource> make_data_source(const TrainConfig& config, TrainedT
                                              const TextTower& text, const Log& log, Shard shard) {
   TORCH_CHECK(shard.count >= 1 && config.run.batch_size % shard.count == 0, "make_data_source: ", shard.count,
               " shards do not divide run.batch_size = ", config.run.batch_size);
-  return config.modality() == Modality::Speech ? speech_source(config, tower, text, log, shard)
-                                               : image_source(config, text, log, shard);
+  if (config.modality() == Modality::Speech) return speech_source(config, tower, text, log, shard);
+  return config.image_manifests() ? image_manifest_source(config, text, log, shard)
+                                  : image_source(config, text, log, shard);
 }
 
 }  // namespace cwcl::detail

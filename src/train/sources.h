@@ -38,8 +38,19 @@ class DataSource {
 
 using Log = std::function<void(const std::string&)>;
 
+/// Where the frozen-side embeddings of a training manifest are kept when
+/// data.text_store is empty: beside it, named by the text tower.
+inline std::string default_text_store(const std::string& train, const std::string& text_tower) {
+  return train + "." + text_tower + ".store.safetensors";
+}
+
+/// Colour images of an image manifest (model.tower = "resnet").
+std::unique_ptr<DataSource> image_manifest_source(const TrainConfig& config, const TextTower& text, const Log& log,
+                                                  Shard shard);
+
 /// The source a configuration describes: speech (feature cache, or cached
-/// pooled outputs when the tower allows it) or Fashion-MNIST images; batches
+/// pooled outputs when the tower allows it), an image manifest or
+/// Fashion-MNIST images; batches
 /// of run.batch_size rows, of which this source yields `shard`'s.
 std::unique_ptr<DataSource> make_data_source(const TrainConfig& config, TrainedTowerImpl& tower,
                                              const TextTower& text, const Log& log, Shard shard = {});

@@ -4,6 +4,7 @@
 // `cwcl eval`, the trainer's validation and `cwcl demo`.
 #pragma once
 
+#include <cwcl/data/images.h>
 #include <cwcl/data/speech.h>
 #include <cwcl/eval/eval.h>
 #include <cwcl/model/model.h>
@@ -49,7 +50,7 @@ struct TaskResult {
   std::vector<std::string> class_names;
   std::optional<RetrievalResult> retrieval;  ///< speech: inputs against their own texts
   torch::Tensor inputs, class_embeddings, targets;  ///< for plots
-  std::vector<std::string> item_ids;                 ///< speech: the manifest id of each input row
+  std::vector<std::string> item_ids;                 ///< manifests: the id of each input row
 };
 
 /// The model's embeddings of a speech set (features cached beside the
@@ -69,6 +70,35 @@ struct ImageTaskSpec {
   bool validation = false;   ///< held-out training images of the model's config instead of the test set
 };
 TaskResult evaluate_images(TrainedModel& model, const TextTower& text, const ImageTaskSpec& spec);
+
+/// A labelled image set: an image manifest whose lines carry `label`, and
+/// the label texts (a LabelSet::read argument: the classes to choose among,
+/// which every line's label must be one of; empty: the labels present, each
+/// its own text).
+struct ImageManifestTaskSpec {
+  std::string name;  ///< e.g. emoji-unseen
+  std::string manifest;
+  std::string labels;
+  std::string templates;  ///< optional prompt templates for the label texts
+};
+
+/// A loaded image set: images, classes, texts.
+struct ImageManifestTaskData {
+  ImageManifestTaskSpec spec;
+  std::vector<ImageExample> examples;  ///< labelled
+  std::vector<int64_t> targets;
+  LabelSet labels;
+  std::vector<std::string> templates;
+  int64_t skipped = 0;  ///< bad lines, lines without a label or with one the label file lacks
+  /// Throws DataError naming the manifest when no line has a usable label.
+  static ImageManifestTaskData load(const ImageManifestTaskSpec& spec);
+};
+
+/// The model's embeddings of the images (the tower's own preprocessing)
+/// against the label texts, and retrieval both ways between images and
+/// their class's text (images of one class count as one text). Unreadable
+/// images are skipped and counted.
+TaskResult evaluate_image_manifest(TrainedModel& model, const TextTower& text, const ImageManifestTaskData& data);
 
 /// Top-1 with its 95 % percentile bootstrap interval over the items and,
 /// against a baseline judged on the same items, the difference (top-1 minus
@@ -99,8 +129,9 @@ struct Validation {
 using Validator = std::function<Validation(TrainedModel&, const TextTower&)>;
 
 /// The validation a configuration asks for: zero-shot top-1 (the score) and
-/// top-5 on eval.manifest for speech, with retrieval R@1 both ways; on the
-/// held-out training images of the seen classes for images. Empty when
+/// top-5 on eval.manifest for speech and the colour tower, with retrieval
+/// R@1 both ways; on the held-out Fashion-MNIST training images of the seen
+/// classes for the small image tower. Empty when
 /// run.eval_every is 0. Loads the validation set now (errors surface
 /// before training starts).
 Validator make_validator(const TrainConfig& config);

@@ -50,12 +50,14 @@ struct TrainConfig {
     std::string model;                            ///< its folder or file; empty: the models cache
   } text;
   struct Data {
-    /// speech: a JSONL manifest (id, audio, text); image: the Fashion-MNIST folder.
+    /// speech: a JSONL manifest (id, audio, text); resnet: a JSONL image
+    /// manifest (id, image, text or texts, optional label); image: the
+    /// Fashion-MNIST folder.
     std::string train;
     std::string features;    ///< speech feature cache; empty: <train>.<front end>.features.safetensors
     std::string text_store;  ///< frozen-side embedding store; empty: beside the training data
     int64_t limit = 0;       ///< use the first N training examples (0: all)
-    bool augment = true;     ///< SpecAugment (speech) or shifts and flips (image)
+    bool augment = true;     ///< SpecAugment (speech), shifts and flips (image), random resized crops and colour jitter (resnet)
     /// speech: waveform-augmented copies of each clip in the feature cache
     /// (speed, gain, noise: WaveAugmentOptions); epoch e trains on copy
     /// e mod (audio_copies + 1), copy 0 being the clean clip.
@@ -65,9 +67,9 @@ struct TrainConfig {
     std::string class_names;      ///< image: names and synonyms (empty: fashion-mnist/classes.tsv of cwcl's data)
     std::string templates;        ///< image: caption templates (empty: fashion-mnist/templates.txt of cwcl's data)
   } data;
-  /// Speech validation during training (run.eval_every): a labelled manifest.
+  /// Validation during training (run.eval_every): a labelled manifest.
   struct Eval {
-    std::string manifest;               ///< JSONL with audio and a label field (e.g. SLURP devel)
+    std::string manifest;               ///< speech: JSONL with audio and a label field (e.g. SLURP devel); resnet: an image manifest with labels
     std::string label_field = "intent";
     std::string labels;                 ///< TSV class<TAB>text; empty: the class names are the texts
     std::string templates;              ///< optional prompt templates for the label texts
@@ -131,6 +133,10 @@ struct TrainConfig {
   std::vector<std::pair<std::string, std::string>> values() const;
 
   Modality modality() const { return cwcl::modality(model); }
+  /// True for the colour tower (model.tower = "resnet"): data.train and
+  /// eval.manifest are image manifests (read_image_manifest). The small
+  /// image tower reads Fashion-MNIST and validates on its held-out images.
+  bool image_manifests() const { return std::holds_alternative<ResNetTowerSpec>(model); }
   /// The loss options these settings describe (no centre, labels or gather).
   LossOptions loss_options() const;
   /// The frozen tower these settings describe.

@@ -51,9 +51,14 @@ class TrainedModel {
   /// Features of a cache built with this model's front end -> [N, D]; towers
   /// that cache pooled outputs reuse those stored in `pooled_store`.
   torch::Tensor embed_cache(const FeatureCache& cache, const std::string& pooled_store = "");
-  /// uint8 [N, 28, 28] images -> [N, D].
+  /// Images as the tower reads them -> [N, D]: uint8 [N, 28, 28] for the
+  /// small gray tower, uint8 [N, 3, S, S] (fit_image) for the colour one.
   torch::Tensor embed_images(const torch::Tensor& images);
-  /// Image files -> [N, D].
+  /// One image file as embed_images reads it (a row of its input); throws
+  /// DataError naming the file when it cannot be read.
+  torch::Tensor read_image(const std::string& path) const;
+  /// Image files of any size -> [N, D], through the tower's own
+  /// preprocessing (colour: fit_image to its size; gray: 28 x 28).
   torch::Tensor embed_image_files(const std::vector<std::string>& paths);
   /// Files of the model's modality (audio or images) -> [N, D].
   torch::Tensor embed_files(const std::vector<std::string>& paths);

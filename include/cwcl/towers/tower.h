@@ -41,16 +41,37 @@ struct ImageTowerSpec {
   int64_t width = 16;  ///< channels of the first block
 };
 
-using TowerSpec = std::variant<WhisperTowerSpec, ScratchSpeechTowerSpec, ImageTowerSpec>;
+/// A ResNet-style colour tower (He et al. 2016, basic blocks) for images of
+/// any size, resized and cropped to `image_size` (ResNetOptions).
+struct ResNetTowerSpec {
+  int64_t width = 32;       ///< channels of the first stage, doubled at each of the three others
+  int64_t blocks = 1;       ///< basic blocks per stage
+  int64_t image_size = 64;  ///< input side in pixels
+  /// Starting weights: a safetensors file with the tower's tensor names (the
+  /// export format, `cwcl export`); tensors it lacks keep their
+  /// initialisation, a shape mismatch is an error. Empty: from scratch.
+  std::string init;
+};
+
+using TowerSpec = std::variant<WhisperTowerSpec, ScratchSpeechTowerSpec, ImageTowerSpec, ResNetTowerSpec>;
 
 /// The variant's alternatives by name ("model.tower" in configs).
-enum class TowerKind { Whisper, Scratch, Image };
+enum class TowerKind { Whisper, Scratch, Image, ResNet };
 
 template <>
 struct Names<TowerKind> {
   static constexpr const char* what = "tower";
-  static constexpr std::array<std::pair<TowerKind, const char*>, 3> table{
-      {{TowerKind::Whisper, "whisper"}, {TowerKind::Scratch, "scratch"}, {TowerKind::Image, "image"}}};
+  static constexpr std::array<std::pair<TowerKind, const char*>, 4> table{{{TowerKind::Whisper, "whisper"},
+                                                                          {TowerKind::Scratch, "scratch"},
+                                                                          {TowerKind::Image, "image"},
+                                                                          {TowerKind::ResNet, "resnet"}}};
+};
+
+/// The pixels an image tower reads: `channels` (1: gray, 3: RGB) at
+/// size x size, normalised per channel by its mean and std (of [0, 1]).
+struct ImageInput {
+  int64_t channels = 1;
+  int64_t size = 28;
 };
 
 TowerKind tower_kind(const TowerSpec& spec);
@@ -86,8 +107,10 @@ class TrainedTowerImpl : public torch::nn::Module {
   /// Whether a clip of `frames` frames lies within [min_frames, max_frames].
   bool accepts(int64_t frames) const { return frames >= min_frames() && (max_frames() == 0 || frames <= max_frames()); }
   virtual int64_t output_dim() const = 0;
+  /// What an image tower reads; throws UsageError for speech.
+  virtual ImageInput image_input() const;
   /// speech: log-mel [B, T, n_mels] and real frame counts [B]; image:
-  /// normalised [B, 1, 28, 28] (lengths ignored). -> [B, output_dim].
+  /// normalised [B, C, S, S] as image_input() says (lengths ignored). -> [B, output_dim].
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths = {}) = 0;
   /// Sets requires_grad as the spec says and returns the groups that train.
   virtual std::vector<ParameterGroup> parameter_groups(const LearningRates& rates) = 0;

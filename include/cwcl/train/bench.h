@@ -45,6 +45,22 @@ struct TowerBenchOptions {
 /// batches: samples/s.
 std::string bench_tower(const TowerBenchOptions& options);
 
+struct ImageBenchOptions {
+  int64_t width = 32;  ///< the ResNet tower (model.resnet_width, resnet_blocks, image_size)
+  int64_t blocks = 1;
+  int64_t image_size = 64;
+  int64_t batch_size = 64;
+  int64_t steps = 5;  ///< timed, after 2 untimed
+  DeviceSpec device;
+  Precision precision = Precision::Fp32;
+  std::string export_to;  ///< also write the initial tower for scripts/bench_image_python.py
+  std::string manifest;   ///< also time the training loader on this image manifest
+  int64_t loader_batches = 20;
+};
+/// Training steps of the ResNet tower (CL loss, AdamW) on random images:
+/// images/s; with a manifest, a second line: the loader's images/s.
+std::string bench_image(const ImageBenchOptions& options);
+
 struct TextBenchOptions {
   std::string model;      ///< Hugging Face folder; empty: the models cache
   std::string sentences;  ///< one sentence per line
