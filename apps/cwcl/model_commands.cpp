@@ -214,7 +214,9 @@ TrainedModel comparable_model(TrainedModel& model, const std::string& path, cons
   const auto &mine = model.config().text, &theirs = other.config().text;
   if (mine.tower != theirs.tower || mine.model != theirs.model)
     throw UsageError(against + ": trained against another text tower than " + path + "; not comparable");
-  if (other.modality() != model.modality()) throw UsageError(against + ": another modality than " + path);
+  if (other.modality() != model.modality())
+    throw UsageError(against + ": " + (other.modality() == Modality::Image ? "an image model" : "a speech model") +
+                     ", not comparable with " + path);
   return other;
 }
 

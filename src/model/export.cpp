@@ -53,8 +53,15 @@ json input_json(TrainedTowerImpl& tower) {
   return {{"kind", "log-mel"}, {"front_end", name_of(tower.front_end())}, {"max_frames", tower.max_frames()}};
 }
 
-// A few inputs and cwcl's L2-normalised embeddings of them.
+// A few inputs and cwcl's L2-normalised embeddings of them, in evaluation
+// mode (batch norm on its running statistics) as the export is used.
 std::map<std::string, torch::Tensor> check_tensors(TrainedModel& model) {
+  struct EvalMode {
+    torch::nn::Module& m;
+    bool was = m.is_training();
+    ~EvalMode() { m.train(was); }
+  } eval_mode{model.tower()};
+  model.tower().eval();
   auto g = make_generator(derive_seed(0, SeedStream::Initialisation));
   torch::NoGradGuard no_grad;
   namespace F = torch::nn::functional;
