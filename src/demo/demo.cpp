@@ -19,7 +19,7 @@ std::string run_demo_protocol(const DemoOptions& o) {
     switch (part) {
       case DemoPart::Speech: return d.preset.speech_frozen.has_value();
       case DemoPart::Image: return d.preset.image.has_value();
-      case DemoPart::Batch: return d.preset.speech_batch.has_value();
+      case DemoPart::Batch: return d.preset.speech_batch.has_value() || d.preset.image_batch.has_value();
     }
     return false;
   };
@@ -66,7 +66,8 @@ std::vector<DemoStagePlan> plan_demo(const std::string& name) {
        {std::pair<const char*, const std::optional<Stage>*>{"speech_frozen", &preset.speech_frozen},
         {"speech_finetuned", &preset.speech_finetuned},
         {"image", &preset.image},
-        {"speech_batch", &preset.speech_batch}}) {
+        {"speech_batch", &preset.speech_batch},
+        {"image_batch", &preset.image_batch}}) {
     if (!stage->has_value()) continue;
     DemoStagePlan plan{stage_name, (*stage)->base, {}};
     // The fine-tuned stage trains CL and the map the frozen stage chooses.
@@ -79,9 +80,10 @@ std::vector<DemoStagePlan> plan_demo(const std::string& name) {
     for (const auto& v : variants) {
       auto c = (*stage)->config;
       c.apply(v.overlay);
-      if (stage == &preset.speech_batch) {
-        for (const auto batch : preset.batch_axis.batches)
-          plan.runs.emplace_back(v.name + ", batch " + std::to_string(batch), batch_config(c, preset.batch_axis, batch));
+      if (stage == &preset.speech_batch || stage == &preset.image_batch) {
+        const auto& axis = stage == &preset.speech_batch ? preset.batch_axis : preset.image_batch_axis;
+        for (const auto batch : axis.batches)
+          plan.runs.emplace_back(v.name + ", batch " + std::to_string(batch), batch_config(c, axis, batch));
       } else {
         plan.runs.emplace_back(v.name, c);
       }

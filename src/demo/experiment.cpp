@@ -209,6 +209,7 @@ TrainConfig batch_config(TrainConfig c, const BatchAxis& axis, int64_t batch) {
   c.run.steps = axis.steps(batch);
   c.optim.warmup = c.run.steps / 10;
   c.run.checkpoint_every = c.run.steps;
+  c.run.accum_steps = axis.chunk > 0 && batch > axis.chunk ? batch / axis.chunk : 1;
   return c;
 }
 

@@ -21,9 +21,9 @@ using Log = std::function<void(const std::string&)>;
 
 // The validation sets and test tasks of each part.
 inline constexpr const char* kSpeechValidation = "slurp-devel";
-inline constexpr const char* kImageValidation = "fmnist-valid";
+inline constexpr const char* kImageValidation = "emoji-devel";
 inline const std::vector<std::string> kSpeechTasks = {"slurp-intent", "kws-35", "kws-10", "real-words", "real-letters"};
-inline const std::vector<std::string> kImageTasks = {"fmnist-all", "fmnist-unseen"};
+inline const std::vector<std::string> kImageTasks = {"emoji-unseen", "emoji-style"};
 
 /// The part a results row (its task and weights) or a validation set
 /// belongs to: the batch part's rows name their batch in their weights.
@@ -97,13 +97,15 @@ std::string manifest(const Demo& d, const std::string& part);
 void ensure_corpus(const Demo& d);
 
 /// A variant's configuration at one batch of the axis: the batch, its
-/// steps, warmup 10 % of them, a checkpoint at the end only.
+/// steps, warmup 10 % of them, a checkpoint at the end only, embedded in
+/// chunks of the axis's chunk rows.
 TrainConfig batch_config(TrainConfig c, const BatchAxis& axis, int64_t batch);
 
 /// The parts: each fills its PartSummary (and the speech and image parts
 /// publish their models).
 void speech_experiments(Demo& d, PartSummary& part);
 void image_experiments(Demo& d, PartSummary& part);
+/// The batch part: the speech axis and the image axis, where the preset has them.
 void batch_experiments(Demo& d, PartSummary& part);
 
 }  // namespace cwcl::demo

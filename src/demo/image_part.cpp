@@ -1,10 +1,12 @@
-// The image part of the demo: Fashion-MNIST, the seen classes in training,
-// every map of the preset (the map chosen on held-out training images), and
-// zero-shot on all classes and on the unseen ones, with 1, 5 and 10 prompt
-// templates.
+// The image part of the demo: the emoji benchmark (docs/emoji.md). The
+// ResNet tower trains on Apple and Google drawings of train concepts with
+// every map of the preset; the CWCL map is chosen on the Twitter drawings
+// of devel concepts by devel top-1 plus image->text R@1; the tests are
+// concepts never seen (every vendor) and seen concepts in a drawing style
+// never seen (Twitter).
 #include "experiment.h"
 
-#include <cwcl/data/fashion_mnist.h>
+#include <cwcl/demo/emoji.h>
 #include <cwcl/eval/plot.h>
 
 #include <algorithm>
@@ -12,78 +14,98 @@
 namespace cwcl::demo {
 namespace {
 
-using ByTemplates = std::map<int64_t, TaskResult>;  // k -> result
+fs::path emoji_folder(const Demo& d) { return d.corpus / "emoji"; }
 
-// Top-1 against k = 1, 5, 10 templates for CL and the chosen CWCL: a plot and summary rows.
-void template_plot(Demo& d, PartSummary& part, const std::string& task,
-                   const std::map<std::string, ByTemplates>& by_k, const std::string& chosen) {
-  std::vector<PlotSeries> series;
-  for (const auto& name : {std::string("cl"), chosen}) {
-    PlotSeries s;
-    s.name = name == "cl" ? "CL" : "CWCL (" + name + ")";
-    for (const auto& [k, r] : by_k.at(name)) {
-      s.x.push_back(static_cast<double>(k));
-      s.y.push_back(r.classification.top1);
-      part.templates.push_back({task, name == "cl" ? "cl" : "cwcl", k, r.classification.top1});
-    }
-    series.push_back(s);
-  }
-  const std::string plot = "image_" + task + "_templates.png";
-  write_line_plot_png((d.out / plot).string(), task + ": top-1 vs prompt templates", "templates k", "top-1", series);
-  part.plots.push_back(plot);
+std::string emoji_file(const Demo& d, const std::string& name) { return (emoji_folder(d) / name).string(); }
+
+// The benchmark's manifests, written first when missing (cwcl emoji).
+void ensure_emoji(const Demo& d) {
+  if (fs::exists(emoji_file(d, "counts.json"))) return;
+  d.log(emoji_file(d, "counts.json") + " missing: writing the emoji manifests in " + emoji_folder(d).string());
+  EmojiBenchmarkOptions o;
+  o.out = emoji_folder(d).string();
+  o.templates = data_path(d, "emoji/templates.txt");
+  build_emoji_benchmark(o, d.log);
 }
 
 TrainConfig image_base(const Demo& d) {
   auto base = d.preset.image->config;
-  base.data.text_store = (d.runs / "fmnist-captions.store.safetensors").string();
-  if (!d.data.empty()) {
-    base.data.class_names = data_path(d, "fashion-mnist/classes.tsv");
-    base.data.templates = data_path(d, "fashion-mnist/templates.txt");
-  }
+  if (!base.image_manifests())
+    throw ConfigError(d.preset.image->base + ": the image part trains the colour tower (model.tower = \"resnet\")");
+  base.data.train = emoji_file(d, "train.jsonl");
+  base.data.text_store = (d.runs / "emoji-captions.store.safetensors").string();
+  base.eval.manifest = emoji_file(d, "devel.jsonl");
+  base.eval.labels = emoji_file(d, "labels-devel.tsv");
+  base.eval.templates = data_path(d, "emoji/templates.txt");
   return base;
+}
+
+// A few unseen concepts: their drawings with the label CL and CWCL give them.
+void prediction_grid(Demo& d, PartSummary& part, const ImageManifestTaskData& data, const TaskResult& cl,
+                     const TaskResult& cwcl, TrainedModel& model) {
+  std::vector<GridCell> cells;
+  const auto& names = data.labels.texts;
+  auto t = cl.targets.accessor<int64_t, 1>();
+  const int64_t n = cl.targets.size(0), wanted = 18, stride = std::max<int64_t>(1, n / wanted);
+  for (int64_t i = 0; i < n && static_cast<int64_t>(cells.size()) < wanted; i += stride) {
+    const auto truth = static_cast<size_t>(t[i]);
+    const auto a = static_cast<size_t>(cl.classification.predictions[static_cast<size_t>(i)]);
+    const auto b = static_cast<size_t>(cwcl.classification.predictions[static_cast<size_t>(i)]);
+    const auto row = std::find_if(data.examples.begin(), data.examples.end(),
+                                  [&](const ImageExample& e) { return e.id == cl.item_ids[static_cast<size_t>(i)]; });
+    cells.push_back({model.read_image(row->image), {names[truth], "CL: " + names[a], "CWCL: " + names[b]},
+                     {0, a == truth ? 1 : -1, b == truth ? 1 : -1}});
+  }
+  write_image_grid_png((d.out / "image_emoji-unseen_predictions.png").string(),
+                       "emoji-unseen: label, CL's and CWCL's top-1", cells);
+  part.plots.push_back("image_emoji-unseen_predictions.png");
 }
 
 }  // namespace
 
 void image_experiments(Demo& d, PartSummary& part) {
+  ensure_emoji(d);
   const auto base = image_base(d);
-  const auto& seen = base.data.classes;
-  std::map<std::string, std::vector<int64_t>> tasks;  // task -> classes
-  for (int64_t k = 0; k < ClassNames::read(base.class_names_file()).size(); ++k) {
-    tasks[kImageTasks[0]].push_back(k);
-    if (std::find(seen.begin(), seen.end(), k) == seen.end()) tasks[kImageTasks[1]].push_back(k);
-  }
-  std::map<std::string, std::map<std::string, ByTemplates>> results;  // task -> variant -> k -> result
+  const auto templates = data_path(d, "emoji/templates.txt");
+  const auto devel = ImageManifestTaskData::load(
+      {kImageValidation, base.eval.manifest, base.eval.labels, templates});
+  std::map<std::string, ImageManifestTaskData> tasks;
+  tasks.emplace(kImageTasks[0], ImageManifestTaskData::load({kImageTasks[0], emoji_file(d, "unseen.jsonl"),
+                                                             emoji_file(d, "labels-test.tsv"), templates}));
+  tasks.emplace(kImageTasks[1], ImageManifestTaskData::load({kImageTasks[1], emoji_file(d, "style.jsonl"),
+                                                             emoji_file(d, "labels-train.tsv"), templates}));
+  std::map<std::string, std::map<std::string, TaskResult>> results;  // task -> variant -> result
   auto a = train_and_choose(
       d, part, *d.preset.image, base, "image-", kImageValidation,
+      // The choice rule (docs/emoji.md): devel top-1 plus devel image->text R@1.
       [&](TrainedModel& m) {
-        return evaluate_images(m, d.text, {kImageValidation, seen, 0, true}).classification.top1;
+        const auto r = evaluate_image_manifest(m, d.text, devel);
+        return r.classification.top1 + r.retrieval->a_to_b[0];
       },
       [&](const std::string& name, TrainedModel& m) {
-        for (const auto& [task, classes] : tasks)
-          for (int64_t k : {1, 5, 10}) results[task][name].emplace(k, evaluate_images(m, d.text, {task, classes, k, false}));
+        for (const auto& [task, data] : tasks) results[task].emplace(name, evaluate_image_manifest(m, d.text, data));
       });
   part.chosen = a.chosen;
   if (a.trained.count("kernel-calibrated"))
     part.calibration = calibration_report(part.validation[kImageValidation], d.preset,
                                           a.trained.at("kernel-calibrated").config.loss.kernel_tau);
   for (const auto& [task, by_variant] : results) {
-    std::map<std::string, TaskResult> with_all_templates;
-    for (const auto& [name, by_k] : by_variant) with_all_templates.emplace(name, by_k.at(10));
-    add_main_rows(part, task, with_all_templates.at("cl"), with_all_templates.at(a.chosen));
-    add_ablation_rows(part, d.preset, task, with_all_templates, {"cl", a.chosen}, "");
-    template_plot(d, part, task, by_variant, a.chosen);
+    add_main_rows(part, task, by_variant.at("cl"), by_variant.at(a.chosen));
+    add_ablation_rows(part, d.preset, task, by_variant, {"cl", a.chosen}, "");
+    part.retrieval[task] = {{"cl", *by_variant.at("cl").retrieval}, {"cwcl", *by_variant.at(a.chosen).retrieval}};
   }
   publish(a.trained.at("cl"), d.out / "image-cl");
   publish(a.trained.at(a.chosen), d.out / "image-cwcl");
   curves_plot((d.out / "image_curves.png").string(), "image: training loss", a.trained.at("cl"), a.trained.at(a.chosen));
-  // Test images against one caption of their own class ("a photo of a <name>."), 10 per class.
-  const auto& cl_all = results[kImageTasks[0]]["cl"].at(1);
-  const auto& cw_all = results[kImageTasks[0]][a.chosen].at(1);
-  const auto frozen = cl_all.class_embeddings.index_select(0, cl_all.targets);
+  // Unseen concepts' drawings against their own label text, 3 per concept.
+  const auto& cl = results.at(kImageTasks[0]).at("cl");
+  const auto& cw = results.at(kImageTasks[0]).at(a.chosen);
+  const auto frozen = cl.class_embeddings.index_select(0, cl.targets);
   write_heatmaps_png((d.out / "image_similarity.png").string(),
-                     {sorted_similarity(cl_all, frozen, 10, 10), sorted_similarity(cw_all, frozen, 10, 10)},
-                     {"CL: image x caption", "CWCL: image x caption"}, 5);
+                     {sorted_similarity(cl, frozen, 3, 16), sorted_similarity(cw, frozen, 3, 16)},
+                     {"CL: drawing x label", "CWCL: drawing x label"}, 8);
+  auto model = TrainedModel::load(kept_model(a.trained.at("cl")));
+  prediction_grid(d, part, tasks.at(kImageTasks[0]), cl, cw, model);
   part.plots.push_back("image_curves.png");
   part.plots.push_back("image_similarity.png");
 }

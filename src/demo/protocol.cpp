@@ -87,6 +87,10 @@ BatchAxis read_batch_axis(const toml::table& t, const std::string& where) {
   }
   axis.samples = positive_integer(t, "samples", where);
   axis.min_steps = t.contains("min_steps") ? positive_integer(t, "min_steps", where) : 1;
+  axis.chunk = t.contains("chunk") ? positive_integer(t, "chunk", where) : 0;
+  for (const auto b : axis.batches)
+    if (axis.chunk > 0 && b > axis.chunk && b % axis.chunk != 0)
+      throw ConfigError(where + ": chunk " + std::to_string(axis.chunk) + " does not divide batch " + std::to_string(b));
   return axis;
 }
 
@@ -95,12 +99,12 @@ std::optional<Stage> read_stage(const toml::table& preset, const std::string& na
   const std::string where = path + " [" + name + "]";
   const auto* t = preset[name].as_table();
   if (t == nullptr) return std::nullopt;
-  const bool batch = name == "speech_batch";
+  const bool batch = name == "speech_batch" || name == "image_batch";
   for (const auto& [k, v] : *t)
     if (k.str() != "config" && k.str() != "set" && k.str() != "variants" &&
-        !(batch && (k.str() == "batches" || k.str() == "samples" || k.str() == "min_steps")))
+        !(batch && (k.str() == "batches" || k.str() == "samples" || k.str() == "min_steps" || k.str() == "chunk")))
       throw ConfigError(where + ": unknown key '" + std::string(k.str()) + "' (config, set, variants" +
-                        (batch ? ", batches, samples, min_steps)" : ")"));
+                        (batch ? ", batches, samples, min_steps, chunk)" : ")"));
   Stage stage;
   stage.base = string_of(*t, "config", where);
   stage.config = TrainConfig::from_file(config_file(stage.base));
@@ -136,9 +140,10 @@ Preset load_preset(const std::string& name_or_file) {
   const auto path = preset_path(name_or_file);
   const auto file = parse_file(path);
   for (const auto& [k, v] : file)
-    if (k.str() != "speech_frozen" && k.str() != "speech_finetuned" && k.str() != "image" && k.str() != "speech_batch")
+    if (k.str() != "speech_frozen" && k.str() != "speech_finetuned" && k.str() != "image" &&
+        k.str() != "speech_batch" && k.str() != "image_batch")
       throw ConfigError(path + ": unknown table [" + std::string(k.str()) +
-                        "] (a preset has speech_frozen, speech_finetuned, image, speech_batch)");
+                        "] (a preset has speech_frozen, speech_finetuned, image, speech_batch, image_batch)");
   Preset p;
   p.name = fs::path(path).stem().string();
   p.all_variants = read_variants(config_file("demo/variants.toml"));
@@ -149,6 +154,9 @@ Preset load_preset(const std::string& name_or_file) {
   p.image = read_stage(file, "image", path, p);
   p.speech_batch = read_stage(file, "speech_batch", path, p);
   if (p.speech_batch) p.batch_axis = read_batch_axis(*file["speech_batch"].as_table(), path + " [speech_batch]");
+  p.image_batch = read_stage(file, "image_batch", path, p);
+  if (p.image_batch)
+    p.image_batch_axis = read_batch_axis(*file["image_batch"].as_table(), path + " [image_batch]");
   return p;
 }
 

@@ -52,14 +52,17 @@ struct Stage {
 struct BatchAxis {
   std::vector<int64_t> batches;
   int64_t samples = 0, min_steps = 1;
+  /// Rows embedded at once: a larger batch is embedded in chunks of this
+  /// many (GradCache, run.accum_steps = batch / chunk); 0: whole.
+  int64_t chunk = 0;
   int64_t steps(int64_t batch) const { return std::max(min_steps, samples / batch); }
 };
 
 struct Preset {
   std::string name;
   /// The stages a preset has (a part runs when its stages are there).
-  std::optional<Stage> speech_frozen, speech_finetuned, image, speech_batch;
-  BatchAxis batch_axis;
+  std::optional<Stage> speech_frozen, speech_finetuned, image, speech_batch, image_batch;
+  BatchAxis batch_axis, image_batch_axis;
   /// Every variant of configs/demo/variants.toml, in its order.
   std::vector<Variant> all_variants;
   const Variant& variant(const std::string& name) const;

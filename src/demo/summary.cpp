@@ -69,16 +69,31 @@ std::optional<double> optional_of(const json& j, const char* key) {
 }
 
 json batch_row_json(const BatchRow& r) {
-  return {{"batch", r.batch}, {"steps", r.steps}, {"variant", r.variant}, {"effective_positives", r.effective_positives},
-          {"devel_top1", r.devel_top1}, {"devel_r1", r.devel_r1}, {"test_top1", r.test_top1}, {"test_r1", r.test_r1},
-          {"kws35_top1", r.kws35_top1}, {"test_top1_vs_cl", optional_json(r.test_top1_vs_cl)},
-          {"test_top1_vs_cl_ci", interval_json(r.test_top1_vs_cl_ci)}, {"test_r1_vs_cl", optional_json(r.test_r1_vs_cl)},
-          {"test_r1_vs_cl_ci", interval_json(r.test_r1_vs_cl_ci)}, {"kws35_vs_cl", optional_json(r.kws35_vs_cl)},
-          {"kws35_vs_cl_ci", interval_json(r.kws35_vs_cl_ci)}};
+  return {{"axis", name_of(r.axis)},
+          {"batch", r.batch},
+          {"steps", r.steps},
+          {"variant", r.variant},
+          {"effective_positives", r.effective_positives},
+          {"devel_top1", r.devel_top1},
+          {"devel_r1", r.devel_r1},
+          {"test_top1", r.test_top1},
+          {"test_r1", r.test_r1},
+          {"second_top1", r.second_top1},
+          {"test_top1_vs_cl", optional_json(r.test_top1_vs_cl)},
+          {"test_top1_vs_cl_ci", interval_json(r.test_top1_vs_cl_ci)},
+          {"test_r1_vs_cl", optional_json(r.test_r1_vs_cl)},
+          {"test_r1_vs_cl_ci", interval_json(r.test_r1_vs_cl_ci)},
+          {"second_vs_cl", optional_json(r.second_vs_cl)},
+          {"second_vs_cl_ci", interval_json(r.second_vs_cl_ci)}};
 }
 
+// Summaries before the image axis named the second test kws35 and had no axis.
 BatchRow batch_row_of(const json& j) {
+  const bool old = !j.contains("axis");
+  const char* second = old ? "kws35_top1" : "second_top1";
+  const char* second_vs = old ? "kws35_vs_cl" : "second_vs_cl";
   BatchRow r;
+  r.axis = old ? Modality::Speech : parse_name<Modality>(j.at("axis").get<std::string>());
   r.batch = j.at("batch").get<int64_t>();
   r.steps = j.at("steps").get<int64_t>();
   r.variant = j.at("variant").get<std::string>();
@@ -87,14 +102,20 @@ BatchRow batch_row_of(const json& j) {
   r.devel_r1 = j.at("devel_r1").get<double>();
   r.test_top1 = j.at("test_top1").get<double>();
   r.test_r1 = j.at("test_r1").get<double>();
-  r.kws35_top1 = j.at("kws35_top1").get<double>();
+  r.second_top1 = j.at(second).get<double>();
   r.test_top1_vs_cl = optional_of(j, "test_top1_vs_cl");
   r.test_r1_vs_cl = optional_of(j, "test_r1_vs_cl");
-  r.kws35_vs_cl = optional_of(j, "kws35_vs_cl");
+  r.second_vs_cl = optional_of(j, second_vs);
   r.test_top1_vs_cl_ci = interval_of(j.at("test_top1_vs_cl_ci"));
   r.test_r1_vs_cl_ci = interval_of(j.at("test_r1_vs_cl_ci"));
-  r.kws35_vs_cl_ci = interval_of(j.at("kws35_vs_cl_ci"));
+  r.second_vs_cl_ci = interval_of(j.at(std::string(second_vs) + "_ci"));
   return r;
+}
+
+json choice_json(const BatchChoice& c) { return {{"batch", c.batch}, {"variant", c.variant}, {"rule", c.rule}}; }
+
+BatchChoice choice_of(const json& j) {
+  return {j.at("batch").get<int64_t>(), j.at("variant").get<std::string>(), j.at("rule").get<std::string>()};
 }
 
 PartSummary part_from(const json& all, DemoPart part,
@@ -106,10 +127,8 @@ PartSummary part_from(const json& all, DemoPart part,
     if (part_of(r.at("task").get<std::string>(), r.value("weights", "")) == part) p.results.push_back(row_of(r));
   if (part == DemoPart::Batch) {
     for (const auto& r : all.value("batch", json::array())) p.batch_table.push_back(batch_row_of(r));
-    if (all.contains("batch_choice"))
-      p.batch_choice = BatchChoice{all["batch_choice"].at("batch").get<int64_t>(),
-                                   all["batch_choice"].at("variant").get<std::string>(),
-                                   all["batch_choice"].at("rule").get<std::string>()};
+    if (all.contains("batch_choice")) p.batch_choice = choice_of(all["batch_choice"]);
+    if (all.contains("image_batch_choice")) p.image_batch_choice = choice_of(all["image_batch_choice"]);
   }
   if (all.contains("chosen") && all["chosen"].contains(name)) p.chosen = all["chosen"][name].get<std::string>();
   const auto validation = all.value("validation", json::object());  // a named value: items() refers to it
@@ -126,8 +145,11 @@ PartSummary part_from(const json& all, DemoPart part,
   for (const auto& [task, by] : retrieval.items())
     if (ours(task))
       for (const auto& [method, r] : by.items()) {
-        recall_of(r.at("speech_to_text"), p.retrieval[task][method].a_to_b);
-        recall_of(r.at("text_to_speech"), p.retrieval[task][method].b_to_a);
+        // Summaries before the image part had retrieval name the inputs speech.
+        recall_of(r.contains("input_to_text") ? r["input_to_text"] : r.at("speech_to_text"),
+                  p.retrieval[task][method].a_to_b);
+        recall_of(r.contains("text_to_input") ? r["text_to_input"] : r.at("text_to_speech"),
+                  p.retrieval[task][method].b_to_a);
       }
   const auto finetuned = all.value("finetuned", json::object());
   if (part == DemoPart::Speech)
@@ -183,7 +205,7 @@ std::map<DemoPart, PartSummary> DemoSummary::read_parts(
 void DemoSummary::write_json(const std::string& path) const {
   json results = json::array(), templates = json::array(), plots = json::array();
   json chosen = json::object(), validation = json::object(), calibration = json::object();
-  json finetuned = json::object(), retrieval = json::object(), batch = json::array(), batch_choice;
+  json finetuned = json::object(), retrieval = json::object(), batch = json::array(), batch_choice, image_batch_choice;
   for (const auto& [part, p] : parts) {
     const std::string name = name_of(part);
     for (const auto& r : p.results) results.push_back(row_json(r));
@@ -197,12 +219,11 @@ void DemoSummary::write_json(const std::string& path) const {
                            {"train_seconds", f.train_seconds}};
     for (const auto& [task, by] : p.retrieval)
       for (const auto& [method, r] : by)
-        retrieval[task][method] = {{"speech_to_text", recall_json(r.a_to_b)}, {"text_to_speech", recall_json(r.b_to_a)}};
+        retrieval[task][method] = {{"input_to_text", recall_json(r.a_to_b)}, {"text_to_input", recall_json(r.b_to_a)}};
     for (const auto& plot : p.plots) plots.push_back(plot);
     for (const auto& r : p.batch_table) batch.push_back(batch_row_json(r));
-    if (p.batch_choice)
-      batch_choice = {{"batch", p.batch_choice->batch}, {"variant", p.batch_choice->variant},
-                      {"rule", p.batch_choice->rule}};
+    if (p.batch_choice) batch_choice = choice_json(*p.batch_choice);
+    if (p.image_batch_choice) image_batch_choice = choice_json(*p.image_batch_choice);
   }
   json j = {{"preset", preset}, {"results", results}, {"chosen", chosen}, {"validation", validation},
             {"plots", plots}, {"seconds", seconds}};
@@ -212,8 +233,43 @@ void DemoSummary::write_json(const std::string& path) const {
   if (!retrieval.empty()) j["retrieval"] = retrieval;
   if (!batch.empty()) j["batch"] = batch;
   if (!batch_choice.is_null()) j["batch_choice"] = batch_choice;
+  if (!image_batch_choice.is_null()) j["image_batch_choice"] = image_batch_choice;
   write_text_atomically(path, j.dump(2) + "\n");
 }
+
+namespace {
+
+// One batch axis's table: its sets named, each setting against CL at its batch.
+void markdown_batch_table(std::ostringstream& md, const PartSummary& p, Modality axis) {
+  std::vector<const BatchRow*> rows;
+  for (const auto& r : p.batch_table)
+    if (r.axis == axis) rows.push_back(&r);
+  if (rows.empty()) return;
+  const bool speech = axis == Modality::Speech;
+  const auto& choice = speech ? p.batch_choice : p.image_batch_choice;
+  md << "\nThe " << (speech ? "speech" : "image") << " batch axis ("
+     << (speech ? "frozen encoder" : "the ResNet tower, larger batches through GradCache chunks")
+     << "; every run sees the same samples at its batch): top-1 and R@1 (%), "
+     << (speech ? "SLURP devel (the choice set) and test, kws-35" : "emoji-devel (the choice set), emoji-unseen, emoji-style")
+     << "; against CL at the same batch, paired over the test items."
+     << (choice ? " Chosen on devel: `" + choice->variant + "` at batch " + std::to_string(choice->batch) + " (" +
+                      choice->rule + ")."
+                : std::string())
+     << "\n\n| batch | variant | steps | positives per row | devel top-1 | devel R@1 | test top-1 | vs CL | test R@1 | "
+        "vs CL | "
+     << (speech ? "kws-35" : "style") << " | vs CL |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | --- |\n";
+  auto vs = [](const std::optional<double>& d, const Interval& ci) {
+    return d ? pct(*d) + " (" + interval_text(ci) + ")" : std::string();
+  };
+  for (const auto* r : rows)
+    md << "| " << r->batch << " | " << r->variant << " | " << r->steps << " | " << std::setprecision(3)
+       << r->effective_positives << " | " << pct(r->devel_top1) << " | " << pct(r->devel_r1) << " | "
+       << pct(r->test_top1) << " | " << vs(r->test_top1_vs_cl, r->test_top1_vs_cl_ci) << " | " << pct(r->test_r1)
+       << " | " << vs(r->test_r1_vs_cl, r->test_r1_vs_cl_ci) << " | " << pct(r->second_top1) << " | "
+       << vs(r->second_vs_cl, r->second_vs_cl_ci) << " |\n";
+}
+
+}  // namespace
 
 void DemoSummary::write_markdown(const std::string& path) const {
   std::ostringstream md;
@@ -238,7 +294,9 @@ void DemoSummary::write_markdown(const std::string& path) const {
   for (const auto& [part, p] : parts)
     for (const auto& [task, by] : p.validation)
       for (const auto& [variant, v] : by) {
-        if (!header) md << "\nValidation top-1 (%) used to choose the map:\n\n| task | variant | top-1 |\n| --- | --- | ---: |\n";
+        if (!header)
+          md << "\nValidation score (%) that chose the map (speech: devel top-1; image: devel top-1 + image->text "
+                "R@1):\n\n| task | variant | score |\n| --- | --- | ---: |\n";
         header = true;
         md << "| " << task << " | " << variant << " | " << pct(v) << " |\n";
       }
@@ -264,6 +322,18 @@ void DemoSummary::write_markdown(const std::string& path) const {
     }
   header = false;
   for (const auto& [part, p] : parts)
+    for (const auto& [task, by] : p.retrieval)
+      for (const auto& [method, r] : by) {
+        if (!header)
+          md << "\nRetrieval (%): each input's own text among the set's texts (an image's: its concept's label), and "
+                "back:\n\n| task | method | input->text R@1 | R@10 | text->input R@1 | R@10 |\n"
+                "| --- | --- | ---: | ---: | ---: | ---: |\n";
+        header = true;
+        md << "| " << task << " | " << method << " | " << pct(r.a_to_b[0]) << " | " << pct(r.a_to_b[2]) << " | "
+           << pct(r.b_to_a[0]) << " | " << pct(r.b_to_a[2]) << " |\n";
+      }
+  header = false;
+  for (const auto& [part, p] : parts)
     for (const auto& [method, f] : p.finetuned) {
       if (!header)
         md << "\nSpeech main rows: the fine-tuned Whisper tower (configs/speech_top2.toml), the model at the best "
@@ -273,25 +343,8 @@ void DemoSummary::write_markdown(const std::string& path) const {
       md << "| " << method << " | " << f.weights << " | " << f.model << " | " << static_cast<int64_t>(f.train_seconds)
          << " |\n";
     }
-  for (const auto& [part, p] : parts) {
-    if (p.batch_table.empty()) continue;
-    md << "\nThe batch axis (frozen encoder; every run sees the same samples at its batch): top-1 and R@1 (%), "
-          "SLURP devel (the choice set) and test, kws-35; against CL at the same batch, paired over the test items."
-       << (p.batch_choice ? " Chosen on devel: `" + p.batch_choice->variant + "` at batch " +
-                                std::to_string(p.batch_choice->batch) + " (" + p.batch_choice->rule + ")."
-                          : std::string())
-       << "\n\n| batch | variant | steps | positives per row | devel top-1 | devel R@1 | test top-1 | vs CL | test R@1 | "
-          "vs CL | kws-35 | vs CL |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | --- |\n";
-    auto vs = [](const std::optional<double>& d, const Interval& ci) {
-      return d ? pct(*d) + " (" + interval_text(ci) + ")" : std::string();
-    };
-    for (const auto& r : p.batch_table)
-      md << "| " << r.batch << " | " << r.variant << " | " << r.steps << " | " << std::setprecision(3)
-         << r.effective_positives << " | " << pct(r.devel_top1) << " | " << pct(r.devel_r1) << " | " << pct(r.test_top1)
-         << " | " << vs(r.test_top1_vs_cl, r.test_top1_vs_cl_ci) << " | " << pct(r.test_r1) << " | "
-         << vs(r.test_r1_vs_cl, r.test_r1_vs_cl_ci) << " | " << pct(r.kws35_top1) << " | "
-         << vs(r.kws35_vs_cl, r.kws35_vs_cl_ci) << " |\n";
-  }
+  for (const auto& [part, p] : parts)
+    for (const auto axis : {Modality::Speech, Modality::Image}) markdown_batch_table(md, p, axis);
   md << "\nPlots:";
   for (const auto& [part, p] : parts)
     for (const auto& plot : p.plots) md << " [" << plot << "](" << plot << ")";

@@ -4,6 +4,7 @@
 
 #include <cwcl/demo/demo.h>
 #include <cwcl/eval/eval.h>
+#include <cwcl/towers/tower.h>  // Modality
 
 #include <functional>
 #include <map>
@@ -70,8 +71,8 @@ struct PartSummary {
   std::map<std::string, FinetunedRun> finetuned;  ///< cl / cwcl
   std::map<std::string, std::map<std::string, RetrievalResult>> retrieval;  ///< task -> cl / cwcl
   std::vector<std::string> plots;
-  std::vector<BatchRow> batch_table;  ///< the batch part
-  std::optional<BatchChoice> batch_choice;
+  std::vector<BatchRow> batch_table;  ///< the batch part, both axes
+  std::optional<BatchChoice> batch_choice, image_batch_choice;
 };
 
 struct DemoSummary {

@@ -116,4 +116,62 @@ void write_line_plot_png(const std::string& path, const std::string& title, cons
   save(path, canvas);
 }
 
+namespace {
+
+// Hershey fonts draw ASCII only.
+std::string ascii(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto ch = static_cast<unsigned char>(text[i]);
+    if (ch < 0x80) {
+      out += text[i];
+      continue;
+    }
+    out += '?';
+    while (i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80) ++i;  // the rest of the character
+  }
+  return out;
+}
+
+// The longest prefix of `text` that fits `width` pixels at `scale`.
+std::string fitted(const std::string& text, double scale, int width) {
+  std::string t = text;
+  int baseline = 0;
+  while (!t.empty() && cv::getTextSize(t, kFont, scale, 1, &baseline).width > width) t.pop_back();
+  return t;
+}
+
+}  // namespace
+
+void write_image_grid_png(const std::string& path, const std::string& title, const std::vector<GridCell>& cells,
+                          int columns, int side) {
+  TORCH_CHECK(!cells.empty() && columns >= 1 && side >= 8, "write_image_grid_png: cells, columns >= 1, side >= 8");
+  size_t most_lines = 0;
+  for (const auto& c : cells) most_lines = std::max(most_lines, c.lines.size());
+  const int margin = 10, title_h = 30, line_h = 14, cell_w = side + 2 * margin;
+  const int cell_h = side + static_cast<int>(most_lines) * line_h + margin;
+  const int rows = (static_cast<int>(cells.size()) + columns - 1) / columns;
+  cv::Mat canvas(title_h + rows * cell_h + margin, columns * cell_w + margin, CV_8UC3, kWhite);
+  cv::putText(canvas, ascii(title), cv::Point(margin, 20), kFont, 0.55, kBlack, 1, cv::LINE_AA);
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const auto& c = cells[i];
+    TORCH_CHECK(c.image.dim() == 3 && c.image.size(0) == 3 && c.image.scalar_type() == torch::kUInt8,
+                "write_image_grid_png: images must be uint8 [3, S, S]");
+    auto hwc = c.image.permute({1, 2, 0}).contiguous();
+    cv::Mat rgb(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr()), bgr, big;
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+    cv::resize(bgr, big, cv::Size(side, side), 0, 0, cv::INTER_NEAREST);
+    const int x = margin + static_cast<int>(i % static_cast<size_t>(columns)) * cell_w;
+    const int y = title_h + static_cast<int>(i / static_cast<size_t>(columns)) * cell_h;
+    big.copyTo(canvas(cv::Rect(x, y, side, side)));
+    for (size_t l = 0; l < c.lines.size(); ++l) {
+      const int mark = l < c.marks.size() ? c.marks[l] : 0;
+      const cv::Scalar ink = mark > 0 ? cv::Scalar(40, 140, 40) : mark < 0 ? cv::Scalar(40, 40, 200) : kBlack;
+      cv::putText(canvas, fitted(ascii(c.lines[l]), 0.35, cell_w - 4), cv::Point(x, y + side + 12 + static_cast<int>(l) * line_h),
+                  kFont, 0.35, ink, 1, cv::LINE_AA);
+    }
+  }
+  save(path, canvas);
+}
+
 }  // namespace cwcl

@@ -19,4 +19,8 @@ void write_line_plot_png(const std::string& path, const std::string&, const std:
   unavailable(path);
 }
 
+void write_image_grid_png(const std::string& path, const std::string&, const std::vector<GridCell>&, int, int) {
+  unavailable(path);
+}
+
 }  // namespace cwcl

@@ -39,7 +39,7 @@ std::string eval_report_json(const TaskResult& r, const EvalReportOptions& o) {
   const auto& c = r.classification;
   json j = {{"task", r.task}, {"n", c.n}, {"top1", c.top1}, {"top5", c.top5}, {"skipped", r.skipped}};
   if (r.retrieval)
-    j["retrieval"] = {{"speech_to_text", recall(r.retrieval->a_to_b)}, {"text_to_speech", recall(r.retrieval->b_to_a)}};
+    j["retrieval"] = {{"input_to_text", recall(r.retrieval->a_to_b)}, {"text_to_input", recall(r.retrieval->b_to_a)}};
   if (o.details) j.update(details_json(r));
   const auto intervals = top1_intervals(r, o.against);
   j["top1_ci"] = {intervals.top1.low, intervals.top1.high};

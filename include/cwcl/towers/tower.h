@@ -18,6 +18,13 @@ namespace cwcl {
 
 enum class Modality { Speech, Image };
 
+template <>
+struct Names<Modality> {
+  static constexpr const char* what = "modality";
+  static constexpr std::array<std::pair<Modality, const char*>, 2> table{
+      {{Modality::Speech, "speech"}, {Modality::Image, "image"}}};
+};
+
 /// A pre-trained Whisper encoder, pooling over real frames, an MLP head.
 struct WhisperTowerSpec {
   /// "tiny.en" (empty: the default) or "base" from the models cache
