@@ -388,6 +388,24 @@ TEST_F(ImageManifestTraining, UnreadableImagesAreSkippedAndCounted) {
   EXPECT_EQ(summary.skipped, 2);  // a line without a text, a file that is not there
 }
 
+TEST_F(ImageManifestTraining, CalibratingOnTextsAllAlikeIsADataErrorNamingTheKey) {
+  std::ofstream train(path("train.jsonl"));
+  for (int i = 0; i < 20; ++i)
+    train << nlohmann::json{{"id", std::to_string(i)}, {"image", "img" + std::to_string(i) + ".png"}, {"text", "a square"}}.dump()
+          << "\n";
+  train.close();
+  auto c = config("run");
+  c.loss.kind = cwcl::LossKind::CWCL;
+  c.loss.weights = cwcl::WeightMap::Kernel;
+  c.loss.calibrate = 4;
+  try {
+    cwcl::train(c);
+    FAIL() << "expected a DataError";
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("loss.calibrate"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(ImageManifestTraining, TooFewImagesForABatchIsADataErrorNamingTheManifest) {
   auto c = config("run");
   c.run.batch_size = 32;

@@ -33,7 +33,7 @@ const TrainConfig& run_of(const cwcl::DemoStagePlan& s, const std::string& varia
 }
 
 TEST(DemoPresets, EveryPresetGivesValidConfigurationsForEveryRun) {
-  for (const auto& [preset, stages] : {std::pair<const char*, size_t>{"quick", 4}, {"full", 4}, {"smoke", 4}, {"batch", 1}, {"whisper-base", 1}}) {
+  for (const auto& [preset, stages] : {std::pair<const char*, size_t>{"quick", 4}, {"full", 5}, {"smoke", 5}, {"batch", 2}, {"whisper-base", 1}}) {
     SCOPED_TRACE(preset);
     const auto plan = cwcl::plan_demo(preset);
     ASSERT_EQ(plan.size(), stages);
@@ -66,7 +66,11 @@ TEST(DemoPresets, StagesStartFromTheFilesUsersRunAndVariantsOnlyChangeTheLoss) {
     if (cl[i] != power[i]) EXPECT_EQ(cl[i].first.rfind("loss.", 0), 0u) << cl[i].first;
   EXPECT_EQ(run_of(frozen, "power-8").loss.gamma, 8.0);
   EXPECT_EQ(run_of(frozen, "cl").data.limit, 8000);
-  EXPECT_EQ(run_of(stage(plan, "image"), "labels").loss.weights, cwcl::WeightMap::Labels);
+  EXPECT_EQ(run_of(stage(cwcl::plan_demo("full"), "image"), "labels").loss.weights, cwcl::WeightMap::Labels);
+  // The image part trains the colour tower at the preset's size.
+  const auto& image = run_of(stage(plan, "image"), "cl");
+  EXPECT_TRUE(image.image_manifests());
+  EXPECT_EQ(std::get<cwcl::ResNetTowerSpec>(image.model).image_size, 48);
   // The batch axis: the same samples at every batch, at least min_steps,
   // warmup 10 % of the steps.
   const auto batch = stage(cwcl::plan_demo("batch"), "speech_batch");
@@ -78,6 +82,12 @@ TEST(DemoPresets, StagesStartFromTheFilesUsersRunAndVariantsOnlyChangeTheLoss) {
   EXPECT_EQ(large.optim.warmup, 15);
   EXPECT_EQ(large.loss.gamma, 8.0);
   EXPECT_EQ(large.data.limit, 8000);
+  // The image axis: a large batch in GradCache chunks.
+  const auto images = stage(cwcl::plan_demo("batch"), "image_batch");
+  const auto& wide = run_of(images, "kernel-calibrated, batch 2048");
+  EXPECT_EQ(wide.run.steps, 40);
+  EXPECT_EQ(wide.run.accum_steps, 8);
+  EXPECT_EQ(run_of(images, "cl, batch 256").run.accum_steps, 1);
 }
 
 class DemoFiles : public cwcl::testing::TempDirTest {

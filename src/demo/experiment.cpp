@@ -2,6 +2,8 @@
 // results table, choosing a map on validation, plots, publishing a model.
 #include "experiment.h"
 
+#include <cwcl/demo/emoji.h>
+
 #include <cwcl/error.h>
 #include <cwcl/eval/plot.h>
 #include <cwcl/io/files.h>
@@ -202,6 +204,30 @@ void ensure_corpus(const Demo& d) {
       d.log(build_corpus(o, d.log));
       return;
     }
+}
+
+EmojiFiles emoji_benchmark(const Demo& d) {
+  EmojiFiles e{d.corpus / "emoji", data_path(d, "emoji/templates.txt")};
+  if (fs::exists(e.file("counts.json"))) return e;
+  d.log(e.file("counts.json") + " missing: writing the emoji manifests in " + e.folder.string());
+  EmojiBenchmarkOptions o;
+  o.out = e.folder.string();
+  o.templates = e.templates;
+  build_emoji_benchmark(o, d.log);
+  return e;
+}
+
+TrainConfig emoji_config(const Demo& d, const Stage& stage) {
+  auto c = stage.config;
+  if (!c.image_manifests())
+    throw ConfigError(stage.base + ": the demo's image stages train the colour tower (model.tower = \"resnet\")");
+  const auto e = emoji_benchmark(d);
+  c.data.train = e.file("train.jsonl");
+  c.data.text_store = (d.runs / "emoji-captions.store.safetensors").string();
+  c.eval.manifest = e.file("devel.jsonl");
+  c.eval.labels = e.file("labels-devel.tsv");
+  c.eval.templates = e.templates;
+  return c;
 }
 
 TrainConfig batch_config(TrainConfig c, const BatchAxis& axis, int64_t batch) {

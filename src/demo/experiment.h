@@ -101,6 +101,19 @@ void ensure_corpus(const Demo& d);
 /// chunks of the axis's chunk rows.
 TrainConfig batch_config(TrainConfig c, const BatchAxis& axis, int64_t batch);
 
+/// The emoji benchmark's files in <corpus>/emoji (cwcl emoji writes them
+/// there first when they are missing) and its prompt templates.
+struct EmojiFiles {
+  fs::path folder;
+  std::string templates;
+  std::string file(const std::string& name) const { return (folder / name).string(); }
+};
+EmojiFiles emoji_benchmark(const Demo& d);
+/// A stage's configuration on the emoji benchmark: training, devel
+/// validation and the caption store set to the benchmark's files. Throws
+/// ConfigError when the stage's tower is not the colour one.
+TrainConfig emoji_config(const Demo& d, const Stage& stage);
+
 /// The parts: each fills its PartSummary (and the speech and image parts
 /// publish their models).
 void speech_experiments(Demo& d, PartSummary& part);

@@ -6,39 +6,12 @@
 // never seen (Twitter).
 #include "experiment.h"
 
-#include <cwcl/demo/emoji.h>
 #include <cwcl/eval/plot.h>
 
 #include <algorithm>
 
 namespace cwcl::demo {
 namespace {
-
-fs::path emoji_folder(const Demo& d) { return d.corpus / "emoji"; }
-
-std::string emoji_file(const Demo& d, const std::string& name) { return (emoji_folder(d) / name).string(); }
-
-// The benchmark's manifests, written first when missing (cwcl emoji).
-void ensure_emoji(const Demo& d) {
-  if (fs::exists(emoji_file(d, "counts.json"))) return;
-  d.log(emoji_file(d, "counts.json") + " missing: writing the emoji manifests in " + emoji_folder(d).string());
-  EmojiBenchmarkOptions o;
-  o.out = emoji_folder(d).string();
-  o.templates = data_path(d, "emoji/templates.txt");
-  build_emoji_benchmark(o, d.log);
-}
-
-TrainConfig image_base(const Demo& d) {
-  auto base = d.preset.image->config;
-  if (!base.image_manifests())
-    throw ConfigError(d.preset.image->base + ": the image part trains the colour tower (model.tower = \"resnet\")");
-  base.data.train = emoji_file(d, "train.jsonl");
-  base.data.text_store = (d.runs / "emoji-captions.store.safetensors").string();
-  base.eval.manifest = emoji_file(d, "devel.jsonl");
-  base.eval.labels = emoji_file(d, "labels-devel.tsv");
-  base.eval.templates = data_path(d, "emoji/templates.txt");
-  return base;
-}
 
 // A few unseen concepts: their drawings with the label CL and CWCL give them.
 void prediction_grid(Demo& d, PartSummary& part, const ImageManifestTaskData& data, const TaskResult& cl,
@@ -64,16 +37,16 @@ void prediction_grid(Demo& d, PartSummary& part, const ImageManifestTaskData& da
 }  // namespace
 
 void image_experiments(Demo& d, PartSummary& part) {
-  ensure_emoji(d);
-  const auto base = image_base(d);
-  const auto templates = data_path(d, "emoji/templates.txt");
+  const auto emoji = emoji_benchmark(d);
+  const auto base = emoji_config(d, *d.preset.image);
+  const auto& templates = emoji.templates;
   const auto devel = ImageManifestTaskData::load(
       {kImageValidation, base.eval.manifest, base.eval.labels, templates});
   std::map<std::string, ImageManifestTaskData> tasks;
-  tasks.emplace(kImageTasks[0], ImageManifestTaskData::load({kImageTasks[0], emoji_file(d, "unseen.jsonl"),
-                                                             emoji_file(d, "labels-test.tsv"), templates}));
-  tasks.emplace(kImageTasks[1], ImageManifestTaskData::load({kImageTasks[1], emoji_file(d, "style.jsonl"),
-                                                             emoji_file(d, "labels-train.tsv"), templates}));
+  tasks.emplace(kImageTasks[0], ImageManifestTaskData::load({kImageTasks[0], emoji.file("unseen.jsonl"),
+                                                             emoji.file("labels-test.tsv"), templates}));
+  tasks.emplace(kImageTasks[1], ImageManifestTaskData::load({kImageTasks[1], emoji.file("style.jsonl"),
+                                                             emoji.file("labels-train.tsv"), templates}));
   std::map<std::string, std::map<std::string, TaskResult>> results;  // task -> variant -> result
   auto a = train_and_choose(
       d, part, *d.preset.image, base, "image-", kImageValidation,

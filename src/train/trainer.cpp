@@ -78,7 +78,16 @@ std::optional<ModelFile> resume_point(TrainConfig& c, bool resume, const Log& lo
 void calibrate(TrainConfig& c, WeightOptions& weights, DataSource& source, dist::Group& group, const Log& log) {
   std::vector<double> picks;
   for (int64_t b = 0; b < std::min<int64_t>(8, source.batches_per_epoch()); ++b) {
-    auto w = calibrate_weights(group.all_gather(source.batch(0, b).p), weights, c.loss.calibrate);
+    const auto p = group.all_gather(source.batch(0, b).p);
+    WeightOptions w;
+    try {
+      w = calibrate_weights(p, weights, c.loss.calibrate);
+    } catch (const c10::Error& e) {
+      // Reachable only through the data: a batch whose texts are too alike.
+      throw DataError(c.data.train + ": loss.calibrate = " + std::to_string(c.loss.calibrate) +
+                      " cannot be met on training batch " + std::to_string(b) + " (" + e.msg() +
+                      "); its texts are too alike: lower loss.calibrate or use more varied texts");
+    }
     picks.push_back(c.loss.weights == WeightMap::Kernel ? w.kernel_tau : w.gamma);
   }
   std::sort(picks.begin(), picks.end());

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# ResNet image-tower training speed, cwcl against the same tower in Python
+# PyTorch (docs/performance.md "Images"): `cwcl bench image` exports its
+# initial tower, scripts/bench_image_python.py rebuilds it (same weights, same
+# random batch: both report the same loss), each in its own process; then the
+# training loader alone on the emoji benchmark's manifest (decode, random
+# resized crop, colour jitter in background threads). Prints a Markdown table.
+#
+#   scripts/bench_image.sh [cwcl] [manifest] > /tmp/image_table.md
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cwcl=${1:-$here/../build/release/cwcl}
+manifest=${2:-runs/emoji/train.jsonl}
+threads=${THREADS:-2}
+batch=${BATCH:-64}
+steps=${STEPS:-5}
+size=${SIZE:-64}
+width=${WIDTH:-32}
+python=${PYTHON:-/usr/bin/python3}
+export_dir=$(mktemp -d)
+trap 'rm -rf "$export_dir"' EXIT
+jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+preload=()
+[[ -f $jemalloc ]] && preload=(env LD_PRELOAD=$jemalloc MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1)
+
+common=(--width "$width" --size "$size")
+"$cwcl" bench image "${common[@]}" --steps 1 --export "$export_dir/tower" > /dev/null
+rows=("$("$cwcl" --threads "$threads" bench image "${common[@]}" -b "$batch" --steps "$steps")")
+rows+=("$("${preload[@]}" "$python" "$here/bench_image_python.py" "$export_dir/tower" -b "$batch" --steps "$steps" \
+          --threads "$threads")")
+echo "| implementation | width | side | batch | images/s | s/step | loss after $((steps + 2)) steps |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+for row in "${rows[@]}"; do
+  "$python" - "$row" <<'PY'
+import json, sys
+d = json.loads(sys.argv[1])
+name = d["impl"] + (f" (torch {d['torch']})" if "torch" in d else "")
+print(f"| {name} | {d['width']} | {d['image_size']} | {d['batch']} | {d['samples_per_s']:.1f} | "
+      f"{d['seconds_per_step']:.3f} | {d['loss']:.6f} |")
+PY
+done
+if [[ -f $manifest ]]; then
+  "$cwcl" --threads "$threads" bench image "${common[@]}" -b 256 --steps 2 --manifest "$manifest" | tail -1 |
+    "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(f"\nLoader alone ({d[\"loader\"]}, batches of 256): {d[\"images_per_s\"]:.0f} images/s.")'
+fi
