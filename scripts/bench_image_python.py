@@ -15,12 +15,11 @@ import json
 import math
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_tower_python import cl_loss  # noqa: E402
+from bench_tower_python import cl_loss, time_steps  # noqa: E402
 from cwcl_tower import load_tower  # noqa: E402
 
 
@@ -55,12 +54,7 @@ def main():
         optimizer.step()
         return loss.item()
 
-    for _ in range(2):
-        step()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    seconds = time.perf_counter() - start
+    loss, seconds = time_steps(step, args.steps)
     s = tower.config["sizes"]
     print(json.dumps({"impl": "python", "torch": torch.__version__, "tower": "resnet", "width": s["width"],
                       "blocks": s["blocks"], "image_size": size, "batch": args.batch, "device": str(device),

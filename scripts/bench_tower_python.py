@@ -32,6 +32,16 @@ def cl_loss(p, q, logit_scale):
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+def time_steps(step, steps):
+    """Two untimed steps, then `steps` timed ones: (last loss, seconds)."""
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    return loss, time.perf_counter() - start
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("folder", help="cwcl bench tower --export's folder")
@@ -79,12 +89,7 @@ def main():
         optimizer.step()
         return loss.item()  # waits for the device
 
-    for _ in range(2):
-        step()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    seconds = time.perf_counter() - start
+    loss, seconds = time_steps(step, args.steps)
     print(json.dumps({"impl": "python-compile" if args.compile else "python", "torch": torch.__version__,
                       "tower": "whisper", "top_blocks": args.top_blocks, "batch": args.batch,
                       "frames": args.frames, "device": str(device), "precision": args.precision,

@@ -118,6 +118,28 @@ TEST(EvalHelpers, RetrievalRecall) {
   EXPECT_LT(cwcl::retrieval(a2, b).a_to_b[0], 1.0);  // without groups a tie can pick the other row
 }
 
+TEST(EvalHelpers, RepeatedTextsCountOnceInTheTopK) {
+  // Three items with their own texts e0..e2, seven with one shared text d
+  // that every item finds closer than its own: ranked by distinct texts,
+  // each own text comes second (an R@5 hit), though d fills seven rows.
+  auto e = torch::eye(4);
+  auto d = e[3];
+  std::vector<torch::Tensor> a_rows, b_rows;
+  for (int k = 0; k < 3; ++k) {
+    a_rows.push_back(0.8 * d + 0.6 * e[k]);
+    b_rows.push_back(e[k]);
+  }
+  for (int k = 0; k < 7; ++k) {
+    a_rows.push_back(d);
+    b_rows.push_back(d);
+  }
+  const auto r = cwcl::retrieval(torch::stack(a_rows), torch::stack(b_rows),
+                                 torch::tensor({0, 1, 2, 3, 3, 3, 3, 3, 3, 3}));
+  EXPECT_NEAR(r.a_to_b[0], 0.7, 1e-9);  // the seven d items
+  EXPECT_EQ(r.a_to_b[1], 1.0);
+  EXPECT_EQ(r.a_to_b_hits.size(), 10u);
+}
+
 class Templates : public cwcl::testing::TempDirTest {};
 
 TEST_F(Templates, FileErrorsNameTheLine) {

@@ -5,8 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jsonl.h"
+
 #include <filesystem>
-#include <fstream>
 #include <unordered_set>
 
 namespace cwcl {
@@ -64,40 +65,20 @@ std::string parse_line(const json& j, ImageManifestNeeds needs, const fs::path& 
 }  // namespace
 
 ImageManifest read_image_manifest(const std::string& path, ImageManifestNeeds needs) {
-  std::ifstream in(path);
-  if (!in) throw DataError(path + ": cannot open");
   const fs::path base = fs::path(path).parent_path();
   ImageManifest m;
   std::unordered_set<std::string> ids;
-  std::string line;
-  int64_t number = 0;
-  auto skip = [&](const std::string& why) {
-    ++m.skipped;
-    if (m.problems.size() < 10) m.problems.push_back(path + ":" + std::to_string(number) + ": " + why);
-  };
-  while (std::getline(in, line)) {
-    ++number;
-    if (blank(line)) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception&) {
-      skip("not JSON");
-      continue;
-    }
+  const auto skips = detail::read_jsonl(path, [&](const json& j) -> std::string {
     ImageExample e;
     const auto why = parse_line(j, needs, base, e);
-    if (!why.empty()) {
-      skip(why);
-      continue;
-    }
+    if (!why.empty()) return why;
     // A repeated id would make two images one row of every store.
-    if (!ids.insert(e.id).second) {
-      skip("duplicate id '" + shorten(e.id) + "' (the first line with it is kept)");
-      continue;
-    }
+    if (!ids.insert(e.id).second) return "duplicate id '" + shorten(e.id) + "' (the first line with it is kept)";
     m.examples.push_back(std::move(e));
-  }
+    return "";
+  });
+  m.skipped = skips.skipped;
+  m.problems = skips.problems;
   return m;
 }
 

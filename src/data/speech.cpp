@@ -5,6 +5,8 @@
 
 #include <cwcl/io/safetensors.h>
 
+#include "jsonl.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -37,52 +39,26 @@ constexpr const char* kCacheFormat = "cwcl-feature-cache/1";
 }  // namespace
 
 SpeechManifest read_speech_manifest(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw DataError(path + ": cannot open");
   const fs::path base = fs::path(path).parent_path();
   SpeechManifest m;
   std::unordered_set<std::string> ids;
-  std::string line;
-  int64_t number = 0;
-  auto skip = [&](const std::string& why) {
-    ++m.skipped;
-    if (m.problems.size() < 10) m.problems.push_back(path + ":" + std::to_string(number) + ": " + why);
-  };
-  while (std::getline(in, line)) {
-    ++number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception&) {
-      skip("not JSON");
-      continue;
-    }
-    if (!j.is_object()) {
-      skip("not a JSON object");
-      continue;
-    }
+  const auto skips = detail::read_jsonl(path, [&](const json& j) -> std::string {
+    if (!j.is_object()) return "not a JSON object";
     std::string missing;
     for (const char* key : {"id", "audio", "text"})
       if (!j.contains(key) || !j[key].is_string()) missing += missing.empty() ? key : std::string(", ") + key;
-    if (!missing.empty()) {
-      skip("no string field(s) " + missing);
-      continue;
-    }
+    if (!missing.empty()) return "no string field(s) " + missing;
     const auto id = j["id"].get<std::string>(), text = j["text"].get<std::string>();
-    if (id.empty() || text.find_first_not_of(" \t\r\n") == std::string::npos) {
-      skip(id.empty() ? "empty id" : "empty text");
-      continue;
-    }
+    if (id.empty() || text.find_first_not_of(" \t\r\n") == std::string::npos) return id.empty() ? "empty id" : "empty text";
     // A repeated id would make two clips one row of every cache and store.
-    if (!ids.insert(id).second) {
-      skip("duplicate id '" + shorten(id) + "' (the first line with it is kept)");
-      continue;
-    }
+    if (!ids.insert(id).second) return "duplicate id '" + shorten(id) + "' (the first line with it is kept)";
     fs::path audio = j["audio"].get<std::string>();
     if (audio.is_relative()) audio = base / audio;
     m.examples.push_back({id, audio.string(), text});
-  }
+    return "";
+  });
+  m.skipped = skips.skipped;
+  m.problems = skips.problems;
   return m;
 }
 

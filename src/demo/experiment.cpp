@@ -160,7 +160,7 @@ Ablation train_and_choose(Demo& d, PartSummary& part, const Stage& stage, const 
     auto model = TrainedModel::load(run.dir);
     const double valid = validate(model);
     part.validation[validation_set][v.name] = valid;
-    d.log(prefix + v.name + " validation top-1 " + std::to_string(valid));
+    d.log(prefix + v.name + " validation score (" + validation_set + ") " + std::to_string(valid));
     if (v.method == DemoMethod::CWCL && valid > best) best = valid, a.chosen = v.name;
     evaluate(v.name, model);
     a.trained.emplace(v.name, run);

@@ -77,13 +77,20 @@ RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const 
   auto norm = F::NormalizeFuncOptions().dim(1);
   auto sim = torch::mm(F::normalize(a.to(torch::kFloat), norm), F::normalize(b.to(torch::kFloat), norm).t());
   auto same = g.unsqueeze(1).eq(g.unsqueeze(0));  // a retrieved row is right when its group matches
+  // a -> b ranks distinct b items: rows of one group (the same text) count
+  // once, at their best score, so that repeats do not fill the top k.
+  const auto compact = std::get<1>(at::_unique2(g, /*sorted=*/true, /*return_inverse=*/true));
+  const int64_t groups = compact.max().item<int64_t>() + 1;
+  auto by_group = torch::full({n, groups}, -std::numeric_limits<float>::infinity())
+                      .scatter_reduce(1, compact.unsqueeze(0).expand({n, n}), sim, "amax", /*include_self=*/true);
+  auto own = compact.unsqueeze(1);
   RetrievalResult r;
   const int64_t ks[3] = {1, 5, 10};
   for (int dir = 0; dir < 2; ++dir) {
-    auto s = dir == 0 ? sim : sim.t();
+    auto s = dir == 0 ? by_group : sim.t();
     for (int j = 0; j < 3; ++j) {
-      auto top = std::get<1>(s.topk(std::min(ks[j], n), 1));
-      auto hits = same.gather(1, top).any(1);
+      auto top = std::get<1>(s.topk(std::min(ks[j], s.size(1)), 1));
+      auto hits = dir == 0 ? top.eq(own).any(1) : same.gather(1, top).any(1);
       (dir == 0 ? r.a_to_b : r.b_to_a)[j] = hits.to(torch::kDouble).mean().item<double>();
       if (j == 0) {
         auto& out = dir == 0 ? r.a_to_b_hits : r.b_to_a_hits;

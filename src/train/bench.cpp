@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
 
@@ -144,6 +145,27 @@ std::string bench_image_loader(const ImageBenchOptions& b) {
       .dump();
 }
 
+// Two untimed steps, `before_timing`, then `steps` timed ones: the figures
+// every tower bench reports.
+nlohmann::json timed_steps(TowerBench& t, Precision precision, const torch::Device& device, int64_t steps,
+                           int64_t batch, const std::function<void()>& before_timing = {}) {
+  double loss = 0;
+  for (int i = 0; i < 2; ++i) loss = tower_step(t, precision, device);
+  if (before_timing) before_timing();
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < steps; ++i) loss = tower_step(t, precision, device);
+  const double seconds = seconds_since(start);
+  return {{"impl", "cwcl"},
+          {"batch", batch},
+          {"device", device.str()},
+          {"precision", name_of(precision)},
+          {"torch_threads", at::get_num_threads()},
+          {"steps", steps},
+          {"seconds_per_step", seconds / static_cast<double>(steps)},
+          {"samples_per_s", static_cast<double>(steps * batch) / seconds},
+          {"loss", loss}};
+}
+
 }  // namespace
 
 std::string bench_text(const TextBenchOptions& b) {
@@ -254,28 +276,18 @@ std::string bench_loss(const LossBenchOptions& b) {
 std::string bench_tower(const TowerBenchOptions& b) {
   const auto device = resolve_device(b.device, "--device");
   auto t = make_tower_bench(b, device);
-  double loss = 0;
-  for (int i = 0; i < 2; ++i) loss = tower_step(t, b.precision, device);
-  const int64_t rss_before = resident_bytes();
-  const bool peak_ok = reset_peak_resident_bytes();
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < b.steps; ++i) loss = tower_step(t, b.precision, device);
-  const double seconds = seconds_since(start);
-  nlohmann::json out = {{"impl", "cwcl"},
-                        {"tower", "whisper"},
-                        {"model", b.model.empty() ? "tiny.en" : b.model},
-                        {"training", name_of(b.training)},
-                        {"top_blocks", b.top_blocks},
-                        {"batch", b.batch_size},
-                        {"frames", b.frames},
-                        {"device", device.str()},
-                        {"precision", name_of(b.precision)},
-                        {"torch_threads", at::get_num_threads()},
-                        {"steps", b.steps},
-                        {"seconds_per_step", seconds / static_cast<double>(b.steps)},
-                        {"samples_per_s", static_cast<double>(b.steps * b.batch_size) / seconds},
-                        {"loss", loss},
-                        {"extra_mib", peak_ok ? (peak_resident_bytes() - rss_before) / 1048576.0 : -1.0}};
+  int64_t rss_before = 0;
+  bool peak_ok = false;
+  auto out = timed_steps(t, b.precision, device, b.steps, b.batch_size, [&] {
+    rss_before = resident_bytes();
+    peak_ok = reset_peak_resident_bytes();
+  });
+  out.update({{"tower", "whisper"},
+              {"model", b.model.empty() ? "tiny.en" : b.model},
+              {"training", name_of(b.training)},
+              {"top_blocks", b.top_blocks},
+              {"frames", b.frames},
+              {"extra_mib", peak_ok ? (peak_resident_bytes() - rss_before) / 1048576.0 : -1.0}});
   return out.dump();
 }
 
@@ -289,27 +301,10 @@ std::string bench_image(const ImageBenchOptions& b) {
   torch::manual_seed(1);  // scripts/bench_image_python.py draws the same batch
   t.mel = torch::randn({b.batch_size, 3, b.image_size, b.image_size}).to(device);
   t.p = torch::randn({b.batch_size, kBenchOutDim}, torch::TensorOptions().device(device));
-  double loss = 0;
-  for (int i = 0; i < 2; ++i) loss = tower_step(t, b.precision, device);
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < b.steps; ++i) loss = tower_step(t, b.precision, device);
-  const double seconds = seconds_since(start);
+  auto out = timed_steps(t, b.precision, device, b.steps, b.batch_size);
+  out.update({{"tower", "resnet"}, {"width", b.width}, {"blocks", b.blocks}, {"image_size", b.image_size}});
   std::ostringstream report;
-  report << nlohmann::json{{"impl", "cwcl"},
-                           {"tower", "resnet"},
-                           {"width", b.width},
-                           {"blocks", b.blocks},
-                           {"image_size", b.image_size},
-                           {"batch", b.batch_size},
-                           {"device", device.str()},
-                           {"precision", name_of(b.precision)},
-                           {"torch_threads", at::get_num_threads()},
-                           {"steps", b.steps},
-                           {"seconds_per_step", seconds / static_cast<double>(b.steps)},
-                           {"samples_per_s", static_cast<double>(b.steps * b.batch_size) / seconds},
-                           {"loss", loss}}
-                .dump()
-         << "\n";
+  report << out.dump() << "\n";
   if (!b.manifest.empty()) report << bench_image_loader(b) << "\n";
   return report.str();
 }

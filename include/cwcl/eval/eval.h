@@ -67,8 +67,10 @@ struct RetrievalResult {
   std::vector<bool> a_to_b_hits, b_to_a_hits;
 };
 /// Paired rows a [N, D] and b [N, D] (row i of a belongs with row i of b):
-/// recall at 1, 5 and 10 by cosine, in both directions. Rows whose text
-/// repeats count as one item when `group` [N] gives the same id to duplicates.
+/// recall at 1, 5 and 10 by cosine, in both directions. `group` [N] gives
+/// the same id to rows whose text repeats: any row of the group is right,
+/// and a -> b ranks distinct groups (a repeated text takes one place of the
+/// top k, at its best score).
 RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& group = {});
 
 /// A two-sided confidence interval.
