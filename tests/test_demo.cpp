@@ -33,7 +33,7 @@ const TrainConfig& run_of(const cwcl::DemoStagePlan& s, const std::string& varia
 }
 
 TEST(DemoPresets, EveryPresetGivesValidConfigurationsForEveryRun) {
-  for (const auto& [preset, stages] : {std::pair<const char*, size_t>{"quick", 4}, {"full", 5}, {"smoke", 5}, {"batch", 2}, {"whisper-base", 1}}) {
+  for (const auto& [preset, stages] : {std::pair<const char*, size_t>{"quick", 4}, {"full", 5}, {"smoke", 5}, {"batch", 1}, {"image-batch", 1}, {"whisper-base", 1}}) {
     SCOPED_TRACE(preset);
     const auto plan = cwcl::plan_demo(preset);
     ASSERT_EQ(plan.size(), stages);
@@ -83,7 +83,7 @@ TEST(DemoPresets, StagesStartFromTheFilesUsersRunAndVariantsOnlyChangeTheLoss) {
   EXPECT_EQ(large.loss.gamma, 8.0);
   EXPECT_EQ(large.data.limit, 8000);
   // The image axis: a large batch in GradCache chunks.
-  const auto images = stage(cwcl::plan_demo("batch"), "image_batch");
+  const auto images = stage(cwcl::plan_demo("image-batch"), "image_batch");
   const auto& wide = run_of(images, "kernel-calibrated, batch 2048");
   EXPECT_EQ(wide.run.steps, 40);
   EXPECT_EQ(wide.run.accum_steps, 8);
