@@ -44,6 +44,30 @@ TEST_F(Store, ComputesOnceAndNeverServesStaleVectors) {
   EXPECT_EQ(cwcl::EmbeddingStore::read(p).size(), 4);
 }
 
+TEST_F(Store, LongEncodesGoInChunksThatAreKeptAndReported) {
+  // 5,000 texts: chunks of 2,048, the store written after each, progress after each.
+  std::vector<std::string> texts;
+  for (int i = 0; i < 5000; ++i) texts.push_back(std::string(static_cast<size_t>(1 + i % 7), 'a') + std::to_string(i));
+  CountingTower tower;
+  int64_t failing_after = 2;  // the third chunk fails, as a killed run would stop
+  auto encode = [&](const std::vector<std::string>& b) {
+    if (tower.calls == failing_after) throw std::runtime_error("stopped");
+    return tower(b);
+  };
+  const auto p = path("s.safetensors");
+  std::vector<std::pair<int64_t, int64_t>> seen;
+  auto progress = [&](int64_t done, int64_t total) { seen.emplace_back(done, total); };
+  EXPECT_THROW(cwcl::embed_with_store(p, "t", "fp", texts, texts, encode, progress), std::runtime_error);
+  EXPECT_EQ(seen, (std::vector<std::pair<int64_t, int64_t>>{{2048, 5000}, {4096, 5000}}));
+  EXPECT_EQ(cwcl::EmbeddingStore::read(p).size(), 4096);  // the finished chunks were kept
+  failing_after = -1;
+  seen.clear();
+  const auto all = cwcl::embed_with_store(p, "t", "fp", texts, texts, encode, progress);
+  EXPECT_EQ(seen, (std::vector<std::pair<int64_t, int64_t>>{{904, 904}}));  // only the rest was encoded
+  EXPECT_EQ(all.size(0), 5000);
+  EXPECT_EQ(all[4999][0].item<float>(), static_cast<float>(texts[4999].size()));
+}
+
 TEST_F(Store, RoundTripAndLookupById) {
   cwcl::EmbeddingStore s(torch::eye(3), {"u1", "u2", "u3"}, {"", "", ""}, "external");
   s.write(path("e.safetensors"));

@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <unordered_set>
@@ -157,10 +158,15 @@ void EmbeddingStore::append(const torch::Tensor& embeddings, const std::vector<s
   index();
 }
 
+namespace {
+constexpr int64_t kStoreChunk = 2048;  // texts encoded between two writes of the store
+}  // namespace
+
 torch::Tensor embed_with_store(const std::string& path, const std::string& tower,
                                const std::string& fingerprint, const std::vector<std::string>& ids,
                                const std::vector<std::string>& texts,
-                               const std::function<torch::Tensor(const std::vector<std::string>&)>& encode) {
+                               const std::function<torch::Tensor(const std::vector<std::string>&)>& encode,
+                               const std::function<void(int64_t, int64_t)>& progress) {
   TORCH_CHECK(ids.size() == texts.size(), "embed_with_store: ", ids.size(), " ids for ", texts.size(),
               " texts");
   EmbeddingStore store;
@@ -176,14 +182,21 @@ torch::Tensor embed_with_store(const std::string& path, const std::string& tower
       missing_keys.push_back(keys.back());
     }
   }
-  if (!missing_texts.empty()) {
-    auto fresh = encode(missing_texts);
-    TORCH_CHECK(fresh.dim() == 2 && fresh.size(0) == static_cast<int64_t>(missing_texts.size()),
-                "embed_with_store: the tower returned ", fresh.sizes(), " for ",
-                missing_texts.size(), " texts");
-    if (store.size() == 0) store = EmbeddingStore(fresh, missing_ids, missing_keys, tower);
-    else store.append(fresh, missing_ids, missing_keys);
+  // In chunks, the store written after each: a run stopped half-way keeps
+  // what it embedded, and long encodes report progress.
+  const auto total = static_cast<int64_t>(missing_texts.size());
+  for (int64_t first = 0; first < total; first += kStoreChunk) {
+    const auto n = std::min(kStoreChunk, total - first);
+    auto part = [&](const std::vector<std::string>& v) {
+      return std::vector<std::string>(v.begin() + first, v.begin() + first + n);
+    };
+    auto fresh = encode(part(missing_texts));
+    TORCH_CHECK(fresh.dim() == 2 && fresh.size(0) == n, "embed_with_store: the tower returned ", fresh.sizes(),
+                " for ", n, " texts");
+    if (store.size() == 0) store = EmbeddingStore(fresh, part(missing_ids), part(missing_keys), tower);
+    else store.append(fresh, part(missing_ids), part(missing_keys));
     store.write(path);
+    if (progress) progress(first + n, total);
   }
   std::vector<int64_t> rows;
   for (const auto& k : keys) rows.push_back(store.row_of_key(k));

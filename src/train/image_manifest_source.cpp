@@ -123,8 +123,9 @@ class ImageManifestSource : public DataSource {
   }
 
   std::vector<ImageExample> examples_;
-  torch::Tensor captions_, p_, labels_, order_, pick_;
+  torch::Tensor captions_;
   std::vector<std::vector<int64_t>> texts_of_;
+  torch::Tensor labels_, p_, order_, pick_;
   TrainConfig config_;
   int64_t size_;
   Shard shard_;
@@ -177,7 +178,7 @@ std::unique_ptr<DataSource> image_manifest_source(const TrainConfig& c, const Te
   }
   const auto store = c.data.text_store.empty() ? default_text_store(c.data.train, text.name) : c.data.text_store;
   log("text: " + std::to_string(texts.size()) + " distinct captions through " + text.name + " (store " + store + ")");
-  auto captions = embed_with_store(store, text.name, text.fingerprint, texts, texts, text.encode);
+  auto captions = embed_with_store(store, text.name, text.fingerprint, texts, texts, text.encode, text_progress(log));
   auto labels = label_indices(examples, c.data.train);
   const auto size = std::get<ResNetTowerSpec>(c.model).image_size;
   auto source = std::make_unique<ImageManifestSource>(std::move(examples), captions, std::move(texts_of),

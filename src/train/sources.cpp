@@ -219,7 +219,7 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
   const std::string store =
       c.data.text_store.empty() ? default_text_store(c.data.train, text.name) : c.data.text_store;
   log("text: " + std::to_string(texts.size()) + " texts through " + text.name + " (store " + store + ")");
-  auto p = embed_with_store(store, text.name, text.fingerprint, ids, texts, text.encode);
+  auto p = embed_with_store(store, text.name, text.fingerprint, ids, texts, text.encode, text_progress(log));
   std::unique_ptr<DataSource> source;
   if (tower.caches_pooled()) {
     const std::string pooled_store = features + ".pooled.safetensors";
@@ -262,7 +262,7 @@ std::unique_ptr<DataSource> image_source(const TrainConfig& c, const TextTower& 
   const std::string store = c.data.text_store.empty() ? (fs::path(c.run.out) / "captions.store.safetensors").string()
                                                       : c.data.text_store;
   log("text: " + std::to_string(texts.size()) + " captions through " + text.name);
-  auto p = embed_with_store(store, text.name, text.fingerprint, texts, texts, text.encode);
+  auto p = embed_with_store(store, text.name, text.fingerprint, texts, texts, text.encode, text_progress(log));
   return std::make_unique<ImageSource>(std::move(train), p, std::move(spans), c, shard);
 }
 

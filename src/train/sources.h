@@ -44,6 +44,13 @@ inline std::string default_text_store(const std::string& train, const std::strin
   return train + "." + text_tower + ".store.safetensors";
 }
 
+/// Progress lines of a long text embedding ("text: 4096/13465 embedded").
+inline std::function<void(int64_t, int64_t)> text_progress(const Log& log) {
+  return [log](int64_t done, int64_t total) {
+    log("text: " + std::to_string(done) + "/" + std::to_string(total) + " embedded");
+  };
+}
+
 /// Colour images of an image manifest (model.tower = "resnet").
 std::unique_ptr<DataSource> image_manifest_source(const TrainConfig& config, const TextTower& text, const Log& log,
                                                   Shard shard);

@@ -62,12 +62,14 @@ class EmbeddingStore {
 
 /// Embeddings of texts through a tower, computed once: rows whose content key
 /// is already in the store at `path` are read from it, the others are
-/// computed with `encode` (in one call) and added to the store, which is
-/// written back. Returns [N, D] in the order of `texts`.
+/// computed with `encode` in chunks of 2,048, each added to the store and
+/// the store written back (a stopped run keeps the chunks it finished);
+/// `progress` (done, total) after each. Returns [N, D] in the order of `texts`.
 torch::Tensor embed_with_store(const std::string& path, const std::string& tower,
                                const std::string& tower_fingerprint,
                                const std::vector<std::string>& ids,
                                const std::vector<std::string>& texts,
-                               const std::function<torch::Tensor(const std::vector<std::string>&)>& encode);
+                               const std::function<torch::Tensor(const std::vector<std::string>&)>& encode,
+                               const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace cwcl
