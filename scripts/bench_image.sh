@@ -16,12 +16,8 @@ batch=${BATCH:-64}
 steps=${STEPS:-5}
 size=${SIZE:-64}
 width=${WIDTH:-32}
-python=${PYTHON:-/usr/bin/python3}
-export_dir=$(mktemp -d)
-trap 'rm -rf "$export_dir"' EXIT
-jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-preload=()
-[[ -f $jemalloc ]] && preload=(env LD_PRELOAD=$jemalloc MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1)
+# shellcheck source=bench_python_env.sh
+source "$here/bench_python_env.sh"
 
 common=(--width "$width" --size "$size")
 "$cwcl" bench image "${common[@]}" --steps 1 --export "$export_dir/tower" > /dev/null

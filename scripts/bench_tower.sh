@@ -15,12 +15,8 @@ threads=${THREADS:-2}
 batch=${BATCH:-32}
 frames=${FRAMES:-200}
 steps=${STEPS:-10}
-python=${PYTHON:-/usr/bin/python3}
-export_dir=$(mktemp -d)
-trap 'rm -rf "$export_dir"' EXIT
-jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-preload=()
-[[ -f $jemalloc ]] && preload=(env LD_PRELOAD=$jemalloc MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1)
+# shellcheck source=bench_python_env.sh
+source "$here/bench_python_env.sh"
 
 "$cwcl" bench tower --steps 1 --export "$export_dir/tower" --device "$device" > /dev/null
 common=(--batch "$batch" --frames "$frames" --steps "$steps" --device "$device")

@@ -190,4 +190,19 @@ grep -o '"resumed_at":[0-9]*' runs/killed.out
 same straight killed
 [ "$(wc -l < runs/killed/metrics.jsonl)" = "$(wc -l < runs/straight/metrics.jsonl)" ] ||
   fail "metrics.jsonl of the resumed run has $(wc -l < runs/killed/metrics.jsonl) lines"
+
+# --- the colour tower on an image manifest, 2 ranks ------------------------
+# Its batch norm sees each rank's rows (no SyncBatchNorm), so it trains
+# rather than matching one process exactly.
+mkdir -p images
+for i in $(seq 0 11); do
+  if [ $((i % 2)) = 0 ]; then name=red pixel="255 0 0"; else name=blue pixel="0 0 255"; fi
+  side=$((3 + i % 4))
+  { printf 'P3\n%d %d\n255\n' "$side" "$side"; for _ in $(seq $((side * side))); do echo "$pixel"; done; } > "images/$i.ppm"
+  echo "{\"id\":\"$i\",\"image\":\"$i.ppm\",\"texts\":[\"a $name square, number $i\",\"$name $i\"]}" >> images/train.jsonl
+done
+train resnet-2ranks --set model.tower=resnet --set model.resnet_width=4 --set model.image_size=16 \
+  --set data.train="$work/images/train.jsonl" --set run.accum_steps=2 --nproc 2
+[ -e runs/resnet-2ranks/model.pt ] || fail "the 2-rank colour run wrote no model"
+echo "resnet-2ranks trained"
 echo "distributed training: all checks passed"

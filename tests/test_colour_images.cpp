@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -377,6 +378,19 @@ TEST_F(ImageManifestTraining, TrainsResumesExactlyAndEvaluates) {
   EXPECT_EQ(exported["tower"], "resnet");
   EXPECT_EQ(exported["input"]["kind"], "colour-image");
   EXPECT_EQ(exported["input"]["height"], 16);
+}
+
+TEST_F(ImageManifestTraining, TrainsInChunksAndUnderBf16Autocast) {
+  auto c = config("run");
+  c.run.steps = 2;
+  c.run.accum_steps = 2;  // GradCache: the batch of 8 embedded as two chunks of 4
+  c.run.precision = cwcl::Precision::Bf16;
+  c.loss.kind = cwcl::LossKind::CWCL;
+  c.loss.weights = cwcl::WeightMap::Labels;  // the manifest's labels reach the loss
+  const auto summary = cwcl::train(c);
+  EXPECT_EQ(summary.steps, 2);
+  EXPECT_TRUE(std::isfinite(summary.final_loss));
+  EXPECT_EQ(summary.nonfinite_steps, 0);
 }
 
 TEST_F(ImageManifestTraining, UnreadableImagesAreSkippedAndCounted) {
