@@ -13,7 +13,7 @@ cwcl=${1:-$here/../build/release/cwcl}
 manifest=${2:-runs/emoji/train.jsonl}
 threads=${THREADS:-2}
 batch=${BATCH:-64}
-steps=${STEPS:-5}
+steps=${STEPS:-20}
 size=${SIZE:-64}
 width=${WIDTH:-32}
 # shellcheck source=bench_python_env.sh
@@ -36,6 +36,13 @@ print(f"| {name} | {d['width']} | {d['image_size']} | {d['batch']} | {d['samples
 PY
 done
 if [[ -f $manifest ]]; then
-  "$cwcl" --threads "$threads" bench image "${common[@]}" -b 256 --steps 2 --manifest "$manifest" | tail -1 |
-    "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(f"\nLoader alone ({d[\"loader\"]}, batches of 256): {d[\"images_per_s\"]:.0f} images/s.")'
+  # The step at batch 256, then the loader alone on the manifest.
+  "$cwcl" --threads "$threads" bench image "${common[@]}" -b 256 --steps 2 --manifest "$manifest" |
+    "$python" -c '
+import json, sys
+step, loader = (json.loads(line) for line in sys.stdin.read().splitlines())
+print()
+rate, fed, name = step["samples_per_s"], loader["images_per_s"], loader["loader"]
+print(f"Batches of 256: the step {rate:.0f} images/s, the loader alone {fed:.0f} images/s ({name}).")
+'
 fi
