@@ -137,7 +137,7 @@ void speech_axis(Demo& d, PartSummary& part) {
 
 void image_axis(Demo& d, PartSummary& part) {
   const auto emoji = emoji_benchmark(d);
-  const auto base = emoji_config(d, *d.preset.image_batch);
+  const auto base = emoji_config(d, *d.preset.image_batch, emoji);
   const auto devel = ImageManifestTaskData::load({kImageValidation, base.eval.manifest, base.eval.labels,
                                                   emoji.templates});
   const std::vector<ImageManifestTaskData> tests = {

@@ -217,11 +217,10 @@ EmojiFiles emoji_benchmark(const Demo& d) {
   return e;
 }
 
-TrainConfig emoji_config(const Demo& d, const Stage& stage) {
+TrainConfig emoji_config(const Demo& d, const Stage& stage, const EmojiFiles& e) {
   auto c = stage.config;
   if (!c.image_manifests())
     throw ConfigError(stage.base + ": the demo's image stages train the colour tower (model.tower = \"resnet\")");
-  const auto e = emoji_benchmark(d);
   c.data.train = e.file("train.jsonl");
   c.data.text_store = (d.runs / "emoji-captions.store.safetensors").string();
   c.eval.manifest = e.file("devel.jsonl");

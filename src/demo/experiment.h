@@ -109,10 +109,10 @@ struct EmojiFiles {
   std::string file(const std::string& name) const { return (folder / name).string(); }
 };
 EmojiFiles emoji_benchmark(const Demo& d);
-/// A stage's configuration on the emoji benchmark: training, devel
-/// validation and the caption store set to the benchmark's files. Throws
-/// ConfigError when the stage's tower is not the colour one.
-TrainConfig emoji_config(const Demo& d, const Stage& stage);
+/// A stage's configuration on the emoji benchmark's files: training, devel
+/// validation and the caption store. Throws ConfigError when the stage's
+/// tower is not the colour one.
+TrainConfig emoji_config(const Demo& d, const Stage& stage, const EmojiFiles& emoji);
 
 /// The parts: each fills its PartSummary (and the speech and image parts
 /// publish their models).

@@ -38,7 +38,7 @@ void prediction_grid(Demo& d, PartSummary& part, const ImageManifestTaskData& da
 
 void image_experiments(Demo& d, PartSummary& part) {
   const auto emoji = emoji_benchmark(d);
-  const auto base = emoji_config(d, *d.preset.image);
+  const auto base = emoji_config(d, *d.preset.image, emoji);
   const auto& templates = emoji.templates;
   const auto devel = ImageManifestTaskData::load(
       {kImageValidation, base.eval.manifest, base.eval.labels, templates});

@@ -56,7 +56,7 @@ struct TowerBench {
   TrainedTower tower;
   ContrastiveLoss criterion{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer;
-  torch::Tensor mel, lengths, p;  // mel: any tower input (images too)
+  torch::Tensor input, lengths, p;  // input: log-mel or images
 };
 
 constexpr int64_t kBenchOutDim = 384;  // MiniLM's space
@@ -94,7 +94,7 @@ TowerBench make_tower_bench(const TowerBenchOptions& b, const torch::Device& dev
   spec.top_blocks = b.top_blocks;
   auto t = make_bench_tower(spec, b.export_to, device);
   const int64_t n_mels = t.tower->architecture().at(0);
-  t.mel = torch::randn({b.batch_size, b.frames, n_mels}).to(device);
+  t.input = torch::randn({b.batch_size, b.frames, n_mels}).to(device);
   t.lengths = torch::randint(b.frames / 2, b.frames + 1, {b.batch_size}, torch::kLong);
   t.lengths[0] = b.frames;
   t.lengths = t.lengths.to(device);
@@ -108,7 +108,7 @@ double tower_step(TowerBench& t, Precision precision, const torch::Device& devic
   torch::Tensor q;
   {
     AutocastScope autocast(precision, device);
-    q = t.tower->forward(t.mel, t.lengths).to(torch::kFloat);
+    q = t.tower->forward(t.input, t.lengths).to(torch::kFloat);
   }
   auto loss = t.criterion(t.p, q);
   loss.backward();
@@ -299,7 +299,7 @@ std::string bench_image(const ImageBenchOptions& b) {
   spec.image_size = b.image_size;
   auto t = make_bench_tower(spec, b.export_to, device);
   torch::manual_seed(1);  // scripts/bench_image_python.py draws the same batch
-  t.mel = torch::randn({b.batch_size, 3, b.image_size, b.image_size}).to(device);
+  t.input = torch::randn({b.batch_size, 3, b.image_size, b.image_size}).to(device);
   t.p = torch::randn({b.batch_size, kBenchOutDim}, torch::TensorOptions().device(device));
   auto out = timed_steps(t, b.precision, device, b.steps, b.batch_size);
   out.update({{"tower", "resnet"}, {"width", b.width}, {"blocks", b.blocks}, {"image_size", b.image_size}});

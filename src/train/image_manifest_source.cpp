@@ -111,9 +111,10 @@ class ImageManifestSource : public DataSource {
     auto plan = [this, seed, epoch](int64_t k) {
       ImageBatchRequest request;
       const auto rows = shard_rows(k);
+      const auto r = rows.accessor<int64_t, 1>();
       const int64_t first = k * config_.run.batch_size + shard_.first(config_.run.batch_size);
       for (int64_t i = 0; i < rows.size(0); ++i) {
-        request.files.push_back(examples_[static_cast<size_t>(rows[i].item<int64_t>())].image);
+        request.files.push_back(examples_[static_cast<size_t>(r[i])].image);
         request.seeds.push_back(derive_seed(seed, SeedStream::ImageAugment, static_cast<uint64_t>(epoch),
                                             static_cast<uint64_t>(first + i)));
       }
