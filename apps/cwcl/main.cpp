@@ -235,6 +235,7 @@ void add_model_commands(CLI::App& app, Actions& actions, const std::vector<std::
         ->check(CLI::ExistingFile);
     cmd->add_option("inputs", o.inputs, "audio (WAV/FLAC/OGG, any rate) or image files")->required();
     add_device_option(cmd, o.device);
+    add_named_option(cmd, "--precision", o.precision, "the tower's forward pass (bf16: under autocast)");
   }
   {
       auto* cmd = app.add_subcommand("export", "write a trained tower as model.safetensors + config.json (PyTorch-loadable)");
@@ -314,6 +315,7 @@ void add_eval_commands(CLI::App& app, Actions& actions) {
     cmd->add_option("--task", o.task, "name in the report")->capture_default_str();
     cmd->add_flag("--details", o.details, "per-class accuracy and confusion matrix");
     add_device_option(cmd, o.device);
+    add_named_option(cmd, "--precision", o.precision, "the towers' forward pass (bf16: under autocast)");
     cmd->add_option("--against", o.against,
                     "a second model (same text tower): the paired top-1 difference with its 95 % interval");
     cmd->add_option("--group-by", o.group_by,
@@ -338,6 +340,7 @@ void add_eval_commands(CLI::App& app, Actions& actions) {
     cmd->add_option("--task", o.task)->capture_default_str();
     cmd->add_flag("--details", o.details, "per-class accuracy and confusion matrix");
     add_device_option(cmd, o.device);
+    add_named_option(cmd, "--precision", o.precision, "the towers' forward pass (bf16: under autocast)");
   }
 }
 

@@ -90,16 +90,16 @@ int launch_ranks(const TrainCommandOptions& o, const TrainConfig& config) {
 }
 
 // A trained model on the device --device names (resolved first: a bad
-// device fails before the model loads).
-TrainedModel load_on(const std::string& path, const DeviceSpec& spec) {
+// device fails before the model loads), run in --precision.
+TrainedModel load_on(const std::string& path, const DeviceSpec& spec, Precision precision) {
   const auto device = resolve_device(spec, "--device");
   auto model = TrainedModel::load(path);
-  model.to(device);
+  model.to(device).set_precision(precision);
   return model;
 }
 
-TrainedModel load_speech_model(const std::string& path, const DeviceSpec& device) {
-  auto model = load_on(path, device);
+TrainedModel load_speech_model(const std::string& path, const DeviceSpec& device, Precision precision) {
+  auto model = load_on(path, device, precision);
   if (model.modality() != Modality::Speech) throw UsageError(path + ": an image model; use cwcl eval image");
   return model;
 }
@@ -177,7 +177,7 @@ int run_export(const ExportOptions& o) {
 }
 
 int run_zeroshot(const ZeroshotOptions& o) {
-  auto model = load_on(o.model, o.device);
+  auto model = load_on(o.model, o.device, o.precision);
   const auto labels = LabelSet::read(o.labels);
   const auto text = model.text_tower();
   std::vector<std::string> templates;
@@ -210,7 +210,7 @@ namespace {
 // model it is compared with.
 TrainedModel comparable_model(TrainedModel& model, const std::string& path, const std::string& against,
                               const DeviceSpec& device) {
-  auto other = load_on(against, device);
+  auto other = load_on(against, device, model.precision());
   const auto &mine = model.config().text, &theirs = other.config().text;
   if (mine.tower != theirs.tower || mine.model != theirs.model)
     throw UsageError(against + ": trained against another text tower than " + path + "; not comparable");
@@ -237,7 +237,7 @@ int report_task(TrainedModel& model, const std::string& path, const std::string&
 }  // namespace
 
 int run_eval_speech(const EvalSpeechOptions& o) {
-  auto model = load_speech_model(o.model, o.device);
+  auto model = load_speech_model(o.model, o.device, o.precision);
   const auto data = SpeechTaskData::load({o.task, o.manifest, o.label_field, o.labels, o.filter_field, o.templates});
   const auto text = model.text_tower();
   EvalReportOptions report;
@@ -249,7 +249,7 @@ int run_eval_speech(const EvalSpeechOptions& o) {
 }
 
 int run_eval_image(const EvalImageOptions& o) {
-  auto model = load_on(o.model, o.device);
+  auto model = load_on(o.model, o.device, o.precision);
   if (model.modality() != Modality::Image) throw UsageError(o.model + ": a speech model; use cwcl eval speech");
   EvalReportOptions report;
   report.details = o.details;

@@ -116,16 +116,11 @@ void run_axis(Demo& d, PartSummary& part, const Axis& a, std::optional<BatchChoi
 void speech_axis(Demo& d, PartSummary& part) {
   ensure_corpus(d);
   const auto& stage = *d.preset.speech_batch;
-  const std::string labels = data_path(d, "slurp/intent_labels.tsv");
-  const auto devel = SpeechTaskData::load({kSpeechValidation, manifest(d, "devel"), "intent", labels, "", ""});
-  const std::vector<SpeechTaskData> tests = {
-      SpeechTaskData::load({"slurp-intent", manifest(d, "slurp_test"), "intent", labels, "", ""}),
-      SpeechTaskData::load({"kws-35", manifest(d, "kws_test"), "keyword", "", "", ""}),
-      SpeechTaskData::load({"real-words", manifest(d, "real_words"), "word", "", "", ""})};
+  const auto devel = speech_validation(d);
+  const auto tests = speech_tests(d, {"slurp-intent", "kws-35", "real-words"});
   auto base = stage.config;
   base.data.train = manifest(d, "train");
-  const std::string store =
-      base.data.text_store.empty() ? base.data.train + "." + d.text.name + ".store.safetensors" : base.data.text_store;
+  const auto store = text_store_path(base.data, d.text.name);
   const Axis axis{Modality::Speech, stage, d.preset.batch_axis, base, store, "batch-",
                   [&](int64_t batch, const std::string& variant, TrainedModel& model) {
                     Setting s{batch, variant, evaluate_speech(model, d.text, devel), {}};

@@ -193,6 +193,32 @@ std::string manifest(const Demo& d, const std::string& part) {
   return (d.corpus / part / "manifest.jsonl").string();
 }
 
+SpeechTaskData speech_validation(const Demo& d) {
+  return SpeechTaskData::load(
+      {kSpeechValidation, manifest(d, "devel"), "intent", data_path(d, "slurp/intent_labels.tsv"), "", ""});
+}
+
+std::vector<SpeechTaskData> speech_tests(const Demo& d, const std::vector<std::string>& tasks) {
+  struct Where {
+    const char* part;
+    const char* label_field;
+    bool intent_labels;  ///< classes named by data/slurp/intent_labels.tsv, else the labels are the texts
+    const char* filter_field;
+  };
+  static const std::map<std::string, Where> where = {
+      {"slurp-intent", {"slurp_test", "intent", true, ""}},  {"kws-35", {"kws_test", "keyword", false, ""}},
+      {"kws-10", {"kws_test", "keyword", false, "kws10"}},   {"real-words", {"real_words", "word", false, ""}},
+      {"real-letters", {"real_letters", "letter", false, ""}}};
+  std::vector<SpeechTaskData> out;
+  for (const auto& task : tasks) {
+    const auto& w = where.at(task);
+    out.push_back(SpeechTaskData::load({task, manifest(d, w.part), w.label_field,
+                                        w.intent_labels ? data_path(d, "slurp/intent_labels.tsv") : "",
+                                        w.filter_field, ""}));
+  }
+  return out;
+}
+
 // The corpus, built first when a part of it is missing (cwcl corpus).
 void ensure_corpus(const Demo& d) {
   for (const char* part : {"train", "devel", "slurp_test", "kws_test", "real_words", "real_letters"})

@@ -95,6 +95,11 @@ void add_ablation_rows(PartSummary& part, const Preset& p, const std::string& ta
 std::string manifest(const Demo& d, const std::string& part);
 /// The corpus, built first when a part of it is missing (cwcl corpus).
 void ensure_corpus(const Demo& d);
+/// The speech validation set (SLURP devel, intents) of the demo's corpus.
+SpeechTaskData speech_validation(const Demo& d);
+/// The speech test sets of kSpeechTasks named in `tasks`, in that order, from
+/// the demo's corpus (one table of where each lives and what labels it).
+std::vector<SpeechTaskData> speech_tests(const Demo& d, const std::vector<std::string>& tasks = kSpeechTasks);
 
 /// A variant's configuration at one batch of the axis: the batch, its
 /// steps, warmup 10 % of them, a checkpoint at the end only, embedded in

@@ -49,15 +49,9 @@ void speech_plots(Demo& d, PartSummary& part, const std::map<std::string, Run>& 
 
 void speech_experiments(Demo& d, PartSummary& part) {
   ensure_corpus(d);
+  const auto devel = speech_validation(d);
+  const auto tests = speech_tests(d);
   const std::string labels = data_path(d, "slurp/intent_labels.tsv");
-  const auto devel = SpeechTaskData::load({kSpeechValidation, manifest(d, "devel"), "intent", labels, "", ""});
-  const std::vector<SpeechTaskData> tests = {
-      SpeechTaskData::load({"slurp-intent", manifest(d, "slurp_test"), "intent", labels, "", ""}),
-      SpeechTaskData::load({"kws-35", manifest(d, "kws_test"), "keyword", "", "", ""}),
-      SpeechTaskData::load({"kws-10", manifest(d, "kws_test"), "keyword", "", "kws10", ""}),
-      SpeechTaskData::load({"real-words", manifest(d, "real_words"), "word", "", "", ""}),
-      SpeechTaskData::load({"real-letters", manifest(d, "real_letters"), "letter", "", "", ""}),
-  };
   auto frozen_base = d.preset.speech_frozen->config;
   frozen_base.data.train = manifest(d, "train");
   std::vector<std::map<std::string, TaskResult>> frozen(tests.size());  // per test: variant -> result

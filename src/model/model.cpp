@@ -142,6 +142,16 @@ TrainedModel& TrainedModel::to(const torch::Device& device) {
   return *this;
 }
 
+TrainedModel& TrainedModel::set_precision(Precision precision) {
+  precision_ = precision;
+  return *this;
+}
+
+torch::Tensor TrainedModel::forward(const torch::Tensor& x, const torch::Tensor& lengths) {
+  AutocastScope autocast(precision_, device_of(*tower_));
+  return tower_->forward(x, lengths).to(torch::kFloat);
+}
+
 TrainedModel TrainedModel::of_tower(const TrainConfig& config, TrainedTower tower, int64_t step) {
   TrainedModel out;
   out.config_ = config;
@@ -211,7 +221,7 @@ torch::Tensor TrainedModel::embed_waveforms(const std::vector<torch::Tensor>& wa
     }
   }
   FeatureBatches batches(std::move(windows));
-  auto fn = [this](const torch::Tensor& mel, const torch::Tensor& lengths) { return tower_->forward(mel, lengths); };
+  auto fn = [this](const torch::Tensor& mel, const torch::Tensor& lengths) { return forward(mel, lengths); };
   const auto per_window = unit_rows(map_batches(static_cast<int64_t>(owner.size()), [&] { return batches.next(); },
                                                 device_of(*tower_), fn));
   // A long input is the mean of its windows' directions.
@@ -235,12 +245,11 @@ torch::Tensor TrainedModel::embed_cache(const FeatureCache& cache, const std::st
   if (tower_->caches_pooled() && !pooled_store.empty()) {
     const auto fingerprint = whisper_fingerprint(std::get<WhisperTowerSpec>(config_.model));
     const auto pooled = cached_pooled_outputs(*tower_, fingerprint, cache, pooled_store);
-    return unit_rows(tower_->head(pooled.to(device_of(*tower_))).cpu());
+    AutocastScope autocast(precision_, device_of(*tower_));
+    return unit_rows(tower_->head(pooled.to(device_of(*tower_))).to(torch::kFloat).cpu());
   }
   return unit_rows(map_feature_batches(cache, *tower_, device_of(*tower_),
-                                       [this](const auto& mel, const auto& lengths) {
-                                         return tower_->forward(mel, lengths);
-                                       }));
+                                       [this](const auto& mel, const auto& lengths) { return forward(mel, lengths); }));
 }
 
 torch::Tensor TrainedModel::embed_images(const torch::Tensor& images) {
@@ -259,7 +268,7 @@ torch::Tensor TrainedModel::embed_images(const torch::Tensor& images) {
   for (int64_t s = 0; s < images.size(0); s += 256) {
     const auto part = images.narrow(0, s, std::min<int64_t>(256, images.size(0) - s));
     const auto x = colour ? normalise_colour(part) : normalise_images(part);
-    parts.push_back(tower_->forward(x.to(device)).cpu());
+    parts.push_back(forward(x.to(device)).cpu());
   }
   return unit_rows(torch::cat(parts, 0));
 }
@@ -278,6 +287,10 @@ torch::Tensor TrainedModel::embed_image_files(const std::vector<std::string>& pa
 
 torch::Tensor TrainedModel::embed_files(const std::vector<std::string>& paths) {
   return modality() == Modality::Speech ? embed_audio_files(paths) : embed_image_files(paths);
+}
+
+std::string text_store_path(const TrainConfig::Data& data, const std::string& text_tower) {
+  return data.text_store.empty() ? data.train + "." + text_tower + ".store.safetensors" : data.text_store;
 }
 
 std::string pooled_store_path(const std::string& stem, const std::string& fingerprint) {

@@ -6,6 +6,7 @@
 #include <cwcl/data/images.h>
 #include <cwcl/error.h>
 #include <cwcl/io/store.h>
+#include <cwcl/model/model.h>  // text_store_path
 #include <cwcl/seeds.h>
 
 #include <algorithm>
@@ -177,7 +178,7 @@ std::unique_ptr<DataSource> image_manifest_source(const TrainConfig& c, const Te
     }
     texts_of.push_back(std::move(rows));
   }
-  const auto store = c.data.text_store.empty() ? default_text_store(c.data.train, text.name) : c.data.text_store;
+  const auto store = text_store_path(c.data, text.name);
   log("text: " + std::to_string(texts.size()) + " distinct captions through " + text.name + " (store " + store + ")");
   auto captions = embed_with_store(store, text.name, text.fingerprint, texts, texts, text.encode, text_progress(log));
   auto labels = label_indices(examples, c.data.train);

@@ -6,7 +6,7 @@
 #include <cwcl/eval/eval.h>  // read_templates
 #include <cwcl/io/store.h>
 #include <cwcl/seeds.h>
-#include <cwcl/model/model.h>  // cached_pooled_outputs
+#include <cwcl/model/model.h>  // cached_pooled_outputs, text_store_path
 
 #include <cmath>
 #include <filesystem>
@@ -216,8 +216,7 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
   if (static_cast<int64_t>(ids.size()) < c.run.batch_size)
     throw DataError(c.data.train + ": " + std::to_string(ids.size()) + " usable examples, fewer than one batch of " +
                     std::to_string(c.run.batch_size));
-  const std::string store =
-      c.data.text_store.empty() ? default_text_store(c.data.train, text.name) : c.data.text_store;
+  const auto store = text_store_path(c.data, text.name);
   log("text: " + std::to_string(texts.size()) + " texts through " + text.name + " (store " + store + ")");
   auto p = embed_with_store(store, text.name, text.fingerprint, ids, texts, text.encode, text_progress(log));
   std::unique_ptr<DataSource> source;

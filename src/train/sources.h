@@ -38,12 +38,6 @@ class DataSource {
 
 using Log = std::function<void(const std::string&)>;
 
-/// Where the frozen-side embeddings of a training manifest are kept when
-/// data.text_store is empty: beside it, named by the text tower.
-inline std::string default_text_store(const std::string& train, const std::string& text_tower) {
-  return train + "." + text_tower + ".store.safetensors";
-}
-
 /// Progress lines of a long text embedding ("text: 4096/13465 embedded").
 inline std::function<void(int64_t, int64_t)> text_progress(const Log& log) {
   return [log](int64_t done, int64_t total) {

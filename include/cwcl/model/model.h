@@ -32,6 +32,12 @@ class TrainedModel {
   /// Moves the tower to `device`; the embed functions take inputs and give
   /// results on the CPU whatever the device.
   TrainedModel& to(const torch::Device& device);
+  /// The precision the embed functions run the tower in: Bf16 runs its
+  /// forward pass under bfloat16 autocast (as run.precision does in
+  /// training), Fp32 (the default) in float32. Embeddings come back as
+  /// float32 either way.
+  TrainedModel& set_precision(Precision precision);
+  Precision precision() const { return precision_; }
   /// A hash of every weight and buffer of the tower (names, shapes, bytes):
   /// equal digests mean equal models whatever the run directory or file.
   std::string weights_digest() const;
@@ -68,6 +74,10 @@ class TrainedModel {
   TrainedTower tower_;
   int64_t step_ = 0;
   std::string source_;
+  Precision precision_ = Precision::Fp32;
+
+  /// The tower's forward pass in the model's precision, as float32.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths = {});
 };
 
 /// How far apart two models' tower weights are (parameters and buffers).
@@ -81,6 +91,11 @@ struct WeightsDifference {
 /// Compares two models of the same architecture; throws DataError naming
 /// the first tensor whose name or shape differs.
 WeightsDifference compare_weights(TrainedModel& a, TrainedModel& b);
+
+/// Where the frozen-side embeddings of a run's training data are kept:
+/// data.text_store, or when it is empty beside data.train, named by the
+/// text tower (`<train>.<text tower>.store.safetensors`).
+std::string text_store_path(const TrainConfig::Data& data, const std::string& text_tower);
 
 /// Where the pooled outputs of the pre-trained weights with `fingerprint`
 /// are kept: `stem` (e.g. <features>.pooled.safetensors) with the
