@@ -7,12 +7,13 @@
 #
 #   scripts/eval_speech_tasks.sh [--against BASE] MODEL...
 #   environment: CWCL (build/release/cwcl), CORPUS (runs/corpus),
-#                LABELS (data/slurp/intent_labels.tsv)
+#                LABELS (data/slurp/intent_labels.tsv), PRECISION (fp32, or bf16)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cwcl=${CWCL:-$here/build/release/cwcl}
 corpus=${CORPUS:-runs/corpus}
 labels=${LABELS:-$here/data/slurp/intent_labels.tsv}
+precision=${PRECISION:-fp32}
 against=()
 if [[ ${1:-} == --against ]]; then against=(--against "$2"); shift 2; fi
 [[ $# -gt 0 ]] || { echo "usage: $0 [--against BASE] MODEL..." >&2; exit 2; }
@@ -37,7 +38,7 @@ for model in "$@"; do
   row="| $model |"
   for t in "${tasks[@]}"; do
     IFS='|' read -r name manifest field label_file <<<"$t"
-    args=(eval speech --model "$model" --manifest "$manifest" --label-field "$field" --task "$name" "${against[@]}")
+    args=(eval speech --model "$model" --manifest "$manifest" --label-field "$field" --task "$name" --precision "$precision" "${against[@]}")
     [[ -n $label_file ]] && args+=(--labels "$label_file")
     row+=" $("$cwcl" "${args[@]}" | /usr/bin/python3 -c '
 import json, sys
