@@ -9,6 +9,7 @@
 #include <cwcl/towers/tower.h>
 
 #include <gtest/gtest.h>
+#include <torch/version.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -156,6 +157,14 @@ TEST(TaskIntervals, BootstrapAroundTopOneAndPairedDifference) {
   EXPECT_GT(paired.difference_ci.low, 0.0);
   EXPECT_LT(paired.difference_ci.low, 0.1);
 }
+
+#if TORCH_VERSION_MAJOR < 2
+TEST_F(SpeechTasks, Bf16WithTheScratchTowerOnLibtorch1IsAUsageError) {
+  auto model = tiny_model();
+  EXPECT_THROW(model.set_precision(cwcl::Precision::Bf16), cwcl::UsageError);
+  EXPECT_EQ(model.precision(), cwcl::Precision::Fp32);
+}
+#endif
 
 // The colour tower: libtorch 1.13's TransformerEncoder (the scratch speech
 // tower) has no bf16 masked_fill on the CPU (docs/not-built.md).

@@ -6,6 +6,8 @@
 #include <cwcl/model/model_file.h>
 #include <cwcl/model/model.h>
 
+#include <torch/version.h>
+
 #include <filesystem>
 #include <numeric>
 #include <sstream>
@@ -143,6 +145,14 @@ TrainedModel& TrainedModel::to(const torch::Device& device) {
 }
 
 TrainedModel& TrainedModel::set_precision(Precision precision) {
+#if TORCH_VERSION_MAJOR < 2
+  // libtorch 1.13's TransformerEncoder has no bf16 masked_fill on the CPU:
+  // say so here rather than fail inside the first forward pass.
+  if (precision == Precision::Bf16 && std::holds_alternative<ScratchSpeechTowerSpec>(config_.model) &&
+      device_of(*tower_).is_cpu())
+    throw UsageError(source_ + ": the from-scratch speech tower cannot run in bf16 on the CPU with libtorch " +
+                     TORCH_VERSION + "; use fp32");
+#endif
   precision_ = precision;
   return *this;
 }
