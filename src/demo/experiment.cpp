@@ -193,10 +193,7 @@ std::string manifest(const Demo& d, const std::string& part) {
   return (d.corpus / part / "manifest.jsonl").string();
 }
 
-SpeechTaskData speech_validation(const Demo& d) {
-  return SpeechTaskData::load(
-      {kSpeechValidation, manifest(d, "devel"), "intent", data_path(d, "slurp/intent_labels.tsv"), "", ""});
-}
+SpeechTaskData speech_validation(const Demo& d) { return speech_tests(d, {kSpeechValidation}).front(); }
 
 std::vector<SpeechTaskData> speech_tests(const Demo& d, const std::vector<std::string>& tasks) {
   struct Where {
@@ -206,7 +203,7 @@ std::vector<SpeechTaskData> speech_tests(const Demo& d, const std::vector<std::s
     const char* filter_field;
   };
   static const std::map<std::string, Where> where = {
-      {"slurp-intent", {"slurp_test", "intent", true, ""}},  {"kws-35", {"kws_test", "keyword", false, ""}},
+      {kSpeechValidation, {"devel", "intent", true, ""}},    {"slurp-intent", {"slurp_test", "intent", true, ""}},  {"kws-35", {"kws_test", "keyword", false, ""}},
       {"kws-10", {"kws_test", "keyword", false, "kws10"}},   {"real-words", {"real_words", "word", false, ""}},
       {"real-letters", {"real_letters", "letter", false, ""}}};
   std::vector<SpeechTaskData> out;
