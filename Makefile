@@ -6,7 +6,7 @@ BUILD_DIR := build/$(PRESET)
 CWCL_MODELS ?= $(HOME)/.cache/cwcl/models
 export CWCL_MODELS
 
-.PHONY: all setup models configure build test test-unit test-torch2 test-gpu-rehearsal demo bench clean
+.PHONY: all setup models configure build test test-unit test-torch2 test-gpu-rehearsal demo piper-corpus bench clean
 
 all: build
 
@@ -52,6 +52,18 @@ bench: build
 DEMO_PRESET ?= quick
 demo: build models
 	$(BUILD_DIR)/cwcl demo --preset $(DEMO_PRESET) --corpus runs/corpus --out runs/demo
+
+# The mixed training set (docs/corpus.md, "Training voices from another
+# family"): the espeak-ng corpus plus every 4th training text spoken by a
+# Piper neural voice, into $(CORPUS)/train_mixed/manifest.jsonl. Python
+# (piper-tts, onnxruntime in a pinned venv) runs at corpus-build time only;
+# about 20 minutes on 2 cores, resumable.
+CORPUS ?= runs/corpus
+piper-corpus: build
+	$(BUILD_DIR)/cwcl corpus $(CORPUS)
+	$$(scripts/piper_env.sh) scripts/piper_corpus.py \
+	    --voice $(CWCL_MODELS)/piper-joe-medium/en_US-joe-medium.onnx \
+	    --manifest $(CORPUS)/train/manifest.jsonl --out $(CORPUS)/train_piper --every 4 --mix $(CORPUS)/train_mixed
 
 clean:
 	rm -rf build
