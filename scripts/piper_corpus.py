@@ -29,7 +29,7 @@ import time
 import wave
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--voice", required=True, help="the voice's .onnx (its .onnx.json beside it)")
     p.add_argument("--manifest", required=True, help="source manifest (JSONL with id, text)")
@@ -39,10 +39,16 @@ def parse_args():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mix", help="also write DIR/manifest.jsonl: the source lines and the Piper lines")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
-    return p.parse_args()
+    args = p.parse_args(argv)
+    for name, lowest in (("every", 1), ("limit", 0), ("threads", 1)):
+        if getattr(args, name) < lowest:
+            p.error(f"--{name} must be >= {lowest}, not {getattr(args, name)}")
+    return args
 
 
 def read_manifest(path):
+    if not os.path.isfile(path):
+        sys.exit(f"{path}: no such manifest (build the corpus first: cwcl corpus)")
     items = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -104,12 +110,14 @@ def write_jsonl(path, lines):
     os.replace(tmp, path)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     if not os.path.isfile(args.voice) or not os.path.isfile(args.voice + ".json"):
         sys.exit(f"{args.voice}: no Piper voice there (the .onnx and its .onnx.json); "
                  "run scripts/fetch_models.sh piper-joe")
     source = read_manifest(args.manifest)
+    if not source:
+        sys.exit(f"{args.manifest}: holds no manifest lines")
     chosen = source[:: args.every]
     if args.limit > 0:
         chosen = chosen[: args.limit]

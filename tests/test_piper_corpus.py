@@ -1,0 +1,142 @@
+"""scripts/piper_corpus.py without Piper: arguments, manifests, the variation
+draw, resuming and the mixed manifest (the voice replaced by a fake that
+writes a short WAV). Runs on the system python3: the script imports piper
+and onnxruntime only when it speaks."""
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import sys
+import tempfile
+import unittest
+import wave
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location("piper_corpus", os.path.join(HERE, "..", "scripts", "piper_corpus.py"))
+piper_corpus = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(piper_corpus)
+
+
+def write_lines(path, lines):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+class FakeVoice:
+    """Counts what it speaks; each clip is 0.5 s of silence at 22,050 Hz."""
+
+    def __init__(self):
+        self.spoken = []
+
+    def speak(self, voice, text, wav_path, scales):
+        self.spoken.append(text)
+        with wave.open(wav_path, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(22050)
+            w.writeframes(b"\0\0" * 11025)
+
+
+class PiperCorpusTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.root = self.dir.name
+        self.fake = FakeVoice()
+        self.patches = [(piper_corpus, "load_voice", lambda path, threads: "voice"),
+                        (piper_corpus, "speak", self.fake.speak)]
+        self.saved = [(m, n, getattr(m, n)) for m, n, _ in self.patches]
+        for m, n, v in self.patches:
+            setattr(m, n, v)
+        os.makedirs(os.path.join(self.root, "corpus", "train", "audio"))
+        for i in range(10):
+            write_lines(os.path.join(self.root, "corpus", "train", "audio", f"u{i}.wav"), [""])
+        self.manifest = os.path.join(self.root, "corpus", "train", "manifest.jsonl")
+        write_lines(self.manifest, [json.dumps({"id": f"u{i}", "audio": f"audio/u{i}.wav", "text": f"text {i}",
+                                                "voice": "espeak:en", "duration": 1.0, "intent": "x"})
+                                    for i in range(10)])
+        self.voice = os.path.join(self.root, "v.onnx")
+        write_lines(self.voice, [""])
+        write_lines(self.voice + ".json", ["{}"])
+
+    def tearDown(self):
+        for m, n, v in self.saved:
+            setattr(m, n, v)
+        self.dir.cleanup()
+
+    def run_script(self, *extra):
+        out = os.path.join(self.root, "corpus", "train_piper")
+        mix = os.path.join(self.root, "corpus", "train_mixed")
+        argv = ["--voice", self.voice, "--manifest", self.manifest, "--out", out, "--every", "4", "--mix", mix, *extra]
+        with contextlib.redirect_stdout(io.StringIO()):
+            piper_corpus.main(argv)
+        return out, mix
+
+    def read(self, path):
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+
+    def test_speaks_every_kth_text_and_mixes_with_paths_relative_to_the_mix(self):
+        out, mix = self.run_script()
+        self.assertEqual(self.fake.spoken, ["text 0", "text 4", "text 8"])
+        lines = self.read(os.path.join(out, "manifest.jsonl"))
+        self.assertEqual([l["id"] for l in lines], ["piper-u0", "piper-u4", "piper-u8"])
+        self.assertEqual(lines[0]["voice"], "piper:v")
+        self.assertEqual(lines[0]["intent"], "x")  # the source's other fields are kept
+        self.assertAlmostEqual(lines[0]["duration"], 0.5)
+        mixed = self.read(os.path.join(mix, "manifest.jsonl"))
+        self.assertEqual(len(mixed), 13)
+        self.assertEqual(mixed[0]["audio"], os.path.join("..", "train", "audio", "u0.wav"))
+        self.assertEqual(mixed[10]["audio"], os.path.join("..", "train_piper", "audio", "piper-u0.wav"))
+        for line in mixed:
+            self.assertTrue(os.path.isfile(os.path.join(mix, line["audio"])), line["audio"])
+
+    def test_a_second_run_speaks_nothing_again(self):
+        self.run_script()
+        self.fake.spoken.clear()
+        out, _ = self.run_script()
+        self.assertEqual(self.fake.spoken, [])
+        self.assertEqual(len(self.read(os.path.join(out, "manifest.jsonl"))), 3)
+
+    def test_limit(self):
+        self.run_script("--limit", "2")
+        self.assertEqual(self.fake.spoken, ["text 0", "text 4"])
+
+    def test_the_variation_is_a_function_of_seed_and_id_within_its_ranges(self):
+        a = piper_corpus.variation(0, "u1")
+        self.assertEqual(a, piper_corpus.variation(0, "u1"))
+        self.assertNotEqual(a, piper_corpus.variation(1, "u1"))
+        self.assertNotEqual(a, piper_corpus.variation(0, "u2"))
+        for seed in range(50):
+            v = piper_corpus.variation(seed, "u")
+            self.assertTrue(0.85 <= v["length_scale"] <= 1.2)
+            self.assertTrue(0.45 <= v["noise_scale"] <= 0.85)
+            self.assertTrue(0.6 <= v["noise_w_scale"] <= 1.0)
+
+    def expect_exit(self, needle, *argv):
+        with self.assertRaises(SystemExit) as e, contextlib.redirect_stderr(io.StringIO()) as err:
+            piper_corpus.main(list(argv))
+        message = str(e.exception.code) + err.getvalue()
+        self.assertIn(needle, message)
+        self.assertNotEqual(e.exception.code, 0)
+
+    def test_bad_input_names_the_file_line_or_flag(self):
+        out = os.path.join(self.root, "out")
+        self.expect_exit("--every must be >= 1", "--voice", self.voice, "--manifest", self.manifest, "--out", out,
+                         "--every", "0")
+        self.expect_exit("--threads must be >= 1", "--voice", self.voice, "--manifest", self.manifest, "--out", out,
+                         "--threads", "0")
+        missing = os.path.join(self.root, "missing.jsonl")
+        self.expect_exit(missing + ": no such manifest", "--voice", self.voice, "--manifest", missing, "--out", out)
+        self.expect_exit("no Piper voice there", "--voice", missing, "--manifest", self.manifest, "--out", out)
+        bad = os.path.join(self.root, "bad.jsonl")
+        write_lines(bad, ['{"id": "a", "text": "t"}', '{"id": "b"}'])
+        self.expect_exit(bad + ":2: not a manifest line", "--voice", self.voice, "--manifest", bad, "--out", out)
+        empty = os.path.join(self.root, "empty.jsonl")
+        write_lines(empty, [])
+        self.expect_exit(empty + ": holds no manifest lines", "--voice", self.voice, "--manifest", empty, "--out", out)
+        self.assertFalse(os.path.exists(out))
+
+
+if __name__ == "__main__":
+    unittest.main()
