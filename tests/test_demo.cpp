@@ -63,7 +63,9 @@ TEST(DemoPresets, StagesStartFromTheFilesUsersRunAndVariantsOnlyChangeTheLoss) {
   const auto cl = run_of(frozen, "cl").values(), power = run_of(frozen, "power-8").values();
   ASSERT_EQ(cl.size(), power.size());
   for (size_t i = 0; i < cl.size(); ++i)
-    if (cl[i] != power[i]) EXPECT_EQ(cl[i].first.rfind("loss.", 0), 0u) << cl[i].first;
+    if (cl[i] != power[i]) {
+      EXPECT_EQ(cl[i].first.rfind("loss.", 0), 0u) << cl[i].first;
+    }
   EXPECT_EQ(run_of(frozen, "power-8").loss.gamma, 8.0);
   EXPECT_EQ(run_of(frozen, "cl").data.limit, 8000);
   EXPECT_EQ(run_of(stage(cwcl::plan_demo("full"), "image"), "labels").loss.weights, cwcl::WeightMap::Labels);
@@ -120,6 +122,42 @@ TEST_F(DemoFiles, BadPresetsAreNamed) {
   } catch (const cwcl::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("no variant 'power-9'"), std::string::npos) << e.what();
   }
+}
+
+TEST_F(DemoFiles, ATrainingPartIsAFolderOfTheCorpusOfASpeechStage) {
+  auto expect_config_error = [&](const std::string& preset, const std::string& needle) {
+    std::ofstream(path("t.toml")) << preset;
+    try {
+      cwcl::plan_demo(path("t.toml"));
+      FAIL() << "accepted: " << preset;
+    } catch (const cwcl::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_config_error("[speech_frozen]\nconfig = \"speech.toml\"\ntrain = \"../train\"\n",
+                      "t.toml [speech_frozen]: 'train' must name a folder of the corpus");
+  expect_config_error("[speech_frozen]\nconfig = \"speech.toml\"\ntrain = 3\n", "'train' must name a folder");
+  expect_config_error("[image]\nconfig = \"emoji.toml\"\ntrain = \"train_mixed\"\n",
+                      "t.toml [image]: unknown key 'train'");
+}
+
+TEST_F(DemoFiles, AMissingTrainingPartIsNamedBeforeAnythingRuns) {
+  std::ofstream(path("mixed.toml")) << "[speech_frozen]\nconfig = \"speech.toml\"\nvariants = [\"cl\"]\n"
+                                    << "[speech_finetuned]\nconfig = \"speech_top2.toml\"\ntrain = \"train_mixed\"\n";
+  cwcl::DemoOptions o;
+  o.preset = path("mixed.toml");
+  o.corpus = path("corpus");
+  o.out = path("out");
+  try {
+    cwcl::run_demo_protocol(o);
+    FAIL() << "ran without the training part";
+  } catch (const cwcl::DataError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("train = \"train_mixed\" needs " + path("corpus") + "/train_mixed/manifest.jsonl"), std::string::npos) << m;
+    EXPECT_NE(m.find("make piper-corpus"), std::string::npos) << m;
+  }
+  EXPECT_FALSE(fs::exists(path("corpus")));  // nothing was built or written first
+  EXPECT_FALSE(fs::exists(path("out")));
 }
 
 std::string sha256_of(const std::string& file) {

@@ -119,7 +119,7 @@ void speech_axis(Demo& d, PartSummary& part) {
   const auto devel = speech_validation(d);
   const auto tests = speech_tests(d, {"slurp-intent", "kws-35", "real-words"});
   auto base = stage.config;
-  base.data.train = manifest(d, "train");
+  base.data.train = training_manifest(d, stage);
   const auto store = text_store_path(base.data, d.text.name);
   const Axis axis{Modality::Speech, stage, d.preset.batch_axis, base, store, "batch-",
                   [&](int64_t batch, const std::string& variant, TrainedModel& model) {

@@ -36,6 +36,10 @@ std::string run_demo_protocol(const DemoOptions& o) {
   d.log = o.log ? o.log : [](const std::string&) {};
   d.progress = o.progress;
   d.summary.preset = d.preset.name;
+  // A training set the corpus step does not build is there before anything runs.
+  if (want(DemoPart::Speech))
+    for (const auto* stage : {&*d.preset.speech_frozen, &*d.preset.speech_finetuned}) training_manifest(d, *stage);
+  if (want(DemoPart::Batch) && d.preset.speech_batch) training_manifest(d, *d.preset.speech_batch);
   d.text = load_text_tower(TextTowerOptions{});
   fs::create_directories(d.runs);
   const auto summary_json = (d.out / "summary.json").string();

@@ -193,6 +193,15 @@ std::string manifest(const Demo& d, const std::string& part) {
   return (d.corpus / part / "manifest.jsonl").string();
 }
 
+std::string training_manifest(const Demo& d, const Stage& stage) {
+  const auto path = manifest(d, stage.train_part);
+  if (stage.train_part != "train" && !fs::exists(path))
+    throw DataError("preset " + d.preset.name + ": train = \"" + stage.train_part + "\" needs " + path +
+                    ", which is missing; build it with `make piper-corpus CORPUS=" + d.corpus.string() +
+                    "` (docs/corpus.md)");
+  return path;
+}
+
 SpeechTaskData speech_validation(const Demo& d) { return speech_tests(d, {kSpeechValidation}).front(); }
 
 std::vector<SpeechTaskData> speech_tests(const Demo& d, const std::vector<std::string>& tasks) {

@@ -93,6 +93,9 @@ void add_ablation_rows(PartSummary& part, const Preset& p, const std::string& ta
 
 /// A part of the speech corpus: <corpus>/<part>/manifest.jsonl.
 std::string manifest(const Demo& d, const std::string& part);
+/// The manifest a speech stage trains on. A part other than "train" is not
+/// built by the corpus step: throws DataError naming it when it is missing.
+std::string training_manifest(const Demo& d, const Stage& stage);
 /// The corpus, built first when a part of it is missing (cwcl corpus).
 void ensure_corpus(const Demo& d);
 /// The speech validation set (SLURP devel, intents) of the demo's corpus.

@@ -5,6 +5,8 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <sstream>
 
@@ -69,6 +71,16 @@ std::string preset_path(const std::string& name_or_file) {
   }
 }
 
+// A folder of the corpus (its name only: letters, digits, '_' and '-').
+std::string corpus_part(const toml::table& t, const std::string& key, const std::string& where) {
+  const auto value = t[key].value<std::string>();
+  const bool ok = value && !value->empty() && std::all_of(value->begin(), value->end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+  if (!ok) throw ConfigError(where + ": '" + key + "' must name a folder of the corpus, such as \"train_mixed\"");
+  return *value;
+}
+
 int64_t positive_integer(const toml::table& t, const std::string& key, const std::string& where) {
   const auto v = t[key].value<int64_t>();
   if (!v || *v < 1) throw ConfigError(where + ": '" + key + "' must be a positive integer");
@@ -100,13 +112,15 @@ std::optional<Stage> read_stage(const toml::table& preset, const std::string& na
   const auto* t = preset[name].as_table();
   if (t == nullptr) return std::nullopt;
   const bool batch = name == "speech_batch" || name == "image_batch";
+  const bool speech = name.rfind("speech_", 0) == 0;
   for (const auto& [k, v] : *t)
-    if (k.str() != "config" && k.str() != "set" && k.str() != "variants" &&
+    if (k.str() != "config" && k.str() != "set" && k.str() != "variants" && !(speech && k.str() == "train") &&
         !(batch && (k.str() == "batches" || k.str() == "samples" || k.str() == "min_steps" || k.str() == "chunk")))
       throw ConfigError(where + ": unknown key '" + std::string(k.str()) + "' (config, set, variants" +
-                        (batch ? ", batches, samples, min_steps, chunk)" : ")"));
+                        (speech ? ", train" : "") + (batch ? ", batches, samples, min_steps, chunk)" : ")"));
   Stage stage;
   stage.base = string_of(*t, "config", where);
+  if (t->contains("train")) stage.train_part = corpus_part(*t, "train", where);
   stage.config = TrainConfig::from_file(config_file(stage.base));
   stage.config.apply(overlay_of((*t)["set"].as_table(), where + ".set"));
   if (const auto* names = (*t)["variants"].as_array()) {

@@ -44,6 +44,9 @@ struct Stage {
   std::string base;     ///< the configuration file, for messages and summaries
   TrainConfig config;
   std::vector<Variant> variants;
+  /// Speech stages: the corpus part they train on, <corpus>/<part>/manifest.jsonl
+  /// ("train"; "train_mixed" adds the Piper voice: make piper-corpus).
+  std::string train_part = "train";
 };
 
 /// The batch axis: every variant at every global batch, each run seeing

@@ -15,7 +15,7 @@ std::map<std::string, Run> train_finetuned(Demo& d, PartSummary& part, const std
                                            const std::vector<SpeechTaskData>& tests,
                                            std::vector<std::map<std::string, TaskResult>>& main) {
   auto tuned = d.preset.speech_finetuned->config;
-  tuned.data.train = manifest(d, "train");
+  tuned.data.train = training_manifest(d, *d.preset.speech_finetuned);
   tuned.eval.manifest = manifest(d, "devel");
   tuned.eval.label_field = "intent";
   tuned.eval.labels = labels;
@@ -53,7 +53,7 @@ void speech_experiments(Demo& d, PartSummary& part) {
   const auto tests = speech_tests(d);
   const std::string labels = data_path(d, "slurp/intent_labels.tsv");
   auto frozen_base = d.preset.speech_frozen->config;
-  frozen_base.data.train = manifest(d, "train");
+  frozen_base.data.train = training_manifest(d, *d.preset.speech_frozen);
   std::vector<std::map<std::string, TaskResult>> frozen(tests.size());  // per test: variant -> result
   auto a = train_and_choose(
       d, part, *d.preset.speech_frozen, frozen_base, "speech-", kSpeechValidation,
