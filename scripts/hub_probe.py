@@ -25,7 +25,8 @@ def scores(path):
 
 
 def words(manifest):
-    return {os.path.basename(json.loads(line)["audio"]): json.loads(line)["word"] for line in open(manifest)}
+    lines = [json.loads(line) for line in open(manifest, encoding="utf-8")]
+    return {os.path.basename(line["audio"]): line["word"] for line in lines}
 
 
 def top1(matrix, truth, bias):

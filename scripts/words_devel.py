@@ -11,7 +11,7 @@ espeak-ng devel voices (never in training, never in test). Writes
 OUT/words.jsonl and OUT/words.txt (the labels, one per line) and runs
 `cwcl synth` into OUT (manifest.jsonl with the field "word").
 
-  scripts/words_devel.py [--cwcl build/release/cwcl] [--out runs/corpus/words_devel] [--count 150]
+  scripts/words_devel.py [--cwcl build/release/cwcl] [--out runs/corpus/words_devel] [--count 150] [--devel runs/corpus/devel/manifest.jsonl]
 """
 import argparse
 import collections
@@ -25,7 +25,14 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-DEVEL_VOICES = ["espeak:en-gb-scotland+f4", "espeak:en-gb-x-gbclan+m2"]  # src/demo/corpus.cpp kDevelVoices
+
+
+def devel_voices(manifest):
+    """The voices of the corpus's devel part (held out of training and test)."""
+    if not os.path.isfile(manifest):
+        sys.exit(f"{manifest}: no such manifest (build the corpus first: cwcl corpus)")
+    with open(manifest, encoding="utf-8") as f:
+        return sorted({json.loads(line)["voice"] for line in f if line.strip()})
 
 
 def excluded_words():
@@ -59,20 +66,22 @@ def main():
     p.add_argument("--cwcl", default=os.path.join(ROOT, "build", "release", "cwcl"))
     p.add_argument("--out", default="runs/corpus/words_devel")
     p.add_argument("--count", type=int, default=150)
+    p.add_argument("--devel", default="runs/corpus/devel/manifest.jsonl", help="the corpus's devel manifest (its voices)")
     args = p.parse_args()
     if args.count < 2:
         p.error("--count must be >= 2")
+    voices = devel_voices(args.devel)
     words = choose_words(args.count)
     os.makedirs(args.out, exist_ok=True)
     source = os.path.join(args.out, "words.jsonl")
     with open(source, "w", encoding="utf-8") as f:
         for word in words:
-            for v, voice in enumerate(DEVEL_VOICES):
+            for v, voice in enumerate(voices):
                 f.write(json.dumps({"id": f"wd-{word}-{v}", "text": word, "word": word, "voice": voice}) + "\n")
     with open(os.path.join(args.out, "words.txt"), "w", encoding="utf-8") as f:
         f.write("".join(word + "\n" for word in words))
     subprocess.run([args.cwcl, "synth", source, "-o", args.out, "--workers", "1"], check=True)
-    print(f"words-devel: {len(words)} words x {len(DEVEL_VOICES)} voices in {args.out}/manifest.jsonl")
+    print(f"words-devel: {len(words)} words x {len(voices)} voices in {args.out}/manifest.jsonl")
 
 
 if __name__ == "__main__":

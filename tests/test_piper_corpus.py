@@ -11,6 +11,7 @@ import sys
 import tempfile
 import unittest
 import wave
+from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("piper_corpus", os.path.join(HERE, "..", "scripts", "piper_corpus.py"))
@@ -43,11 +44,10 @@ class PiperCorpusTest(unittest.TestCase):
         self.dir = tempfile.TemporaryDirectory()
         self.root = self.dir.name
         self.fake = FakeVoice()
-        self.patches = [(piper_corpus, "load_voice", lambda path, threads: "voice"),
-                        (piper_corpus, "speak", self.fake.speak)]
-        self.saved = [(m, n, getattr(m, n)) for m, n, _ in self.patches]
-        for m, n, v in self.patches:
-            setattr(m, n, v)
+        for name, fake in (("load_voice", lambda path, threads: "voice"), ("speak", self.fake.speak)):
+            patcher = mock.patch.object(piper_corpus, name, fake)
+            patcher.start()
+            self.addCleanup(patcher.stop)
         os.makedirs(os.path.join(self.root, "corpus", "train", "audio"))
         for i in range(10):
             write_lines(os.path.join(self.root, "corpus", "train", "audio", f"u{i}.wav"), [""])
@@ -60,8 +60,6 @@ class PiperCorpusTest(unittest.TestCase):
         write_lines(self.voice + ".json", ["{}"])
 
     def tearDown(self):
-        for m, n, v in self.saved:
-            setattr(m, n, v)
         self.dir.cleanup()
 
     def run_script(self, *extra):
