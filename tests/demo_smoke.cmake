@@ -124,6 +124,12 @@ string(JSON tuned_model GET "${summary}" finetuned cwcl model)
 if(NOT tuned_model MATCHES "speech-finetuned-.*best.pt$")
   message(FATAL_ERROR "summary.json: the fine-tuned CWCL model is ${tuned_model}, not its best.pt")
 endif()
+# They record what they trained on and the precision "auto" resolved to.
+string(JSON trained_on GET "${summary}" finetuned cl trained_on)
+string(JSON tuned_precision GET "${summary}" finetuned cl precision)
+if(NOT trained_on STREQUAL "train" OR NOT tuned_precision MATCHES "^(fp32|bf16)$")
+  message(FATAL_ERROR "summary.json: the fine-tuned CL run trained on '${trained_on}' in '${tuned_precision}'")
+endif()
 # Rerunning one part keeps the other part's results (finished runs are reused).
 # Recorded speech (Debian klettres-data, scripts/setup.sh): two words, two letters.
 set(k /usr/share/klettres/en)

@@ -53,6 +53,7 @@ TEST(DemoPresets, StagesStartFromTheFilesUsersRunAndVariantsOnlyChangeTheLoss) {
   // The fine-tuned stage is configs/speech_top2.toml with the preset's keys.
   const auto tuned = stage(plan, "speech_finetuned");
   EXPECT_EQ(tuned.base, "speech_top2.toml");
+  EXPECT_EQ(tuned.train_part, "train_mixed");
   auto expected = TrainConfig::from_file(cwcl::config_file("speech_top2.toml"));
   expected.run.steps = 500;
   expected.run.eval_every = 250;

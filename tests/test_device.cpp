@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <string>
+
 #include "cuda.h"
 
 namespace {
@@ -84,6 +87,33 @@ TEST(Autocast, Bf16ScopeCastsProductsAndRestoresTheState) {
     EXPECT_EQ(linear(x).scalar_type(), torch::kBFloat16) << "the inner scope ended the outer one";
   }
   EXPECT_EQ(linear(x).scalar_type(), torch::kFloat);
+}
+
+// The CPU's flags as the kernel lists them, an independent reading of CPUID.
+bool cpuinfo_lists_avx512_bf16() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0) return (line + " ").find(" avx512_bf16 ") != std::string::npos;
+  return false;
+}
+
+TEST(Precision, AutoIsBf16WhereTheDeviceComputesItFast) {
+  if (!std::ifstream("/proc/cpuinfo")) GTEST_SKIP() << "no /proc/cpuinfo to compare with";
+  const bool bf16 = cpuinfo_lists_avx512_bf16();
+  EXPECT_EQ(cwcl::cpu_has_bf16_instructions(), bf16);
+  const torch::Device cpu(torch::kCPU), cuda(torch::kCUDA, 0);
+  EXPECT_EQ(cwcl::resolve_precision(Precision::Auto, cpu), bf16 ? Precision::Bf16 : Precision::Fp32);
+  EXPECT_EQ(cwcl::resolve_precision(Precision::Auto, cuda), Precision::Bf16);
+  for (const auto p : {Precision::Fp32, Precision::Bf16}) {
+    EXPECT_EQ(cwcl::resolve_precision(p, cpu), p);
+    EXPECT_EQ(cwcl::resolve_precision(p, cuda), p);
+  }
+  torch::nn::Linear linear(8, 4);
+  cwcl::AutocastScope scope(Precision::Auto, cpu);
+  EXPECT_EQ(linear(torch::randn({3, 8})).scalar_type(), bf16 ? torch::kBFloat16 : torch::kFloat);
+  EXPECT_EQ(cwcl::TrainConfig::from_string("[run]\nprecision = \"auto\"\n", "t.toml").run.precision,
+            Precision::Auto);
 }
 
 TEST(Autocast, CudaScopeCastsOnTheGpu) {

@@ -233,6 +233,29 @@ TEST_F(Training, Bf16AutocastTrainsCloseToFloat32) {
   }
 }
 
+// run.precision = auto trains as the precision it resolves to on this CPU
+// (the same loss, bit for bit) and records that precision, not "auto", in
+// the run's config.toml.
+TEST_F(Training, AutoPrecisionRunsAndRecordsWhatItResolvesTo) {
+  auto fp32 = tiny_image_config(path("fp32"));
+  fp32.run.device = cwcl::DeviceSpec::parse("cpu");
+  auto resolved = fp32;
+  resolved.run.precision = cwcl::cpu_has_bf16_instructions() ? cwcl::Precision::Bf16 : cwcl::Precision::Fp32;
+  resolved.run.out = path("resolved");
+  auto automatic = fp32;
+  automatic.run.out = path("auto");
+  automatic.run.precision = cwcl::Precision::Auto;
+  const auto a = cwcl::train(resolved), b = cwcl::train(automatic);
+  EXPECT_EQ(a.final_loss, b.final_loss);
+  const auto recorded = TrainConfig::from_file(path("auto") + "/config.toml");
+  EXPECT_EQ(recorded.run.precision, resolved.run.precision);
+  // Resuming with "auto" again is the same run.
+  automatic.run.steps += 2;
+  cwcl::TrainOptions resume;
+  resume.resume = true;
+  EXPECT_EQ(cwcl::train(automatic, resume).start_step, 6);
+}
+
 TEST_F(Training, CudaIsRefusedWhereThereIsNone) {
   if (cwcl::cuda_device_count() > 0) GTEST_SKIP() << "this machine has CUDA";
   auto c = tiny_image_config(path("run"));

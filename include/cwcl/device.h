@@ -51,18 +51,29 @@ void move_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Devic
 enum class Precision {
   Fp32,  ///< float32 throughout
   Bf16,  ///< the trained tower under bfloat16 autocast; loss and logit scale in float32
+  Auto,  ///< Bf16 where the device computes it fast, else Fp32 (resolve_precision)
 };
 
 template <>
 struct Names<Precision> {
   static constexpr const char* what = "precision";
-  static constexpr std::array<std::pair<Precision, const char*>, 2> table{
-      {{Precision::Fp32, "fp32"}, {Precision::Bf16, "bf16"}}};
+  static constexpr std::array<std::pair<Precision, const char*>, 3> table{
+      {{Precision::Fp32, "fp32"}, {Precision::Bf16, "bf16"}, {Precision::Auto, "auto"}}};
 };
 
+/// Whether this CPU has bfloat16 dot-product instructions (AVX512-BF16; the
+/// CPUs with AMX have them too). Without them oneDNN emulates bf16 and autocast runs slower
+/// than float32 (docs/experiments.md: 1.5x slower on an Intel Xeon without
+/// them, 3x faster on an EPYC with them).
+bool cpu_has_bf16_instructions();
+
+/// Auto as Bf16 on a CUDA device or a CPU with bf16 instructions, else Fp32;
+/// Fp32 and Bf16 as given.
+Precision resolve_precision(Precision precision, const torch::Device& device);
+
 /// A scope in which matrix products and convolutions on `device`'s type run
-/// in bfloat16 (autocast, as torch.autocast does) when `precision` is Bf16;
-/// nothing otherwise. Restores the state it found.
+/// in bfloat16 (autocast, as torch.autocast does) when `precision` is Bf16
+/// (or Auto resolves to it on `device`); nothing otherwise. Restores the state it found.
 class AutocastScope {
  public:
   AutocastScope(Precision precision, const torch::Device& device);

@@ -71,8 +71,24 @@ void move_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Devic
   }
 }
 
+bool cpu_has_bf16_instructions() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // Also checks that the OS saves the AVX-512 state. CPUs with AMX-BF16
+  // (Sapphire Rapids on) have AVX512-BF16 too.
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+Precision resolve_precision(Precision precision, const torch::Device& device) {
+  if (precision != Precision::Auto) return precision;
+  return device.is_cuda() || cpu_has_bf16_instructions() ? Precision::Bf16 : Precision::Fp32;
+}
+
 AutocastScope::AutocastScope(Precision precision, const torch::Device& device)
-    : active_(precision == Precision::Bf16), type_(device.type()) {
+    : active_(resolve_precision(precision, device) == Precision::Bf16), type_(device.type()) {
   if (!active_) return;
   was_enabled_ = compat::autocast_enabled(type_);
   was_dtype_ = compat::autocast_dtype(type_);

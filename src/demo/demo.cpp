@@ -73,7 +73,7 @@ std::vector<DemoStagePlan> plan_demo(const std::string& name) {
         {"speech_batch", &preset.speech_batch},
         {"image_batch", &preset.image_batch}}) {
     if (!stage->has_value()) continue;
-    DemoStagePlan plan{stage_name, (*stage)->base, {}};
+    DemoStagePlan plan{stage_name, (*stage)->base, {}, (*stage)->train_part};
     // The fine-tuned stage trains CL and the map the frozen stage chooses.
     auto variants = (*stage)->variants;
     if (stage == &preset.speech_finetuned) {

@@ -154,8 +154,10 @@ PartSummary part_from(const json& all, DemoPart part,
   const auto finetuned = all.value("finetuned", json::object());
   if (part == DemoPart::Speech)
     for (const auto& [method, f] : finetuned.items())
+      // Summaries written before trained_on and precision were recorded trained on "train" in float32.
       p.finetuned[method] = {f.at("run").get<std::string>(), f.at("model").get<std::string>(),
-                             f.at("weights").get<std::string>(), f.at("train_seconds").get<double>()};
+                             f.at("weights").get<std::string>(), f.at("train_seconds").get<double>(),
+                             f.value("trained_on", "train"), f.value("precision", "fp32")};
   for (const auto& plot : all.value("plots", json::array()))
     if (plot.get<std::string>().rfind(name + "_", 0) == 0) p.plots.push_back(plot.get<std::string>());
   return p;
@@ -215,8 +217,12 @@ void DemoSummary::write_json(const std::string& path) const {
     for (const auto& t : p.templates)
       templates.push_back({{"task", t.task}, {"method", t.method}, {"k", t.k}, {"top1", t.top1}});
     for (const auto& [method, f] : p.finetuned)
-      finetuned[method] = {{"run", f.run}, {"model", f.model}, {"weights", f.weights},
-                           {"train_seconds", f.train_seconds}};
+      finetuned[method] = {{"run", f.run},
+                           {"model", f.model},
+                           {"weights", f.weights},
+                           {"train_seconds", f.train_seconds},
+                           {"trained_on", f.trained_on},
+                           {"precision", f.precision}};
     for (const auto& [task, by] : p.retrieval)
       for (const auto& [method, r] : by)
         retrieval[task][method] = {{"input_to_text", recall_json(r.a_to_b)}, {"text_to_input", recall_json(r.b_to_a)}};
@@ -338,10 +344,10 @@ void DemoSummary::write_markdown(const std::string& path) const {
       if (!header)
         md << "\nSpeech main rows: the fine-tuned Whisper tower (configs/speech_top2.toml), the model at the best "
               "SLURP devel top-1; the rows marked frozen are the map ablation on the frozen encoder.\n\n"
-              "| method | weights | model | train s |\n| --- | --- | --- | ---: |\n";
+              "| method | weights | trained on | precision | model | train s |\n| --- | --- | --- | --- | --- | ---: |\n";
       header = true;
-      md << "| " << method << " | " << f.weights << " | " << f.model << " | " << static_cast<int64_t>(f.train_seconds)
-         << " |\n";
+      md << "| " << method << " | " << f.weights << " | " << f.trained_on << " | " << f.precision << " | " << f.model
+         << " | " << static_cast<int64_t>(f.train_seconds) << " |\n";
     }
   for (const auto& [part, p] : parts)
     for (const auto axis : {Modality::Speech, Modality::Image}) markdown_batch_table(md, p, axis);

@@ -40,6 +40,8 @@ struct TemplateRow {
 struct FinetunedRun {
   std::string run, model, weights;
   double train_seconds = 0;
+  std::string trained_on = "train";  ///< the corpus folder of its training manifest
+  std::string precision = "fp32";    ///< what run.precision resolved to
 };
 
 /// One setting of a batch axis: a map at a global batch, trained with the

@@ -145,15 +145,19 @@ TrainedModel& TrainedModel::to(const torch::Device& device) {
 }
 
 TrainedModel& TrainedModel::set_precision(Precision precision) {
+  const auto device = device_of(*tower_);
 #if TORCH_VERSION_MAJOR < 2
   // libtorch 1.13's TransformerEncoder has no bf16 masked_fill on the CPU:
-  // say so here rather than fail inside the first forward pass.
-  if (precision == Precision::Bf16 && std::holds_alternative<ScratchSpeechTowerSpec>(config_.model) &&
-      device_of(*tower_).is_cpu())
-    throw UsageError(source_ + ": the from-scratch speech tower cannot run in bf16 on the CPU with libtorch " +
-                     TORCH_VERSION + "; use fp32");
+  // say so here rather than fail inside the first forward pass; Auto keeps
+  // float32 there.
+  if (std::holds_alternative<ScratchSpeechTowerSpec>(config_.model) && device.is_cpu()) {
+    if (precision == Precision::Bf16)
+      throw UsageError(source_ + ": the from-scratch speech tower cannot run in bf16 on the CPU with libtorch " +
+                       TORCH_VERSION + "; use fp32");
+    precision = Precision::Fp32;
+  }
 #endif
-  precision_ = precision;
+  precision_ = resolve_precision(precision, device);
   return *this;
 }
 

@@ -291,6 +291,9 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   auto validate = r.writer ? make_validator(c) : Validator{};
   const Log log = options.log ? options.log : [](const std::string&) {};
   r.device = run_device(c.run.device, *r.group);
+  // Resolved before the resume check and the run's config.toml, which
+  // records what ran.
+  c.run.precision = resolve_precision(c.run.precision, r.device);
   // One owner per run directory (rank 0 writes it), held until train()
   // returns; nothing is written before it is taken.
   std::optional<FolderLock> owner;

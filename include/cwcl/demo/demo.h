@@ -56,6 +56,7 @@ std::string run_demo_protocol(const DemoOptions& options);
 struct DemoStagePlan {
   std::string stage, base;
   std::vector<std::pair<std::string, TrainConfig>> runs;  ///< variant name, configuration
+  std::string train_part;  ///< a speech stage's corpus folder ("train" unless the preset sets `train`)
 };
 /// Throws UsageError for an unknown preset, ConfigError naming the file and
 /// table for a bad key, value or variant.

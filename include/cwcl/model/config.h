@@ -39,7 +39,8 @@ struct TrainConfig {
     int64_t eval_every = 0;
     /// The trained tower, loss, optimizer state and batches (DeviceSpec).
     DeviceSpec device;
-    /// bf16: the trained tower's forward pass under bfloat16 autocast.
+    /// bf16: the trained tower's forward pass under bfloat16 autocast; auto:
+    /// bf16 where the device computes it fast (resolved when training starts).
     Precision precision = Precision::Fp32;
   } run;
   /// The trained tower ("model.tower" picks the alternative; the other

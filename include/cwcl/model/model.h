@@ -34,8 +34,9 @@ class TrainedModel {
   TrainedModel& to(const torch::Device& device);
   /// The precision the embed functions run the tower in: Bf16 runs its
   /// forward pass under bfloat16 autocast (as run.precision does in
-  /// training), Fp32 (the default) in float32. Embeddings come back as
-  /// float32 either way.
+  /// training), Fp32 (the default) in float32, Auto as resolve_precision
+  /// picks for the device the tower is on now (call it after to()).
+  /// Embeddings come back as float32 either way.
   TrainedModel& set_precision(Precision precision);
   Precision precision() const { return precision_; }
   /// A hash of every weight and buffer of the tower (names, shapes, bytes):
