@@ -121,7 +121,8 @@ train() {
     --set data.text_store="$runs/image-captions.safetensors" --set run.steps="$image_steps" --set run.threads=4 || return 1
   local speech=(--set run.out="$runs/speech" --set data.train="$PACK/speech/train.jsonl" --set text.tower=store
     --set text.model="$PACK/speech/texts.safetensors" --set data.text_store="$runs/speech-texts.safetensors"
-    --set run.eval_every=0 --set run.batch_size="$speech_batch" --set run.checkpoint_every="$speech_steps")
+    --set run.eval_every=0 --set run.batch_size="$speech_batch" --set run.checkpoint_every="$speech_steps"
+    --set run.precision=bf16)  # not auto: the CPU resume must run what the GPU ran
   train_run speech-top2-bf16 "$root/configs/speech_top2.toml" "${speech[@]}" --set run.device="$DEVICE" \
     --set run.steps="$speech_steps" || return 1
   # The same run, two steps further, resumed on the CPU from the GPU's checkpoint.
