@@ -145,22 +145,19 @@ def main(argv=None):
     write_jsonl(os.path.join(args.out, "manifest.jsonl"), lines)
     print(f"piper: wrote {len(lines)} clips to {args.out}/manifest.jsonl")
     if args.mix:
-        mix(args, source, lines)
+        write_mix(args.mix, [(os.path.dirname(args.manifest), source), (args.out, lines)], "piper")
 
 
-def mix(args, source, piper_lines):
-    """DIR/manifest.jsonl: the source's lines, then the Piper lines, paths relative to DIR."""
-    os.makedirs(args.mix, exist_ok=True)
-    source_dir = os.path.dirname(os.path.abspath(args.manifest))
-
-    def moved(line, folder):
-        path = os.path.join(folder, line["audio"])
-        return {**line, "audio": os.path.relpath(path, os.path.abspath(args.mix))}
-
-    out_dir = os.path.abspath(args.out)
-    mixed = [moved(line, source_dir) for line in source] + [moved(line, out_dir) for line in piper_lines]
-    write_jsonl(os.path.join(args.mix, "manifest.jsonl"), mixed)
-    print(f"piper: wrote {len(mixed)} lines ({len(source)} + {len(piper_lines)}) to {args.mix}/manifest.jsonl")
+def write_mix(mix_dir, parts, who):
+    """MIX_DIR/manifest.jsonl: each part's lines in order, a part being (the
+    folder its audio paths are relative to, its lines); paths relative to MIX_DIR."""
+    os.makedirs(mix_dir, exist_ok=True)
+    mixed = [{**line, "audio": os.path.relpath(os.path.join(os.path.abspath(folder), line["audio"]),
+                                               os.path.abspath(mix_dir))}
+             for folder, lines in parts for line in lines]
+    counts = " + ".join(str(len(lines)) for _, lines in parts)
+    write_jsonl(os.path.join(mix_dir, "manifest.jsonl"), mixed)
+    print(f"{who}: wrote {len(mixed)} lines ({counts}) to {mix_dir}/manifest.jsonl")
 
 
 if __name__ == "__main__":

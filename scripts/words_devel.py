@@ -46,13 +46,19 @@ def excluded_words():
     return words
 
 
-def choose_words(count, min_count=20):
-    """`count` words of 3-7 letters seen at least `min_count` times in SLURP's
-    training text, in an order fixed by their sha256 (no seed to tune)."""
+def word_counts():
+    """How often each word occurs in SLURP's training text."""
     counts = collections.Counter()
     with open(os.path.join(ROOT, "data", "slurp", "lm.txt"), encoding="utf-8") as f:
         for line in f:
             counts.update(re.findall(r"[a-z]+", line.lower()))
+    return counts
+
+
+def choose_words(count, min_count=20):
+    """`count` words of 3-7 letters seen at least `min_count` times in SLURP's
+    training text, in an order fixed by their sha256 (no seed to tune)."""
+    counts = word_counts()
     excluded = excluded_words()
     candidates = [w for w, n in counts.items() if n >= min_count and 3 <= len(w) <= 7 and w not in excluded]
     candidates.sort(key=lambda w: hashlib.sha256(w.encode()).hexdigest())

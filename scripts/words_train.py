@@ -15,25 +15,21 @@ lines, then the word clips, audio paths relative to MIX.
       [--voices-of runs/corpus/train/manifest.jsonl] [--min-count 5] [--devel-count 150]
 """
 import argparse
-import collections
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+import piper_corpus  # noqa: E402  (its manifest reader and mixer; no Python packages)
 import words_devel  # noqa: E402
 
 
 def read_manifest(path):
-    if not os.path.isfile(path):
-        sys.exit(f"{path}: no such manifest (build the corpus first: make piper-corpus)")
-    with open(path, encoding="utf-8") as f:
-        lines = [json.loads(line) for line in f if line.strip()]
+    lines = piper_corpus.read_manifest(path)
     if not lines:
         sys.exit(f"{path}: the manifest is empty")
     return lines
@@ -42,10 +38,7 @@ def read_manifest(path):
 def training_words(min_count, devel_count):
     """Words of 2-12 letters seen at least `min_count` times in SLURP's training
     text, none of the word tests' and none of words-devel's, sorted."""
-    counts = collections.Counter()
-    with open(os.path.join(ROOT, "data", "slurp", "lm.txt"), encoding="utf-8") as f:
-        for line in f:
-            counts.update(re.findall(r"[a-z]+", line.lower()))
+    counts = words_devel.word_counts()
     held_out = words_devel.excluded_words() | set(words_devel.choose_words(devel_count))
     return sorted(w for w, n in counts.items() if n >= min_count and 2 <= len(w) <= 12 and w not in held_out)
 
@@ -83,18 +76,7 @@ def main(argv=None):
             f.write(json.dumps({"id": f"tw-{word}", "text": word, "voice": voice_of(word, voices)}) + "\n")
     subprocess.run([args.cwcl, "synth", source, "-o", args.out], check=True)
     clips = read_manifest(os.path.join(args.out, "manifest.jsonl"))
-    os.makedirs(args.mix, exist_ok=True)
-    mix = os.path.abspath(args.mix)
-
-    def moved(line, folder):
-        return {**line, "audio": os.path.relpath(os.path.join(folder, line["audio"]), mix)}
-
-    mixed = [moved(line, os.path.dirname(os.path.abspath(args.base))) for line in base]
-    mixed += [moved(line, os.path.abspath(args.out)) for line in clips]
-    with open(os.path.join(args.mix, "manifest.jsonl"), "w", encoding="utf-8") as f:
-        f.write("".join(json.dumps(line) + "\n" for line in mixed))
-    print(f"words-train: {len(clips)} words in {args.out}; {len(mixed)} lines ({len(base)} + {len(clips)}) "
-          f"in {args.mix}/manifest.jsonl")
+    piper_corpus.write_mix(args.mix, [(os.path.dirname(args.base), base), (args.out, clips)], "words-train")
 
 
 if __name__ == "__main__":

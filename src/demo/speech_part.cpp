@@ -24,9 +24,8 @@ std::map<std::string, Run> train_finetuned(Demo& d, PartSummary& part, const std
     auto run = train_run(d, tuned, (d.runs / ("speech-finetuned-" + name)).string(), d.preset.variant(name));
     auto model = TrainedModel::load(kept_model(run));
     for (size_t i = 0; i < tests.size(); ++i) main[i].emplace(method, evaluate_speech(model, d.text, tests[i]));
-    const auto ran = TrainConfig::from_file((fs::path(run.dir) / "config.toml").string());
-    part.finetuned[method] = {run.dir,         kept_model(run), name, run.train_seconds, d.preset.speech_finetuned->train_part,
-                              std::string(name_of(ran.run.precision))};
+    part.finetuned[method] = {run.dir, kept_model(run), name, run.train_seconds,
+                              d.preset.speech_finetuned->train_part, std::string(name_of(run.config.run.precision))};
     runs.emplace(method, run);
   }
   return runs;
