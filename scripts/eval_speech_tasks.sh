@@ -7,13 +7,17 @@
 #
 #   scripts/eval_speech_tasks.sh [--against BASE] MODEL...
 #   environment: CWCL (build/release/cwcl), CORPUS (runs/corpus),
-#                LABELS (data/slurp/intent_labels.tsv), PRECISION (fp32, or bf16)
+#                LABELS (data/slurp/intent_labels.tsv), PRECISION (fp32, or bf16),
+#                KEEP_SILENCE=1: MODEL reads the clips untrimmed (--keep-silence);
+#                with --against MODEL itself, the paired effect of trimming
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cwcl=${CWCL:-$here/build/release/cwcl}
 corpus=${CORPUS:-runs/corpus}
 labels=${LABELS:-$here/data/slurp/intent_labels.tsv}
 precision=${PRECISION:-fp32}
+silence=()
+[[ ${KEEP_SILENCE:-0} == 1 ]] && silence=(--keep-silence)
 against=()
 if [[ ${1:-} == --against ]]; then against=(--against "$2"); shift 2; fi
 [[ $# -gt 0 ]] || { echo "usage: $0 [--against BASE] MODEL..." >&2; exit 2; }
@@ -38,7 +42,7 @@ for model in "$@"; do
   row="| $model |"
   for t in "${tasks[@]}"; do
     IFS='|' read -r name manifest field label_file <<<"$t"
-    args=(eval speech --model "$model" --manifest "$manifest" --label-field "$field" --task "$name" --precision "$precision" "${against[@]}")
+    args=(eval speech --model "$model" --manifest "$manifest" --label-field "$field" --task "$name" --precision "$precision" "${against[@]}" "${silence[@]}")
     [[ -n $label_file ]] && args+=(--labels "$label_file")
     row+=" $("$cwcl" "${args[@]}" | /usr/bin/python3 -c '
 import json, sys

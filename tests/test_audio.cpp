@@ -116,6 +116,46 @@ TEST_F(AudioFiles, ReadsWavAndFlacAtAnyRateAndNamesBadFiles) {
   expect_error(path("cut.wav"), "truncated");
 }
 
+// A tone between stretches of quiet noise: the quiet is cut to the margin on
+// both sides, the tone and a softer part inside it stay sample for sample.
+TEST(AudioTrim, CutsLeadingAndTrailingSilenceToTheMargin) {
+  const int rate = 16000;
+  auto gen = at::detail::createCPUGenerator(7);
+  auto quiet = [&](int64_t n) { return 0.001 * torch::randn({n}, gen); };  // 54 dB below the tone
+  auto tone = [&](int64_t n, double level) {
+    return level * torch::sin(2 * M_PI * 440.0 * torch::arange(n, torch::kDouble) / rate).to(torch::kFloat);
+  };
+  // 0.5 s quiet, 0.2 s loud, 0.1 s at -14 dB (kept: above -26 dB), 0.8 s quiet.
+  auto clip = torch::cat({quiet(8000), tone(3200, 0.5), tone(1600, 0.1), quiet(12800)});
+  auto trimmed = cwcl::trim_silence(clip, rate);
+  // Loud frames 25..39 (20 ms each); 0.1 s (1,600 samples) either side.
+  ASSERT_EQ(trimmed.size(0), 4800 + 2 * 1600);
+  EXPECT_TRUE(torch::equal(trimmed, clip.slice(0, 8000 - 1600, 8000 + 4800 + 1600)));
+  cwcl::SilenceTrimOptions tight;
+  tight.margin_seconds = 0;
+  EXPECT_TRUE(torch::equal(cwcl::trim_silence(clip, rate, tight), clip.slice(0, 8000, 12800)));
+  // A stricter threshold drops the -14 dB part as silence too.
+  cwcl::SilenceTrimOptions strict = tight;
+  strict.threshold_db = -10;
+  EXPECT_EQ(cwcl::trim_silence(clip, rate, strict).size(0), 3200);
+}
+
+TEST(AudioTrim, LeavesSpeechWithoutSilenceDigitalSilenceAndShortClipsAlone) {
+  auto tone = 0.3 * torch::sin(torch::arange(16000, torch::kFloat) * 0.2f);
+  EXPECT_TRUE(torch::equal(cwcl::trim_silence(tone, 16000), tone));
+  auto zeros = torch::zeros({16000});
+  EXPECT_TRUE(torch::equal(cwcl::trim_silence(zeros, 16000), zeros));
+  auto short_clip = torch::ones({500});  // under two 20 ms frames
+  EXPECT_TRUE(torch::equal(cwcl::trim_silence(short_clip, 16000), short_clip));
+  // A pause between two words stays.
+  auto words = torch::cat({tone.slice(0, 0, 4800), torch::zeros({8000}), tone.slice(0, 0, 4800)});
+  EXPECT_EQ(cwcl::trim_silence(words, 16000).size(0), words.size(0));
+  cwcl::SilenceTrimOptions bad;
+  bad.threshold_db = 3;
+  EXPECT_THROW(cwcl::trim_silence(tone, 16000, bad), c10::Error);
+  EXPECT_THROW(cwcl::trim_silence(tone.view({4, -1}), 16000), c10::Error);
+}
+
 TEST(AudioAugmentation, DeterministicAndWithinBounds) {
   torch::manual_seed(0);
   auto x = 0.1f * torch::randn({16000});

@@ -84,6 +84,9 @@ TEST(Config, SetOverridesWithTomlValuesOrBareWords) {
   c.set("loss.center=true");
   c.set("optim.lr=3e-4");
   c.set("data.train=some dir/with \"quotes\"");
+  EXPECT_TRUE(c.data.trim_silence);  // the default: recorded clips lose their silence
+  c.set("data.trim_silence=false");
+  EXPECT_FALSE(c.data.trim_silence);
   EXPECT_EQ(c.run.steps, 12);
   EXPECT_EQ(c.loss.kind, cwcl::LossKind::CL);
   EXPECT_TRUE(c.loss.center);

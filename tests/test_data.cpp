@@ -114,4 +114,34 @@ TEST_F(SpeechData, AugmentedCopiesAreCachedBesideEachCleanClip) {
   EXPECT_EQ(cwcl::copy_id("u5", 0), "u5");
 }
 
+TEST_F(SpeechData, TrimmedCachesCutSilenceAndAreKeptApartFromUntrimmedOnes) {
+  auto tone = 0.3 * torch::sin(torch::arange(8000, torch::kFloat) * 0.2f);
+  cwcl::save_audio(path("padded.wav"), torch::cat({torch::zeros({16000}), tone, torch::zeros({16000})}), 16000);
+  {
+    std::ofstream m(path("padded.jsonl"));
+    m << R"({"id": "p", "audio": "padded.wav", "text": "a word after a second of silence"})" << "\n";
+  }
+  const auto examples = cwcl::read_speech_manifest(path("padded.jsonl")).examples;
+  const auto trim = cwcl::silence_trim(true);
+  const auto trimmed_path = cwcl::feature_cache_path(path("padded.jsonl"), cwcl::FrontEnd::Whisper, 0, 0, true);
+  EXPECT_EQ(trimmed_path, path("padded.jsonl") + ".whisper.trimmed.features.safetensors");
+  const auto plain_path = cwcl::feature_cache_path(path("padded.jsonl"), cwcl::FrontEnd::Whisper);
+  auto trimmed = cwcl::FeatureCache::open_or_build(trimmed_path, examples, cwcl::FrontEnd::Whisper, {}, {}, trim);
+  auto plain = cwcl::FeatureCache::open_or_build(plain_path, examples, cwcl::FrontEnd::Whisper);
+  EXPECT_EQ(plain.frames(0), 250);          // 2.5 s at 100 frames per second
+  EXPECT_EQ(trimmed.frames(0), 50 + 2 * 10);  // the 0.5 s tone and 0.1 s either side
+  EXPECT_EQ(trimmed.trim(), cwcl::FeatureCache::describe_trim(trim));
+  EXPECT_EQ(plain.trim(), "");
+  EXPECT_EQ(cwcl::silence_trim(false), std::nullopt);
+  // A cache is never read as the other kind: the message names the file and the key.
+  try {
+    cwcl::FeatureCache::open_or_build(plain_path, examples, cwcl::FrontEnd::Whisper, {}, {}, trim);
+    FAIL() << "an untrimmed cache was accepted for trimmed clips";
+  } catch (const cwcl::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(plain_path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("data.trim_silence"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(cwcl::FeatureCache::open_or_build(trimmed_path, examples, cwcl::FrontEnd::Whisper), cwcl::DataError);
+}
+
 }  // namespace

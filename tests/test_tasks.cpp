@@ -118,7 +118,10 @@ TEST_F(SpeechTasks, EvaluateSpeechClassifiesRetrievesAndSkipsUnreadableAudio) {
   EXPECT_EQ(r.inputs.sizes(), (std::vector<int64_t>{6, 16}));
   // The features were cached beside the manifest, under the one naming rule,
   // and row i is the model's embedding of the i-th labelled clip.
-  const auto cache = cwcl::FeatureCache::open(cwcl::feature_cache_path(path("set.jsonl"), cwcl::FrontEnd::LogMel));
+  // Clips lose their silence first (data.trim_silence, on by default).
+  const auto cache =
+      cwcl::FeatureCache::open(cwcl::feature_cache_path(path("set.jsonl"), cwcl::FrontEnd::LogMel, 0, 0, true));
+  EXPECT_EQ(cache.trim(), cwcl::FeatureCache::describe_trim(cwcl::silence_trim(true)));
   const auto all = model.embed_cache(cache);
   for (int64_t i = 0; i < 6; ++i) {
     EXPECT_EQ(r.item_ids[static_cast<size_t>(i)], "u" + std::to_string(i));
@@ -127,6 +130,21 @@ TEST_F(SpeechTasks, EvaluateSpeechClassifiesRetrievesAndSkipsUnreadableAudio) {
   // Straight from the audio (float32 features, not the float16 cache): close.
   const auto direct = model.embed_audio_files({path("a3.wav")});
   EXPECT_GT(torch::dot(r.inputs[3], direct[0]).item<double>(), 0.99);
+  // Zero-shot trims as evaluation does: a clip in 1.3 s of silence reads
+  // as the clip in the 0.1 s margins trimming keeps, unless the model keeps
+  // the silence.
+  const auto clip = cwcl::load_audio(path("a3.wav"));
+  const auto margins = torch::cat({torch::zeros({1600}), clip, torch::zeros({1600})});
+  const auto padded = torch::cat({torch::zeros({8000}), clip, torch::zeros({12800})});
+  const auto both = model.embed_waveforms({margins, padded});
+  EXPECT_GT(torch::dot(both[0], both[1]).item<double>(), 0.99999);
+  model.set_trim_silence(false);
+  const auto kept = model.embed_waveforms({margins, padded});
+  EXPECT_LT(torch::dot(kept[0], kept[1]).item<double>(), torch::dot(both[0], both[1]).item<double>());
+  // Untrimmed evaluation reads (and writes) the untrimmed cache.
+  evaluate_speech(model, text, data);
+  EXPECT_EQ(cwcl::FeatureCache::open(cwcl::feature_cache_path(path("set.jsonl"), cwcl::FrontEnd::LogMel)).trim(), "");
+  model.set_trim_silence(true);
   // The text bound: texts through the text tower against the label texts.
   const auto bound = evaluate_text_bound(text, data);
   EXPECT_EQ(bound.classification.n, 7);

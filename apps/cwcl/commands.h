@@ -55,6 +55,7 @@ struct FeaturesOptions {
   std::string out;       ///< feature cache (.safetensors)
   int threads = 2;
   FrontEnd front_end = FrontEnd::LogMel;
+  bool keep_silence = false;  ///< as data.trim_silence = false
 };
 int run_features(const FeaturesOptions& options);
 
@@ -93,6 +94,7 @@ struct ZeroshotOptions {
   std::vector<std::string> inputs;
   DeviceSpec device;
   Precision precision = Precision::Fp32;  ///< the tower's forward pass
+  bool keep_silence = false;              ///< read audio with its leading and trailing silence
 };
 /// One JSON object per input: {"input", "label", "scores"} (DESIGN.md contract 4).
 int run_zeroshot(const ZeroshotOptions& options);
@@ -106,6 +108,7 @@ struct EvalSpeechOptions {
   Precision precision = Precision::Fp32;  ///< the towers' forward pass
   std::string against;   ///< a second model: the paired difference on the same items
   std::string group_by;  ///< a manifest field: top-1 per value of it (e.g. voice)
+  bool keep_silence = false;  ///< --model reads clips untrimmed (the --against model as its config says)
 };
 int run_eval_speech(const EvalSpeechOptions& options);
 

@@ -98,7 +98,7 @@ int run_features(const FeaturesOptions& o) {
   auto manifest = read_speech_manifest(o.manifest);
   for (const auto& p : manifest.problems) std::cerr << "features: skipped " << p << "\n";
   auto report = FeatureCache::build(manifest.examples, o.out, LogMelOptions{}, o.threads, progress_line("features"),
-                                    o.front_end);
+                                    o.front_end, {}, silence_trim(!o.keep_silence));
   for (const auto& p : report.problems) std::cerr << "features: skipped " << p << "\n";
   std::cout << "features: " << report.examples << " utterances (" << manifest.skipped + report.skipped
             << " skipped), " << report.audio_seconds << " s of audio in " << report.seconds << " s ("

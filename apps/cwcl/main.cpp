@@ -211,6 +211,8 @@ void add_data_commands(CLI::App& app, Actions& actions) {
     cmd->add_option("-o,--out", o.out, "feature cache (.safetensors)")->required();
     cmd->add_option("--threads", o.threads, "worker threads")->check(CLI::PositiveNumber)->capture_default_str();
     add_named_option(cmd, "--front-end", o.front_end, "log-mel (from-scratch tower) or whisper");
+    cmd->add_flag("--keep-silence", o.keep_silence,
+                  "keep leading and trailing silence (for data.trim_silence = false); default: trim it");
   }
 }
 
@@ -236,6 +238,7 @@ void add_model_commands(CLI::App& app, Actions& actions, const std::vector<std::
     cmd->add_option("inputs", o.inputs, "audio (WAV/FLAC/OGG, any rate) or image files")->required();
     add_device_option(cmd, o.device);
     add_named_option(cmd, "--precision", o.precision, "the tower's forward pass (bf16: under autocast)");
+    cmd->add_flag("--keep-silence", o.keep_silence, "audio: keep leading and trailing silence (default: trim it)");
   }
   {
       auto* cmd = app.add_subcommand("export", "write a trained tower as model.safetensors + config.json (PyTorch-loadable)");
@@ -320,6 +323,9 @@ void add_eval_commands(CLI::App& app, Actions& actions) {
                     "a second model (same text tower): the paired top-1 difference with its 95 % interval");
     cmd->add_option("--group-by", o.group_by,
                     "a manifest field (e.g. voice): top-1 per value, against the whole set's classes");
+    cmd->add_flag("--keep-silence", o.keep_silence,
+                  "--model reads the clips with their leading and trailing silence (the --against model "
+                  "reads them as its data.trim_silence says): with --against the same model, what trimming gives");
   }
   {
     auto* cmd = eval->add_subcommand("image", "zero-shot image classification: an image manifest, or Fashion-MNIST");

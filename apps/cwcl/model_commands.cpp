@@ -178,6 +178,7 @@ int run_export(const ExportOptions& o) {
 
 int run_zeroshot(const ZeroshotOptions& o) {
   auto model = load_on(o.model, o.device, o.precision);
+  if (o.keep_silence) model.set_trim_silence(false);
   const auto labels = LabelSet::read(o.labels);
   const auto text = model.text_tower();
   std::vector<std::string> templates;
@@ -238,6 +239,7 @@ int report_task(TrainedModel& model, const std::string& path, const std::string&
 
 int run_eval_speech(const EvalSpeechOptions& o) {
   auto model = load_speech_model(o.model, o.device, o.precision);
+  if (o.keep_silence) model.set_trim_silence(false);
   const auto data = SpeechTaskData::load({o.task, o.manifest, o.label_field, o.labels, o.filter_field, o.templates});
   const auto text = model.text_tower();
   EvalReportOptions report;

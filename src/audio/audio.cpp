@@ -207,6 +207,26 @@ torch::Tensor change_speed(const torch::Tensor& samples, double factor) {
   return resample_ratio(samples, 1.0 / factor);
 }
 
+torch::Tensor trim_silence(const torch::Tensor& samples, int sample_rate, const SilenceTrimOptions& o) {
+  TORCH_CHECK(samples.dim() == 1, "trim_silence: samples must be mono [T]");
+  TORCH_CHECK(sample_rate > 0, "trim_silence: sample_rate must be > 0, got ", sample_rate);
+  TORCH_CHECK(o.frame_seconds > 0 && o.margin_seconds >= 0 && o.threshold_db < 0,
+              "trim_silence: need frame_seconds > 0, margin_seconds >= 0 and threshold_db < 0");
+  const int64_t frame = std::max<int64_t>(1, std::lround(o.frame_seconds * sample_rate));
+  const int64_t n = samples.size(0), frames = n / frame;
+  if (frames < 2) return samples;
+  // The last partial frame is not measured: it lies within the margin of
+  // any loud frame before it (margin >= frame in the defaults).
+  const auto rms = samples.to(torch::kFloat).narrow(0, 0, frames * frame).view({frames, frame}).pow(2).mean(1).sqrt();
+  const double loudest = rms.max().item<double>();
+  if (!(loudest > 0)) return samples;
+  const auto loud = (rms > loudest * std::pow(10.0, o.threshold_db / 20.0)).nonzero().flatten();
+  const int64_t margin = std::lround(o.margin_seconds * sample_rate);
+  const int64_t start = std::max<int64_t>(0, loud[0].item<int64_t>() * frame - margin);
+  const int64_t end = std::min<int64_t>(n, (loud[-1].item<int64_t>() + 1) * frame + margin);
+  return samples.slice(0, start, end);
+}
+
 torch::Tensor augment_waveform(const torch::Tensor& samples, const WaveAugmentOptions& o, torch::Generator& gen) {
   TORCH_CHECK(o.min_speed > 0 && o.min_speed <= o.max_speed, "augment_waveform: need 0 < min_speed <= max_speed");
   TORCH_CHECK(o.min_snr_db <= o.max_snr_db, "augment_waveform: need min_snr_db <= max_snr_db");

@@ -67,21 +67,25 @@ std::string copy_id(const std::string& id, int64_t copy) {
   return copy == 0 ? id : id + "#copy" + std::to_string(copy);
 }
 
-std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, int64_t limit, int64_t copies) {
+std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, int64_t limit, int64_t copies,
+                               bool trimmed) {
   const std::string limited = limit > 0 ? ".first" + std::to_string(limit) : "";
   const std::string copied = copies > 0 ? ".copies" + std::to_string(copies) : "";
-  return manifest + "." + name_of(front_end) + limited + copied + ".features.safetensors";
+  return manifest + "." + name_of(front_end) + limited + copied + (trimmed ? ".trimmed" : "") +
+         ".features.safetensors";
 }
 
 FeatureCache FeatureCache::open_or_build(const std::string& path, const std::vector<SpeechExample>& examples,
                                          FrontEnd front, const AugmentedCopies& copies,
-                                         const std::function<void(const std::string&)>& log) {
+                                         const std::function<void(const std::string&)>& log,
+                                         const std::optional<SilenceTrimOptions>& trim) {
   auto say = [&](const std::string& m) {
     if (log) log(m);
   };
   if (!std::filesystem::exists(path)) {
     say("features: computing " + std::string(name_of(front)) + " features of " + std::to_string(examples.size()) +
-        " utterances" + (copies.count > 0 ? " and " + std::to_string(copies.count) + " augmented copies of each" : "") +
+        " utterances" + (trim ? ", silence trimmed," : "") +
+        (copies.count > 0 ? " and " + std::to_string(copies.count) + " augmented copies of each" : "") +
         " into " + path);
     int64_t last = -1;
     auto report = build(
@@ -91,7 +95,7 @@ FeatureCache FeatureCache::open_or_build(const std::string& path, const std::vec
           if (percent / 10 != last / 10) say("features: " + std::to_string(done) + "/" + std::to_string(total));
           last = percent;
         },
-        front, copies);
+        front, copies, trim);
     for (const auto& p : report.problems) say("skipped " + p);
     say("features: " + std::to_string(report.examples) + " clips in " + std::to_string(std::lround(report.seconds)) +
         " s");
@@ -104,7 +108,19 @@ FeatureCache FeatureCache::open_or_build(const std::string& path, const std::vec
     throw DataError(path + ": holds augmented copies '" + cache.copies() + "' but data.audio_copies = " +
                     std::to_string(copies.count) + " needs '" + describe(copies) +
                     "'; remove the file or point data.features elsewhere");
+  if (cache.trim() != describe_trim(trim))
+    throw DataError(path + ": holds clips " + (cache.trim().empty() ? "untrimmed" : "trimmed '" + cache.trim() + "'") +
+                    " but data.trim_silence = " + (trim ? "true needs '" + describe_trim(trim) + "'" : "false") +
+                    "; remove the file or point data.features elsewhere");
   return cache;
+}
+
+std::string FeatureCache::describe_trim(const std::optional<SilenceTrimOptions>& trim) {
+  if (!trim) return "";
+  return json{{"threshold_db", trim->threshold_db},
+              {"margin_seconds", trim->margin_seconds},
+              {"frame_seconds", trim->frame_seconds}}
+      .dump();
 }
 
 std::string FeatureCache::describe(const AugmentedCopies& c) {
@@ -121,7 +137,8 @@ std::string FeatureCache::describe(const AugmentedCopies& c) {
 FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& examples,
                                               const std::string& path, const LogMelOptions& options,
                                               int threads, const std::function<void(int64_t, int64_t)>& progress,
-                                              FrontEnd front_end, const AugmentedCopies& copies) {
+                                              FrontEnd front_end, const AugmentedCopies& copies,
+                                              const std::optional<SilenceTrimOptions>& trim) {
   TORCH_CHECK(threads >= 1, "FeatureCache::build: threads must be >= 1");
   TORCH_CHECK(copies.count >= 0, "FeatureCache::build: copies.count must be >= 0");
   const auto start = std::chrono::steady_clock::now();
@@ -142,7 +159,9 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
     for (int64_t i; (i = next++) < n;) {
       const auto& example = examples[static_cast<size_t>(i)];
       try {
-        auto audio = load_audio(example.audio, front_end == FrontEnd::Whisper ? 16000 : options.sample_rate);
+        const int rate = front_end == FrontEnd::Whisper ? 16000 : options.sample_rate;
+        auto audio = load_audio(example.audio, rate);
+        if (trim) audio = trim_silence(audio, rate, *trim);
         for (int64_t k = 0; k < per_example; ++k) {
           torch::Tensor f;
           if (k == 0) {
@@ -203,7 +222,8 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
                      {"frames", json(frames).dump()},
                      {"options", meta_options.dump()},
                      {"front_end", name_of(front_end)},
-                     {"copies", describe(copies)}});
+                     {"copies", describe(copies)},
+                     {"trim", describe_trim(trim)}});
   report.audio_seconds = static_cast<double>(total) * options.hop_length / options.sample_rate;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
@@ -246,6 +266,7 @@ FeatureCache FeatureCache::open(const std::string& path) {
     }
   }
   if (header.metadata.count("copies")) c.copies_ = header.metadata.at("copies");
+  if (header.metadata.count("trim")) c.trim_ = header.metadata.at("trim");
   // A view into the mapping: no copy; read-only pages.
   c.all_ = torch::from_blob(const_cast<uint8_t*>(bytes + header.data_offset + entry->begin), entry->shape,
                             torch::TensorOptions().dtype(torch::kHalf));

@@ -90,8 +90,9 @@ SpeechTaskData SpeechTaskData::load(const SpeechTaskSpec& spec) {
 
 TaskResult evaluate_speech(TrainedModel& model, const TextTower& text, const SpeechTaskData& data) {
   const auto front = model.tower().front_end();
-  const auto path = feature_cache_path(data.spec.manifest, front);
-  const auto cache = FeatureCache::open_or_build(path, data.examples, front);
+  const bool trimmed = model.config().data.trim_silence;
+  const auto path = feature_cache_path(data.spec.manifest, front, 0, 0, trimmed);
+  const auto cache = FeatureCache::open_or_build(path, data.examples, front, {}, {}, silence_trim(trimmed));
   auto all = model.embed_cache(cache, path + ".pooled.safetensors");
   std::unordered_map<std::string, int64_t> row_of;
   for (int64_t i = 0; i < cache.size(); ++i) row_of.emplace(cache.id(i), i);

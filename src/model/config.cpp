@@ -214,7 +214,8 @@ std::vector<Field> fields(TrainConfig& c) {
   std::vector<Field> rest{
       named_field("text.tower", c.text.tower), field("text.model", c.text.model), field("data.train", d.train),
       field("data.features", d.features), field("data.text_store", d.text_store), field("data.limit", d.limit),
-      field("data.augment", d.augment), field("data.audio_copies", d.audio_copies), list_field("data.classes", d.classes),
+      field("data.augment", d.augment), field("data.audio_copies", d.audio_copies),
+      field("data.trim_silence", d.trim_silence), list_field("data.classes", d.classes),
       field("data.valid_fraction", d.valid_fraction), field("data.class_names", d.class_names),
       field("data.templates", d.templates),
       // Validation reads the model; it does not change it.

@@ -227,9 +227,11 @@ torch::Tensor TrainedModel::embed_waveforms(const std::vector<torch::Tensor>& wa
   std::vector<torch::Tensor> windows;
   std::vector<int64_t> owner;  // the input each window belongs to
   for (size_t i = 0; i < waveforms.size(); ++i) {
-    const auto features = tower_->front_end() == FrontEnd::Whisper ? whisper_mel(waveforms[i]) : log_mel(waveforms[i]);
+    // The tower reads clips as its training and evaluation caches held them.
+    const auto wave = config_.data.trim_silence ? trim_silence(waveforms[i], 16000) : waveforms[i];
+    const auto features = tower_->front_end() == FrontEnd::Whisper ? whisper_mel(wave) : log_mel(wave);
     const auto name = i < names.size() ? names[i] : "input " + std::to_string(i + 1);
-    for (auto& w : windows_of(features, *tower_, name, static_cast<double>(waveforms[i].size(0)) / 16000.0)) {
+    for (auto& w : windows_of(features, *tower_, name, static_cast<double>(wave.size(0)) / 16000.0)) {
       windows.push_back(w);
       owner.push_back(static_cast<int64_t>(i));
     }

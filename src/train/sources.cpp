@@ -183,7 +183,8 @@ AugmentedCopies audio_copies(const TrainConfig& c) {
 
 // The feature cache of a front end: data.features, or beside the manifest.
 std::string features_path(const TrainConfig& c, FrontEnd front) {
-  return c.data.features.empty() ? feature_cache_path(c.data.train, front, c.data.limit, c.data.audio_copies)
+  return c.data.features.empty() ? feature_cache_path(c.data.train, front, c.data.limit, c.data.audio_copies,
+                                                                    c.data.trim_silence)
                                  : c.data.features;
 }
 
@@ -194,7 +195,8 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
   const auto features = features_path(c, tower.front_end());
   const auto copies = audio_copies(c);
   const auto cache =
-      std::make_shared<FeatureCache>(FeatureCache::open_or_build(features, examples, tower.front_end(), copies, log));
+      std::make_shared<FeatureCache>(FeatureCache::open_or_build(features, examples, tower.front_end(), copies, log,
+                                                                silence_trim(c.data.trim_silence)));
   std::unordered_map<std::string, int64_t> row_of;
   for (int64_t i = 0; i < cache->size(); ++i) row_of.emplace(cache->id(i), i);
   std::vector<std::vector<int64_t>> rows(static_cast<size_t>(copies.count + 1));

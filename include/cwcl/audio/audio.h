@@ -119,6 +119,23 @@ struct WaveAugmentOptions {
 torch::Tensor augment_waveform(const torch::Tensor& samples, const WaveAugmentOptions& options,
                                torch::Generator& generator);
 
+/// Leading and trailing silence. Frames of `frame_seconds` whose RMS is more
+/// than `threshold_db` below the loudest frame's count as silence; the clip
+/// keeps `margin_seconds` beyond its first and last loud frames. Recorded
+/// speech carries it (the klettres-data clips: about 0.5 s before the word
+/// and 0.8 s after, 70 % of each clip), synthesised speech hardly any, and a
+/// tower trained on the second reads the first far better without it
+/// (docs/experiments.md, "Silence in recorded clips").
+struct SilenceTrimOptions {
+  double threshold_db = -26;  ///< relative to the loudest frame (an amplitude ratio of 0.05)
+  double margin_seconds = 0.1;
+  double frame_seconds = 0.02;
+};
+/// The part of mono `samples` between the first and the last loud frame,
+/// with the margin; unchanged when no frame is louder than zero or the clip
+/// is shorter than two frames. A middle pause stays.
+torch::Tensor trim_silence(const torch::Tensor& samples, int sample_rate, const SilenceTrimOptions& options = {});
+
 /// Which log-mel front end a tower reads (and a feature cache holds).
 enum class FrontEnd {
   LogMel,   ///< LogMel with LogMelOptions (the from-scratch tower)

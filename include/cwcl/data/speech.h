@@ -49,11 +49,17 @@ struct AugmentedCopies {
 std::string copy_id(const std::string& id, int64_t copy);
 
 /// Where the feature cache of a manifest lives, beside it:
-/// <manifest>.<front end>[.first<limit>][.copies<k>].features.safetensors
-/// (limit: only the first `limit` examples; copies: augmented copies).
+/// <manifest>.<front end>[.first<limit>][.copies<k>][.trimmed].features.safetensors
+/// (limit: only the first `limit` examples; copies: augmented copies;
+/// trimmed: leading and trailing silence cut, SilenceTrimOptions).
 /// Training and evaluation share this one rule.
 std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, int64_t limit = 0,
-                               int64_t copies = 0);
+                               int64_t copies = 0, bool trimmed = false);
+
+/// data.trim_silence's trimming: the default options, or none.
+inline std::optional<SilenceTrimOptions> silence_trim(bool trim_silence) {
+  return trim_silence ? std::optional<SilenceTrimOptions>(SilenceTrimOptions{}) : std::nullopt;
+}
 
 class FeatureCache {
  public:
@@ -65,17 +71,19 @@ class FeatureCache {
   static BuildReport build(const std::vector<SpeechExample>& examples, const std::string& path,
                            const LogMelOptions& options = {}, int threads = 2,
                            const std::function<void(int64_t, int64_t)>& progress = {},
-                           FrontEnd front_end = FrontEnd::LogMel, const AugmentedCopies& copies = {});
+                           FrontEnd front_end = FrontEnd::LogMel, const AugmentedCopies& copies = {},
+                           const std::optional<SilenceTrimOptions>& trim = std::nullopt);
 
   /// Maps a cache file; throws FormatError naming it when it is not one.
   static FeatureCache open(const std::string& path);
   /// The cache at `path`, built first from `examples` when the file is
   /// missing (unreadable clips are left out; `log` hears of progress and of
   /// each one). Throws DataError naming the file when it holds another
-  /// front end or other augmented copies.
+  /// front end, other augmented copies or other trimming.
   static FeatureCache open_or_build(const std::string& path, const std::vector<SpeechExample>& examples,
                                     FrontEnd front_end, const AugmentedCopies& copies = {},
-                                    const std::function<void(const std::string&)>& log = {});
+                                    const std::function<void(const std::string&)>& log = {},
+                                    const std::optional<SilenceTrimOptions>& trim = std::nullopt);
 
   int64_t size() const { return static_cast<int64_t>(ids_.size()); }
   const std::string& id(int64_t i) const { return ids_[static_cast<size_t>(i)]; }
@@ -88,10 +96,14 @@ class FeatureCache {
   /// equal strings mean equal copies.
   const std::string& copies() const { return copies_; }
   static std::string describe(const AugmentedCopies& copies);
+  /// How silence was trimmed before the features ("" for untrimmed clips:
+  /// also every cache written before trimming existed).
+  const std::string& trim() const { return trim_; }
+  static std::string describe_trim(const std::optional<SilenceTrimOptions>& trim);
 
  private:
   FrontEnd front_end_ = FrontEnd::LogMel;
-  std::string copies_;
+  std::string copies_, trim_;
   std::shared_ptr<void> mapping_;  // keeps the mapped file alive
   torch::Tensor all_;              // float16 view into the mapping
   std::vector<std::string> ids_;

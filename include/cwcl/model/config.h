@@ -63,6 +63,10 @@ struct TrainConfig {
     /// (speed, gain, noise: WaveAugmentOptions); epoch e trains on copy
     /// e mod (audio_copies + 1), copy 0 being the clean clip.
     int64_t audio_copies = 0;
+    /// speech: cut leading and trailing silence from every clip before its
+    /// features (SilenceTrimOptions), in training, evaluation and zero-shot
+    /// alike; recorded clips carry a second of it, synthesised ones none.
+    bool trim_silence = true;
     std::vector<int64_t> classes = {0, 1, 2, 3, 4, 5, 6};  ///< image: the classes seen in training
     double valid_fraction = 0.1;  ///< image: training images held out for validation
     std::string class_names;      ///< image: names and synonyms (empty: fashion-mnist/classes.tsv of cwcl's data)

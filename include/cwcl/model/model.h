@@ -39,6 +39,13 @@ class TrainedModel {
   /// Embeddings come back as float32 either way.
   TrainedModel& set_precision(Precision precision);
   Precision precision() const { return precision_; }
+  /// Whether audio loses its leading and trailing silence before the tower
+  /// reads it (data.trim_silence of the model's config, which training
+  /// recorded; models from before the key existed trim too).
+  TrainedModel& set_trim_silence(bool trim) {
+    config_.data.trim_silence = trim;
+    return *this;
+  }
   /// A hash of every weight and buffer of the tower (names, shapes, bytes):
   /// equal digests mean equal models whatever the run directory or file.
   std::string weights_digest() const;
