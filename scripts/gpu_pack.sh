@@ -44,7 +44,8 @@ with open(sys.argv[2], "w") as m, open(sys.argv[3], "w") as t:
     for text in sorted({l["text"] for l in lines}):
         t.write(json.dumps({"id": text, "text": text}) + "\n")
 EOF
-cp "$work/speech/train.whisper.features.safetensors" "$pack/speech/train.jsonl.whisper.features.safetensors"
+# The name training looks for (data.trim_silence: trimmed clips, as cwcl features writes them).
+cp "$work/speech/train.whisper.features.safetensors" "$pack/speech/train.jsonl.whisper.trimmed.features.safetensors"
 "$cwcl" --threads 2 embed "$work/speech_texts.jsonl" -o "$pack/speech/texts.safetensors" > /dev/null
 
 # Images: the first 2,048 training images of the seen classes (and every

@@ -67,14 +67,24 @@ expect_match("1.flac\",\"label\":\"(lights|weather)\"")
 # cache of the frozen encoder and through the loader of a fine-tuned one.
 expect_exit(0 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies --set data.audio_copies=1 --set run.steps=4)
 expect_match("and 1 augmented copies of each")
-if(NOT EXISTS ${tmp}/speech/train.jsonl.whisper.copies1.features.safetensors)
-  message(FATAL_ERROR "data.audio_copies = 1 wrote no train.jsonl.whisper.copies1.features.safetensors")
+if(NOT EXISTS ${tmp}/speech/train.jsonl.whisper.copies1.trimmed.features.safetensors)
+  message(FATAL_ERROR "data.audio_copies = 1 wrote no train.jsonl.whisper.copies1.trimmed.features.safetensors")
 endif()
 expect_exit(0 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies-top --set data.audio_copies=1 --set run.steps=4
             --set model.whisper_training=top --set model.top_blocks=1)
 expect_exit(3 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies-bad --set data.audio_copies=2
-            --set data.features=${tmp}/speech/train.jsonl.whisper.copies1.features.safetensors)
-expect_match("copies1.features.safetensors: holds augmented copies .* but data.audio_copies = 2")
+            --set data.features=${tmp}/speech/train.jsonl.whisper.copies1.trimmed.features.safetensors)
+expect_match("copies1.trimmed.features.safetensors: holds augmented copies .* but data.audio_copies = 2")
+# Clips lose their silence by default; a cache of trimmed clips is never
+# read as untrimmed ones (the message names the file and the key).
+if(NOT EXISTS ${tmp}/speech/train.jsonl.whisper.trimmed.features.safetensors)
+  message(FATAL_ERROR "training wrote no train.jsonl.whisper.trimmed.features.safetensors")
+endif()
+expect_exit(3 train ${tmp}/speech.toml --set run.out=${tmp}/sp-untrimmed-bad --set data.trim_silence=false
+            --set data.features=${tmp}/speech/train.jsonl.whisper.trimmed.features.safetensors)
+expect_match("trimmed.features.safetensors: holds clips trimmed .* but data.trim_silence = false")
+expect_exit(0 zeroshot --model ${tmp}/sp --keep-silence --labels "lights,weather" ${tmp}/speech/audio/1.flac)
+expect_match("1.flac\",\"label\":\"(lights|weather)\"")
 expect_exit(2 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies-neg --set data.audio_copies=-1)
 expect_match("data.audio_copies")
 # eval speech with a second model: the paired difference and its interval.
