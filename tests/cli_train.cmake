@@ -62,9 +62,10 @@ expect_match("\"skipped\":2")
 expect_exit(0 zeroshot --model ${tmp}/sp --labels "lights,weather" /usr/share/sounds/alsa/Front_Center.wav ${tmp}/speech/audio/1.flac)
 expect_match("Front_Center.wav\",\"label\":\"(lights|weather)\"")
 expect_match("1.flac\",\"label\":\"(lights|weather)\"")
-# Augmented copies in the feature cache: epoch e trains on copy e mod 2
-# (8 clips, batch 4: steps 3 and 4 read the copies), through the pooled
-# cache of the frozen encoder and through the loader of a fine-tuned one.
+# Augmented copies in the feature cache: each epoch reads one version of
+# each clip, drawn per clip (8 clips, batch 4, 4 steps: both versions are
+# read), through the pooled cache of the frozen encoder and through the
+# loader of a fine-tuned one.
 expect_exit(0 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies --set data.audio_copies=1 --set run.steps=4)
 expect_match("and 1 augmented copies of each")
 if(NOT EXISTS ${tmp}/speech/train.jsonl.whisper.copies1.trimmed.features.safetensors)

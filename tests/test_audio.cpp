@@ -189,26 +189,59 @@ TEST(AudioAugmentation, WaveformCopiesVarySpeedGainAndNoiseDeterministically) {
   std::set<int64_t> lengths;
   for (uint64_t seed = 0; seed < 12; ++seed) {
     auto g1 = at::detail::createCPUGenerator(seed), g2 = at::detail::createCPUGenerator(seed);
-    auto a = cwcl::augment_waveform(x, o, g1);
-    EXPECT_TRUE(torch::equal(a, cwcl::augment_waveform(x, o, g2))) << "seed " << seed;
+    auto a = cwcl::augment_waveform(x, 16000, o, g1);
+    EXPECT_TRUE(torch::equal(a, cwcl::augment_waveform(x, 16000, o, g2))) << "seed " << seed;
     EXPECT_GE(a.numel(), 16000 / o.max_speed - 2);
     EXPECT_LE(a.numel(), 16000 / o.min_speed + 2);
     EXPECT_LE(a.abs().max().item<float>(), 1.0f);
     lengths.insert(a.numel());
   }
   EXPECT_GT(lengths.size(), 6u) << "speed factors must vary between copies";
-  // No speed range and no gain: only noise, at an SNR inside the range.
+  // No speed range, no room and no gain: only noise, at an SNR inside the range.
   o.min_speed = o.max_speed = 1.0;
+  o.reverb_probability = 0;
   o.max_gain_db = 0;
   o.noise_probability = 1;
   auto g = at::detail::createCPUGenerator(3);
-  auto noisy = cwcl::augment_waveform(x, o, g);
+  auto noisy = cwcl::augment_waveform(x, 16000, o, g);
   ASSERT_EQ(noisy.numel(), x.numel());
   const double snr = 10 * std::log10(x.pow(2).mean().item<double>() / (noisy - x).pow(2).mean().item<double>());
   EXPECT_GE(snr, o.min_snr_db - 0.5);
   EXPECT_LE(snr, o.max_snr_db + 0.5);
   o.min_speed = 0;
-  EXPECT_THROW(cwcl::augment_waveform(x, o, g), c10::Error);
+  EXPECT_THROW(cwcl::augment_waveform(x, 16000, o, g), c10::Error);
+  o.min_speed = 1.0;
+  o.min_rt60 = 0;
+  EXPECT_THROW(cwcl::augment_waveform(x, 16000, o, g), c10::Error);
+}
+
+// The room's response, read off an impulse: the direct sound, then a tail
+// with exactly the asked direct-to-reverberant ratio whose energy falls
+// 60 dB over rt60.
+TEST(AudioAugmentation, ReverbHasTheAskedDecayAndDirectToReverberantRatio) {
+  const int rate = 16000;
+  const double rt60 = 0.5, drr_db = 6;
+  const int64_t tail = static_cast<int64_t>(rt60 * rate);
+  auto impulse = torch::zeros({2 * tail}, torch::kFloat);
+  impulse[0] = 1;
+  auto g1 = at::detail::createCPUGenerator(5), g2 = at::detail::createCPUGenerator(5);
+  auto y = cwcl::add_reverb(impulse, rate, rt60, drr_db, g1);
+  ASSERT_EQ(y.numel(), impulse.numel());
+  EXPECT_TRUE(torch::equal(y, cwcl::add_reverb(impulse, rate, rt60, drr_db, g2)));
+  EXPECT_NEAR(y[0].item<double>(), 1.0, 1e-5);
+  auto late = y.narrow(0, 1, tail).to(torch::kDouble);
+  EXPECT_NEAR(10 * std::log10(1.0 / late.pow(2).sum().item<double>()), drr_db, 1e-3);
+  // Mean energy of the first and last tenth of the tail: 54 dB apart (the
+  // windows' centres are 0.9 rt60 apart), within the noise of 800 samples each.
+  const int64_t tenth = tail / 10;
+  const double first = late.narrow(0, 0, tenth).pow(2).mean().item<double>();
+  const double last = late.narrow(0, tail - tenth, tenth).pow(2).mean().item<double>();
+  EXPECT_NEAR(10 * std::log10(first / last), 54.0, 2.0);
+  EXPECT_LT(y.narrow(0, tail + 1, tail - 1).abs().max().item<float>(), 1e-5f) << "nothing after the tail";
+  // A clip keeps its length; an empty one stays empty.
+  EXPECT_EQ(cwcl::add_reverb(torch::ones({100}), rate, rt60, drr_db, g1).numel(), 100);
+  EXPECT_EQ(cwcl::add_reverb(torch::zeros({0}), rate, rt60, drr_db, g1).numel(), 0);
+  EXPECT_THROW(cwcl::add_reverb(impulse, rate, 0.0, drr_db, g1), c10::Error);
 }
 
 }  // namespace

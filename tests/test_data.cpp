@@ -114,6 +114,21 @@ TEST_F(SpeechData, AugmentedCopiesAreCachedBesideEachCleanClip) {
   EXPECT_EQ(cwcl::copy_id("u5", 0), "u5");
 }
 
+// Every epoch reads one version of each clip, drawn per clip, so a run
+// shorter than an epoch still sees the copies.
+TEST(AugmentedCopies, EachEpochDrawsOneVersionPerClipFromTheSeed) {
+  const auto first = cwcl::pick_copies(3000, 3, 7, 0);
+  ASSERT_EQ(first.sizes(), torch::IntArrayRef({3000}));
+  EXPECT_TRUE(torch::equal(first, cwcl::pick_copies(3000, 3, 7, 0)));
+  EXPECT_FALSE(torch::equal(first, cwcl::pick_copies(3000, 3, 7, 1))) << "epochs draw anew";
+  EXPECT_FALSE(torch::equal(first, cwcl::pick_copies(3000, 3, 8, 0))) << "so do seeds";
+  EXPECT_EQ(first.min().item<int64_t>(), 0);
+  EXPECT_EQ(first.max().item<int64_t>(), 2);
+  for (int64_t k = 0; k < 3; ++k) EXPECT_NEAR(first.eq(k).sum().item<double>(), 1000.0, 100.0) << "version " << k;
+  EXPECT_TRUE(torch::equal(cwcl::pick_copies(50, 1, 7, 4), torch::zeros({50}, torch::kLong)));
+  EXPECT_THROW(cwcl::pick_copies(50, 0, 7, 0), c10::Error);
+}
+
 TEST_F(SpeechData, TrimmedCachesCutSilenceAndAreKeptApartFromUntrimmedOnes) {
   auto tone = 0.3 * torch::sin(torch::arange(8000, torch::kFloat) * 0.2f);
   cwcl::save_audio(path("padded.wav"), torch::cat({torch::zeros({16000}), tone, torch::zeros({16000})}), 16000);

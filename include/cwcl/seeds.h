@@ -21,6 +21,7 @@ enum class SeedStream : uint64_t {
   BatchOrder = 7,       ///< (epoch): the order of length buckets
   Initialisation = 8,   ///< (): the towers' initial weights
   WaveAugment = 9,      ///< (example, copy): an augmented copy of a clip in a feature cache
+  CopyPick = 10,        ///< (epoch): which copy of each clip an epoch reads
 };
 
 /// A 64-bit seed from the run seed, a stream and two counters, mixed with

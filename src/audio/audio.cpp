@@ -227,13 +227,37 @@ torch::Tensor trim_silence(const torch::Tensor& samples, int sample_rate, const 
   return samples.slice(0, start, end);
 }
 
-torch::Tensor augment_waveform(const torch::Tensor& samples, const WaveAugmentOptions& o, torch::Generator& gen) {
+torch::Tensor add_reverb(const torch::Tensor& samples, int sample_rate, double rt60_seconds, double drr_db,
+                         torch::Generator& gen) {
+  TORCH_CHECK(samples.dim() == 1, "add_reverb: samples must be mono [T]");
+  TORCH_CHECK(sample_rate > 0 && rt60_seconds > 0, "add_reverb: need sample_rate > 0 and rt60_seconds > 0");
+  const int64_t n = samples.size(0);
+  if (n == 0) return samples.to(torch::kFloat);
+  const int64_t tail = std::max<int64_t>(1, std::lround(rt60_seconds * sample_rate));
+  // Energy falls 60 dB in rt60: amplitude exp(-3 ln(10) t / rt60).
+  auto t = torch::arange(1, tail + 1, torch::kDouble) / sample_rate;
+  auto late = torch::randn({tail}, gen, torch::kDouble) * torch::exp(-3.0 * std::log(10.0) * t / rt60_seconds);
+  late = late * std::sqrt(std::pow(10.0, -drr_db / 10.0) / late.pow(2).sum().item<double>());
+  auto response = torch::cat({torch::ones({1}, torch::kDouble), late});
+  int64_t size = 1;
+  while (size < n + tail) size *= 2;  // linear, not circular, convolution
+  auto x = samples.to(torch::kDouble);
+  auto y = torch::fft::irfft(torch::fft::rfft(x, size) * torch::fft::rfft(response, size), size);
+  return y.narrow(0, 0, n).to(torch::kFloat).contiguous();
+}
+
+torch::Tensor augment_waveform(const torch::Tensor& samples, int sample_rate, const WaveAugmentOptions& o,
+                               torch::Generator& gen) {
   TORCH_CHECK(o.min_speed > 0 && o.min_speed <= o.max_speed, "augment_waveform: need 0 < min_speed <= max_speed");
   TORCH_CHECK(o.min_snr_db <= o.max_snr_db, "augment_waveform: need min_snr_db <= max_snr_db");
+  TORCH_CHECK(o.min_rt60 > 0 && o.min_rt60 <= o.max_rt60, "augment_waveform: need 0 < min_rt60 <= max_rt60");
+  TORCH_CHECK(o.min_drr_db <= o.max_drr_db, "augment_waveform: need min_drr_db <= max_drr_db");
   auto uniform = [&](double lo, double hi) {
     return lo + (hi - lo) * torch::rand({1}, gen, torch::kDouble).item<double>();
   };
   auto x = change_speed(samples, uniform(o.min_speed, o.max_speed));
+  if (uniform(0, 1) < o.reverb_probability)
+    x = add_reverb(x, sample_rate, uniform(o.min_rt60, o.max_rt60), uniform(o.min_drr_db, o.max_drr_db), gen);
   x = apply_gain(x, uniform(-o.max_gain_db, o.max_gain_db));
   if (uniform(0, 1) < o.noise_probability) x = add_noise(x, uniform(o.min_snr_db, o.max_snr_db), gen);
   return x.clamp(-1.0, 1.0);

@@ -67,6 +67,13 @@ std::string copy_id(const std::string& id, int64_t copy) {
   return copy == 0 ? id : id + "#copy" + std::to_string(copy);
 }
 
+torch::Tensor pick_copies(int64_t examples, int64_t versions, uint64_t seed, int64_t epoch) {
+  TORCH_CHECK(examples >= 0 && versions >= 1, "pick_copies: need examples >= 0 and versions >= 1");
+  if (versions == 1) return torch::zeros({examples}, torch::kLong);
+  auto g = make_generator(derive_seed(seed, SeedStream::CopyPick, static_cast<uint64_t>(epoch)));
+  return torch::randint(versions, {examples}, g, torch::kLong);
+}
+
 std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, int64_t limit, int64_t copies,
                                bool trimmed) {
   const std::string limited = limit > 0 ? ".first" + std::to_string(limit) : "";
@@ -128,6 +135,9 @@ std::string FeatureCache::describe(const AugmentedCopies& c) {
   const auto& o = c.options;
   return json{{"count", c.count},         {"seed", c.seed},
               {"min_speed", o.min_speed}, {"max_speed", o.max_speed},
+              {"reverb_probability", o.reverb_probability},
+              {"min_rt60", o.min_rt60}, {"max_rt60", o.max_rt60},
+              {"min_drr_db", o.min_drr_db}, {"max_drr_db", o.max_drr_db},
               {"noise_probability", o.noise_probability},
               {"min_snr_db", o.min_snr_db}, {"max_snr_db", o.max_snr_db},
               {"max_gain_db", o.max_gain_db}}
@@ -169,7 +179,7 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
           } else {
             auto gen = make_generator(derive_seed(copies.seed, SeedStream::WaveAugment, static_cast<uint64_t>(i),
                                                   static_cast<uint64_t>(k)));
-            f = features_of(augment_waveform(audio, copies.options, gen));
+            f = features_of(augment_waveform(audio, rate, copies.options, gen));
           }
           if (f.size(0) == 0) throw AudioError(example.audio + ": shorter than one frame");
           feats[static_cast<size_t>(i * per_example + k)] = f.to(torch::kHalf);

@@ -20,7 +20,8 @@ namespace fs = std::filesystem;
 torch::Tensor long_tensor(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong); }
 
 // Rows of a table of precomputed inputs (pooled encoder outputs), shuffled
-// per epoch; with augmented copies, epoch e reads table e mod copies.
+// per epoch; with augmented copies, each example reads the table of the copy
+// pick_copies draws for it in that epoch.
 class TableSource : public DataSource {
  public:
   TableSource(std::vector<torch::Tensor> inputs_by_copy, torch::Tensor p, int64_t batch_size, uint64_t seed,
@@ -31,18 +32,24 @@ class TableSource : public DataSource {
     if (epoch != epoch_) {
       auto g = make_generator(derive_seed(seed_, SeedStream::EpochOrder, static_cast<uint64_t>(epoch)));
       order_ = torch::randperm(p_.size(0), g, torch::kLong);
+      copy_ = pick_copies(p_.size(0), static_cast<int64_t>(inputs_.size()), seed_, epoch);
       epoch_ = epoch;
     }
     auto rows = order_.narrow(0, index * batch_size_ + shard_.first(batch_size_), shard_.rows(batch_size_));
-    const auto& inputs = inputs_[static_cast<size_t>(epoch) % inputs_.size()];
-    return {inputs.index_select(0, rows), {}, p_.index_select(0, rows), {}};
+    auto inputs = inputs_[0].index_select(0, rows);
+    const auto copy = copy_.index_select(0, rows);
+    for (size_t k = 1; k < inputs_.size(); ++k) {
+      const auto at = copy.eq(static_cast<int64_t>(k)).nonzero().squeeze(1);
+      if (at.numel() > 0) inputs.index_copy_(0, at, inputs_[k].index_select(0, rows.index_select(0, at)));
+    }
+    return {inputs, {}, p_.index_select(0, rows), {}};
   }
   const torch::Tensor& frozen() const override { return p_; }
   bool pooled() const override { return true; }
 
  private:
   std::vector<torch::Tensor> inputs_;
-  torch::Tensor p_, order_;
+  torch::Tensor p_, order_, copy_;
   int64_t batch_size_;
   uint64_t seed_;
   Shard shard_;
@@ -50,8 +57,8 @@ class TableSource : public DataSource {
 };
 
 // Log-mel features through the prefetching loader (SpecAugment on the fly).
-// rows_by_copy[k][i]: the cache row of copy k of example i (p row i); epoch
-// e reads copy e mod copies, so a batch never holds two copies of a clip.
+// rows_by_copy[k][i]: the cache row of copy k of example i (p row i); each
+// epoch reads the copy of each example that pick_copies draws.
 class SpeechSource : public DataSource {
  public:
   SpeechSource(std::shared_ptr<FeatureCache> cache, std::vector<std::vector<int64_t>> rows_by_copy, torch::Tensor p,
@@ -79,7 +86,9 @@ class SpeechSource : public DataSource {
     o.batch_size = config_.run.batch_size;
     o.seed = static_cast<uint64_t>(config_.run.seed);
     o.drop_last = true;
-    o.rows = rows_[static_cast<size_t>(epoch) % rows_.size()];
+    const auto copy = pick_copies(p_.size(0), static_cast<int64_t>(rows_.size()), o.seed, epoch);
+    const auto pick = copy.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < p_.size(0); ++i) o.rows.push_back(rows_[static_cast<size_t>(pick[i])][static_cast<size_t>(i)]);
     o.first_batch = index;
     o.shard = shard_;
     if (config_.data.augment) o.spec_augment = SpecAugmentOptions{};

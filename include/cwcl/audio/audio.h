@@ -104,19 +104,32 @@ torch::Tensor apply_gain(const torch::Tensor& samples, double gain_db);
 /// and tempo together, by resampling.
 torch::Tensor change_speed(const torch::Tensor& samples, double factor);
 
+/// A synthetic room: the clip convolved with the direct sound (an impulse)
+/// plus a late tail of white noise whose energy falls 60 dB in
+/// `rt60_seconds` (the statistical model of late reverberation, Schroeder
+/// 1962), scaled so that direct over reverberant energy is exactly
+/// `drr_db`. The result keeps the clip's length.
+torch::Tensor add_reverb(const torch::Tensor& samples, int sample_rate, double rt60_seconds, double drr_db,
+                         torch::Generator& generator);
+
 /// Waveform augmentation of a whole clip, for augmented copies of a corpus
 /// (computed once, before features are cached). Speed perturbation moves
 /// pitch and formants together, as a different vocal tract would (Ko et al.
-/// 2015 use 0.9, 1.0, 1.1); noise and gain vary the recording.
+/// 2015 use 0.9, 1.0, 1.1); a room, gain and noise vary the recording, as a
+/// microphone in a room would (synthesised clips have neither).
 struct WaveAugmentOptions {
   double min_speed = 0.9, max_speed = 1.1;      ///< factor drawn uniformly
+  double reverb_probability = 0.5;              ///< chance of a synthetic room
+  double min_rt60 = 0.2, max_rt60 = 0.7;        ///< its reverberation time (s), drawn uniformly
+  double min_drr_db = 0, max_drr_db = 12;       ///< its direct-to-reverberant ratio, drawn uniformly
   double noise_probability = 0.5;               ///< chance of white noise
   double min_snr_db = 15, max_snr_db = 40;      ///< its SNR, drawn uniformly
   double max_gain_db = 6;                       ///< gain drawn from +-max_gain_db
 };
-/// Speed, then gain, then (with noise_probability) noise; deterministic given
-/// the generator. The result stays in [-1, 1].
-torch::Tensor augment_waveform(const torch::Tensor& samples, const WaveAugmentOptions& options,
+/// Speed, then (with reverb_probability) a room, gain, then (with
+/// noise_probability) noise; deterministic given the generator. The result
+/// stays in [-1, 1].
+torch::Tensor augment_waveform(const torch::Tensor& samples, int sample_rate, const WaveAugmentOptions& options,
                                torch::Generator& generator);
 
 /// Leading and trailing silence. Frames of `frame_seconds` whose RMS is more

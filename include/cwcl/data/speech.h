@@ -47,6 +47,12 @@ struct AugmentedCopies {
 /// The cache id of copy `copy` (1..count) of example `id`; the clean clip
 /// (copy 0) keeps its own id.
 std::string copy_id(const std::string& id, int64_t copy);
+/// Which copy (0: the clean clip) each of `examples` reads in epoch
+/// `epoch`, drawn uniformly from the `versions` (copies + 1) per example and
+/// epoch: a run shorter than one epoch still trains on every version, an
+/// epoch keeps its size, and a batch never holds two versions of one clip.
+/// [examples] int64, deterministic given seed and epoch.
+torch::Tensor pick_copies(int64_t examples, int64_t versions, uint64_t seed, int64_t epoch);
 
 /// Where the feature cache of a manifest lives, beside it:
 /// <manifest>.<front end>[.first<limit>][.copies<k>][.trimmed].features.safetensors
