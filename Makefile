@@ -48,12 +48,12 @@ bench: build
 # The experiments, quick preset (configs/demo/quick.toml: CL vs CWCL on
 # speech and the emoji drawings): builds the speech corpus once (cwcl corpus),
 # trains, evaluates, writes runs/demo/summary.json, summary.md and plots.
-# The README's results come from `DEMO_PRESET=full make demo`. The quick
-# preset's fine-tuned speech rows train on the mixed set (train = "train_mixed"),
-# which `make piper-corpus` builds first (once; about 20 minutes).
+# The README's results come from `DEMO_PRESET=full make demo`. The quick and
+# full presets' fine-tuned speech rows train on the mixed set (train =
+# "train_mixed"), which `make piper-corpus` builds first (once; about 20 minutes).
 DEMO_PRESET ?= quick
 CORPUS ?= runs/corpus
-DEMO_CORPUS_PARTS = $(if $(filter quick,$(DEMO_PRESET)),piper-corpus)
+DEMO_CORPUS_PARTS = $(if $(filter quick full,$(DEMO_PRESET)),piper-corpus)
 demo: build models $(DEMO_CORPUS_PARTS)
 	$(BUILD_DIR)/cwcl demo --preset $(DEMO_PRESET) --corpus $(CORPUS) --out runs/demo
 

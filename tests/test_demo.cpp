@@ -70,6 +70,8 @@ TEST(DemoPresets, StagesStartFromTheFilesUsersRunAndVariantsOnlyChangeTheLoss) {
   EXPECT_EQ(run_of(frozen, "power-8").loss.gamma, 8.0);
   EXPECT_EQ(run_of(frozen, "cl").data.limit, 8000);
   EXPECT_EQ(run_of(stage(cwcl::plan_demo("full"), "image"), "labels").loss.weights, cwcl::WeightMap::Labels);
+  EXPECT_EQ(stage(cwcl::plan_demo("full"), "speech_finetuned").train_part, "train_mixed");
+  EXPECT_EQ(stage(cwcl::plan_demo("full"), "speech_frozen").train_part, "train");
   // The image part trains the colour tower at the preset's size.
   const auto& image = run_of(stage(plan, "image"), "cl");
   EXPECT_TRUE(image.image_manifests());
