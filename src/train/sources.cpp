@@ -19,37 +19,43 @@ namespace fs = std::filesystem;
 
 torch::Tensor long_tensor(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong); }
 
-// Rows of a table of precomputed inputs (pooled encoder outputs), shuffled
-// per epoch; with augmented copies, each example reads the table of the copy
-// pick_copies draws for it in that epoch.
+// rows_by_copy [versions, examples]: the cache row of each version of each
+// example. The rows epoch `epoch` reads, one version per example (pick_copies).
+torch::Tensor epoch_rows(const torch::Tensor& rows_by_copy, uint64_t seed, int64_t epoch) {
+  const int64_t examples = rows_by_copy.size(1);
+  const auto copy = pick_copies(examples, rows_by_copy.size(0), seed, epoch);
+  return rows_by_copy.index({copy, torch::arange(examples, torch::kLong)}).contiguous();
+}
+
+// Rows of a table of precomputed inputs (pooled encoder outputs, one row per
+// cache row), shuffled per epoch; each example reads the version that
+// epoch_rows draws for it.
 class TableSource : public DataSource {
  public:
-  TableSource(std::vector<torch::Tensor> inputs_by_copy, torch::Tensor p, int64_t batch_size, uint64_t seed,
+  TableSource(torch::Tensor inputs, torch::Tensor rows_by_copy, torch::Tensor p, int64_t batch_size, uint64_t seed,
               Shard shard)
-      : inputs_(std::move(inputs_by_copy)), p_(std::move(p)), batch_size_(batch_size), seed_(seed), shard_(shard) {}
+      : inputs_(std::move(inputs)),
+        rows_by_copy_(std::move(rows_by_copy)),
+        p_(std::move(p)),
+        batch_size_(batch_size),
+        seed_(seed),
+        shard_(shard) {}
   int64_t batches_per_epoch() const override { return p_.size(0) / batch_size_; }
   Batch batch(int64_t epoch, int64_t index) override {
     if (epoch != epoch_) {
       auto g = make_generator(derive_seed(seed_, SeedStream::EpochOrder, static_cast<uint64_t>(epoch)));
       order_ = torch::randperm(p_.size(0), g, torch::kLong);
-      copy_ = pick_copies(p_.size(0), static_cast<int64_t>(inputs_.size()), seed_, epoch);
+      epoch_rows_ = epoch_rows(rows_by_copy_, seed_, epoch);
       epoch_ = epoch;
     }
     auto rows = order_.narrow(0, index * batch_size_ + shard_.first(batch_size_), shard_.rows(batch_size_));
-    auto inputs = inputs_[0].index_select(0, rows);
-    const auto copy = copy_.index_select(0, rows);
-    for (size_t k = 1; k < inputs_.size(); ++k) {
-      const auto at = copy.eq(static_cast<int64_t>(k)).nonzero().squeeze(1);
-      if (at.numel() > 0) inputs.index_copy_(0, at, inputs_[k].index_select(0, rows.index_select(0, at)));
-    }
-    return {inputs, {}, p_.index_select(0, rows), {}};
+    return {inputs_.index_select(0, epoch_rows_.index_select(0, rows)), {}, p_.index_select(0, rows), {}};
   }
   const torch::Tensor& frozen() const override { return p_; }
   bool pooled() const override { return true; }
 
  private:
-  std::vector<torch::Tensor> inputs_;
-  torch::Tensor p_, order_, copy_;
+  torch::Tensor inputs_, rows_by_copy_, p_, order_, epoch_rows_;
   int64_t batch_size_;
   uint64_t seed_;
   Shard shard_;
@@ -58,15 +64,16 @@ class TableSource : public DataSource {
 
 // Log-mel features through the prefetching loader (SpecAugment on the fly).
 // rows_by_copy[k][i]: the cache row of copy k of example i (p row i); each
-// epoch reads the copy of each example that pick_copies draws.
+// epoch reads the version of each example that epoch_rows draws.
 class SpeechSource : public DataSource {
  public:
-  SpeechSource(std::shared_ptr<FeatureCache> cache, std::vector<std::vector<int64_t>> rows_by_copy, torch::Tensor p,
-               const TrainConfig& c, Shard shard)
-      : cache_(std::move(cache)), rows_(std::move(rows_by_copy)), p_(std::move(p)), config_(c), shard_(shard) {
+  SpeechSource(std::shared_ptr<FeatureCache> cache, torch::Tensor rows_by_copy, torch::Tensor p, const TrainConfig& c,
+               Shard shard)
+      : cache_(std::move(cache)), rows_by_copy_(std::move(rows_by_copy)), p_(std::move(p)), config_(c), shard_(shard) {
     p_row_.assign(static_cast<size_t>(cache_->size()), -1);
-    for (const auto& rows : rows_)
-      for (size_t i = 0; i < rows.size(); ++i) p_row_[static_cast<size_t>(rows[i])] = static_cast<int64_t>(i);
+    const auto rows = rows_by_copy_.accessor<int64_t, 2>();
+    for (int64_t k = 0; k < rows.size(0); ++k)
+      for (int64_t i = 0; i < rows.size(1); ++i) p_row_[static_cast<size_t>(rows[k][i])] = i;
   }
   int64_t batches_per_epoch() const override { return p_.size(0) / config_.run.batch_size; }
   Batch batch(int64_t epoch, int64_t index) override {
@@ -86,9 +93,8 @@ class SpeechSource : public DataSource {
     o.batch_size = config_.run.batch_size;
     o.seed = static_cast<uint64_t>(config_.run.seed);
     o.drop_last = true;
-    const auto copy = pick_copies(p_.size(0), static_cast<int64_t>(rows_.size()), o.seed, epoch);
-    const auto pick = copy.accessor<int64_t, 1>();
-    for (int64_t i = 0; i < p_.size(0); ++i) o.rows.push_back(rows_[static_cast<size_t>(pick[i])][static_cast<size_t>(i)]);
+    const auto rows = epoch_rows(rows_by_copy_, o.seed, epoch);
+    o.rows.assign(rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + rows.numel());
     o.first_batch = index;
     o.shard = shard_;
     if (config_.data.augment) o.spec_augment = SpecAugmentOptions{};
@@ -98,7 +104,7 @@ class SpeechSource : public DataSource {
   }
 
   std::shared_ptr<FeatureCache> cache_;
-  std::vector<std::vector<int64_t>> rows_;
+  torch::Tensor rows_by_copy_;
   std::vector<int64_t> p_row_;
   torch::Tensor p_;
   TrainConfig config_;
@@ -230,6 +236,9 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
   const auto store = text_store_path(c.data, text.name);
   log("text: " + std::to_string(texts.size()) + " texts through " + text.name + " (store " + store + ")");
   auto p = embed_with_store(store, text.name, text.fingerprint, ids, texts, text.encode, text_progress(log));
+  std::vector<torch::Tensor> version_rows;
+  for (const auto& r : rows) version_rows.push_back(long_tensor(r));
+  const auto rows_by_copy = torch::stack(version_rows);
   std::unique_ptr<DataSource> source;
   if (tower.caches_pooled()) {
     const std::string pooled_store = features + ".pooled.safetensors";
@@ -239,12 +248,10 @@ std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl
                                        if (done % 4096 < 32 || done == total)
                                          log("tower: " + std::to_string(done) + "/" + std::to_string(total));
                                      });
-    std::vector<torch::Tensor> inputs_by_copy;
-    for (const auto& r : rows) inputs_by_copy.push_back(all.index_select(0, long_tensor(r)));
-    source = std::make_unique<TableSource>(std::move(inputs_by_copy), p, c.run.batch_size,
+    source = std::make_unique<TableSource>(std::move(all), rows_by_copy, p, c.run.batch_size,
                                            static_cast<uint64_t>(c.run.seed), shard);
   } else {
-    source = std::make_unique<SpeechSource>(cache, std::move(rows), p, c, shard);
+    source = std::make_unique<SpeechSource>(cache, rows_by_copy, p, c, shard);
   }
   source->skipped = skipped;
   return source;
