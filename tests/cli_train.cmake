@@ -88,6 +88,17 @@ expect_exit(0 zeroshot --model ${tmp}/sp --keep-silence --labels "lights,weather
 expect_match("1.flac\",\"label\":\"(lights|weather)\"")
 expect_exit(2 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies-neg --set data.audio_copies=-1)
 expect_match("data.audio_copies")
+# Speed alone (no room, no noise): its own cache beside the default one.
+expect_exit(0 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies-speed --set data.audio_copies=1 --set run.steps=2
+            --set data.copy_augment.reverb_probability=0 --set data.copy_augment.noise_probability=0)
+file(GLOB speed_caches ${tmp}/speech/train.jsonl.whisper.copies1-*.trimmed.features.safetensors)
+list(LENGTH speed_caches speed_cache_count)
+if(NOT speed_cache_count EQUAL 1)
+  message(FATAL_ERROR "speed-only copies wrote ${speed_cache_count} caches of their own: ${speed_caches}")
+endif()
+expect_exit(2 train ${tmp}/speech.toml --set run.out=${tmp}/sp-copies-range --set data.audio_copies=1
+            --set data.copy_augment.min_speed=1.3)
+expect_match("data.copy_augment.max_speed")
 # eval speech with a second model: the paired difference and its interval.
 # Each text is its own class here (label field "text", no label file).
 expect_exit(0 train ${tmp}/speech.toml --set run.out=${tmp}/sp-cl --set loss.kind=cl)

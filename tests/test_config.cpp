@@ -207,6 +207,49 @@ TEST(Config, ValidateNamesTheKey) {
   b = c;  // a speech tower has no labels for supcon or the labels map
   b.loss.weights = cwcl::WeightMap::Labels;
   expect_key(b, "loss.weights");
+  b = c;
+  b.data.copy_augment.min_speed = 1.2;  // above max_speed = 1.1
+  expect_key(b, "data.copy_augment.max_speed");
+  b = c;
+  b.data.copy_augment.min_speed = 0.3;
+  expect_key(b, "data.copy_augment.min_speed");
+  b = c;
+  b.data.copy_augment.noise_probability = 1.5;
+  expect_key(b, "data.copy_augment.noise_probability");
+  b = c;
+  b.data.copy_augment.min_rt60 = 0;
+  expect_key(b, "data.copy_augment.min_rt60");
+  b = c;
+  b.data.copy_augment.min_snr_db = 50;  // above max_snr_db = 40
+  expect_key(b, "data.copy_augment.max_snr_db");
+}
+
+// The augmented copies' options are keys of their own: speed, the room and
+// noise can each be switched off, and they round-trip through the resolved
+// TOML.
+TEST(Config, CopyAugmentKeysSetTheWaveAugmentOptions) {
+  auto c = TrainConfig::from_string(
+      "[data]\ntrain = \"x.jsonl\"\naudio_copies = 2\n"
+      "[data.copy_augment]\nmin_speed = 0.85\nmax_speed = 1.15\nreverb_probability = 0\n",
+      "copies.toml");
+  c.set("data.copy_augment.noise_probability=0");
+  c.validate();
+  EXPECT_DOUBLE_EQ(c.data.copy_augment.min_speed, 0.85);
+  EXPECT_DOUBLE_EQ(c.data.copy_augment.max_speed, 1.15);
+  EXPECT_EQ(c.data.copy_augment.reverb_probability, 0);
+  EXPECT_EQ(c.data.copy_augment.noise_probability, 0);
+  EXPECT_EQ(c.data.copy_augment.max_rt60, cwcl::WaveAugmentOptions{}.max_rt60);  // the rest keep their defaults
+  const auto back = TrainConfig::from_string(c.to_toml(), "resolved");
+  EXPECT_EQ(back.values(), c.values());
+  EXPECT_DOUBLE_EQ(back.data.copy_augment.min_speed, 0.85);
+  EXPECT_FALSE(TrainConfig::may_change_on_resume("data.copy_augment.min_speed")) << "they change the training data";
+  try {
+    c.set("data.copy_augment.min_speed=fast");
+    FAIL() << "a word was taken as a speed";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.copy_augment.min_speed"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(c.set("data.copy_augment.speed=1"), ConfigError);
 }
 
 TEST(Errors, KindsMapToExitCodesAndFormatErrorsAreDataErrors) {

@@ -114,6 +114,31 @@ TEST_F(SpeechData, AugmentedCopiesAreCachedBesideEachCleanClip) {
   EXPECT_EQ(cwcl::copy_id("u5", 0), "u5");
 }
 
+// Another choice of augmentation gets a cache of its own, so trying one
+// never overwrites or refuses another's; the default keeps the plain name.
+TEST(AugmentedCopies, EachChoiceOfOptionsHasItsOwnCachePath) {
+  cwcl::AugmentedCopies copies;
+  copies.count = 2;
+  const auto plain = cwcl::feature_cache_path("m.jsonl", cwcl::FrontEnd::Whisper, 0, copies, true);
+  EXPECT_EQ(plain, "m.jsonl.whisper.copies2.trimmed.features.safetensors");
+  auto speed_only = copies;
+  speed_only.options.reverb_probability = 0;
+  speed_only.options.noise_probability = 0;
+  const auto speed_path = cwcl::feature_cache_path("m.jsonl", cwcl::FrontEnd::Whisper, 0, speed_only, true);
+  EXPECT_NE(speed_path, plain);
+  EXPECT_EQ(speed_path.rfind("m.jsonl.whisper.copies2-", 0), 0u) << speed_path;
+  EXPECT_EQ(speed_path, cwcl::feature_cache_path("m.jsonl", cwcl::FrontEnd::Whisper, 0, speed_only, true));
+  auto reseeded = copies;
+  reseeded.seed = 1;
+  const auto seed_path = cwcl::feature_cache_path("m.jsonl", cwcl::FrontEnd::Whisper, 0, reseeded, true);
+  EXPECT_NE(seed_path, plain);
+  EXPECT_NE(seed_path, speed_path);
+  // Without copies the options do not matter.
+  speed_only.count = 0;
+  EXPECT_EQ(cwcl::feature_cache_path("m.jsonl", cwcl::FrontEnd::Whisper, 0, speed_only),
+            "m.jsonl.whisper.features.safetensors");
+}
+
 // Every epoch reads one version of each clip, drawn per clip, so a run
 // shorter than an epoch still sees the copies.
 TEST(AugmentedCopies, EachEpochDrawsOneVersionPerClipFromTheSeed) {
@@ -138,7 +163,7 @@ TEST_F(SpeechData, TrimmedCachesCutSilenceAndAreKeptApartFromUntrimmedOnes) {
   }
   const auto examples = cwcl::read_speech_manifest(path("padded.jsonl")).examples;
   const auto trim = cwcl::silence_trim(true);
-  const auto trimmed_path = cwcl::feature_cache_path(path("padded.jsonl"), cwcl::FrontEnd::Whisper, 0, 0, true);
+  const auto trimmed_path = cwcl::feature_cache_path(path("padded.jsonl"), cwcl::FrontEnd::Whisper, 0, {}, true);
   EXPECT_EQ(trimmed_path, path("padded.jsonl") + ".whisper.trimmed.features.safetensors");
   const auto plain_path = cwcl::feature_cache_path(path("padded.jsonl"), cwcl::FrontEnd::Whisper);
   auto trimmed = cwcl::FeatureCache::open_or_build(trimmed_path, examples, cwcl::FrontEnd::Whisper, {}, {}, trim);

@@ -120,7 +120,7 @@ TEST_F(SpeechTasks, EvaluateSpeechClassifiesRetrievesAndSkipsUnreadableAudio) {
   // and row i is the model's embedding of the i-th labelled clip.
   // Clips lose their silence first (data.trim_silence, on by default).
   const auto cache =
-      cwcl::FeatureCache::open(cwcl::feature_cache_path(path("set.jsonl"), cwcl::FrontEnd::LogMel, 0, 0, true));
+      cwcl::FeatureCache::open(cwcl::feature_cache_path(path("set.jsonl"), cwcl::FrontEnd::LogMel, 0, {}, true));
   EXPECT_EQ(cache.trim(), cwcl::FeatureCache::describe_trim(cwcl::silence_trim(true)));
   const auto all = model.embed_cache(cache);
   for (int64_t i = 0; i < 6; ++i) {

@@ -4,6 +4,7 @@
 #include <cwcl/threads.h>
 
 #include <cwcl/io/safetensors.h>
+#include <cwcl/io/store.h>
 
 #include "jsonl.h"
 
@@ -74,10 +75,17 @@ torch::Tensor pick_copies(int64_t examples, int64_t versions, uint64_t seed, int
   return torch::randint(versions, {examples}, g, torch::kLong);
 }
 
-std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, int64_t limit, int64_t copies,
-                               bool trimmed) {
+std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, int64_t limit,
+                               const AugmentedCopies& copies, bool trimmed) {
   const std::string limited = limit > 0 ? ".first" + std::to_string(limit) : "";
-  const std::string copied = copies > 0 ? ".copies" + std::to_string(copies) : "";
+  AugmentedCopies defaults;
+  defaults.count = copies.count;
+  const auto description = FeatureCache::describe(copies);
+  // The default options keep the plain name that caches built before the
+  // options were configurable have.
+  const std::string variant =
+      description == FeatureCache::describe(defaults) ? "" : "-" + content_key("copies", description).substr(0, 8);
+  const std::string copied = copies.count > 0 ? ".copies" + std::to_string(copies.count) + variant : "";
   return manifest + "." + name_of(front_end) + limited + copied + (trimmed ? ".trimmed" : "") +
          ".features.safetensors";
 }

@@ -91,7 +91,7 @@ SpeechTaskData SpeechTaskData::load(const SpeechTaskSpec& spec) {
 TaskResult evaluate_speech(TrainedModel& model, const TextTower& text, const SpeechTaskData& data) {
   const auto front = model.tower().front_end();
   const bool trimmed = model.config().data.trim_silence;
-  const auto path = feature_cache_path(data.spec.manifest, front, 0, 0, trimmed);
+  const auto path = feature_cache_path(data.spec.manifest, front, 0, {}, trimmed);
   const auto cache = FeatureCache::open_or_build(path, data.examples, front, {}, {}, silence_trim(trimmed));
   auto all = model.embed_cache(cache, path + ".pooled.safetensors");
   std::unordered_map<std::string, int64_t> row_of;

@@ -26,6 +26,20 @@ void validate_tower(const TowerSpec& spec) {
   }
 }
 
+void check_copy_augment(const WaveAugmentOptions& o) {
+  const std::string k = "data.copy_augment.";
+  // A factor past 2 (or under 0.5) leaves an octave's pitch shift, not a voice.
+  check(o.min_speed >= 0.5 && o.min_speed <= 2, k + "min_speed", "must be in [0.5, 2]");
+  check(o.max_speed >= o.min_speed && o.max_speed <= 2, k + "max_speed", "must be in [min_speed, 2]");
+  check(o.reverb_probability >= 0 && o.reverb_probability <= 1, k + "reverb_probability", "must be in [0, 1]");
+  check(o.min_rt60 > 0 && o.min_rt60 <= 10, k + "min_rt60", "must be in (0, 10] seconds");
+  check(o.max_rt60 >= o.min_rt60 && o.max_rt60 <= 10, k + "max_rt60", "must be in [min_rt60, 10] seconds");
+  check(o.max_drr_db >= o.min_drr_db, k + "max_drr_db", "must be >= min_drr_db");
+  check(o.max_gain_db >= 0, k + "max_gain_db", "must be >= 0");
+  check(o.noise_probability >= 0 && o.noise_probability <= 1, k + "noise_probability", "must be in [0, 1]");
+  check(o.max_snr_db >= o.min_snr_db, k + "max_snr_db", "must be >= min_snr_db");
+}
+
 }  // namespace
 
 void TrainConfig::validate_split(int64_t ranks) const {
@@ -56,6 +70,7 @@ void TrainConfig::validate() const {
   check(!data.train.empty(), "data.train", "must name the training data");
   check(data.limit >= 0, "data.limit", "must be >= 0");
   check(data.audio_copies >= 0 && data.audio_copies <= 16, "data.audio_copies", "must be in [0, 16]");
+  check_copy_augment(data.copy_augment);
   check(!data.classes.empty(), "data.classes", "must name at least one class");
   check(std::set<int64_t>(data.classes.begin(), data.classes.end()).size() == data.classes.size(), "data.classes",
         "names a class twice");

@@ -193,14 +193,15 @@ std::vector<SpeechExample> training_examples(const TrainConfig& c, int64_t& skip
 AugmentedCopies audio_copies(const TrainConfig& c) {
   AugmentedCopies copies;
   copies.count = c.data.audio_copies;
+  copies.options = c.data.copy_augment;
   return copies;
 }
 
 // The feature cache of a front end: data.features, or beside the manifest.
 std::string features_path(const TrainConfig& c, FrontEnd front) {
-  return c.data.features.empty() ? feature_cache_path(c.data.train, front, c.data.limit, c.data.audio_copies,
-                                                                    c.data.trim_silence)
-                                 : c.data.features;
+  return c.data.features.empty()
+             ? feature_cache_path(c.data.train, front, c.data.limit, audio_copies(c), c.data.trim_silence)
+             : c.data.features;
 }
 
 std::unique_ptr<DataSource> speech_source(const TrainConfig& c, TrainedTowerImpl& tower, const TextTower& text,

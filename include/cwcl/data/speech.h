@@ -55,12 +55,14 @@ std::string copy_id(const std::string& id, int64_t copy);
 torch::Tensor pick_copies(int64_t examples, int64_t versions, uint64_t seed, int64_t epoch);
 
 /// Where the feature cache of a manifest lives, beside it:
-/// <manifest>.<front end>[.first<limit>][.copies<k>][.trimmed].features.safetensors
-/// (limit: only the first `limit` examples; copies: augmented copies;
-/// trimmed: leading and trailing silence cut, SilenceTrimOptions).
-/// Training and evaluation share this one rule.
+/// <manifest>.<front end>[.first<limit>][.copies<k>[-<hash>]][.trimmed].features.safetensors
+/// (limit: only the first `limit` examples; copies: augmented copies, with
+/// a hash of their options and seed when those are not the defaults, so
+/// that each choice keeps its own cache; trimmed: leading and trailing
+/// silence cut, SilenceTrimOptions). Training and evaluation share this
+/// one rule.
 std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, int64_t limit = 0,
-                               int64_t copies = 0, bool trimmed = false);
+                               const AugmentedCopies& copies = {}, bool trimmed = false);
 
 /// data.trim_silence's trimming: the default options, or none.
 inline std::optional<SilenceTrimOptions> silence_trim(bool trim_silence) {

@@ -4,6 +4,7 @@
 // sees the strings.
 #pragma once
 
+#include <cwcl/audio/audio.h>
 #include <cwcl/device.h>
 #include <cwcl/error.h>
 #include <cwcl/loss.h>
@@ -59,10 +60,14 @@ struct TrainConfig {
     std::string text_store;  ///< frozen-side embedding store; empty: beside the training data
     int64_t limit = 0;       ///< use the first N training examples (0: all)
     bool augment = true;     ///< SpecAugment (speech), shifts and flips (image), random resized crops and colour jitter (resnet)
-    /// speech: waveform-augmented copies of each clip in the feature cache
-    /// (speed, gain, noise: WaveAugmentOptions); epoch e trains on copy
-    /// e mod (audio_copies + 1), copy 0 being the clean clip.
+    /// speech: waveform-augmented copies of each clip in the feature cache;
+    /// each epoch draws one version per clip, the clean one included
+    /// (pick_copies).
     int64_t audio_copies = 0;
+    /// speech: how each copy is augmented ("data.copy_augment.*": speed, a
+    /// room, gain, noise). Another choice than the defaults gets a cache of
+    /// its own (feature_cache_path).
+    WaveAugmentOptions copy_augment;
     /// speech: cut leading and trailing silence from every clip before its
     /// features (SilenceTrimOptions), in training, evaluation and zero-shot
     /// alike; recorded clips carry a second of it, synthesised ones none.
