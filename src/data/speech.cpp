@@ -82,7 +82,8 @@ std::string feature_cache_path(const std::string& manifest, FrontEnd front_end, 
   defaults.count = copies.count;
   const auto description = FeatureCache::describe(copies);
   // The default options keep the plain name that caches built before the
-  // options were configurable have.
+  // options were configurable have; others get 32 bits of the XXH3 hash of
+  // their description (content_key, the stores' stable hash of a text).
   const std::string variant =
       description == FeatureCache::describe(defaults) ? "" : "-" + content_key("copies", description).substr(0, 8);
   const std::string copied = copies.count > 0 ? ".copies" + std::to_string(copies.count) + variant : "";
