@@ -83,6 +83,62 @@ TEST(AudioFrontEnd, ResamplingKeepsATonesFrequencyAndLevel) {
   EXPECT_NEAR(y.narrow(0, 1000, 14000).pow(2).mean().item<double>(), 0.125, 0.002);  // RMS kept
 }
 
+// Vocal-tract-length perturbation (Jaitly and Hinton 2013): frequencies
+// scale by the factor up to the knee, the Nyquist frequency stays, the line
+// between is continuous; a warped tone reads like a higher one, at the
+// same length.
+TEST(AudioAugmentation, VocalTractWarpMovesFrequenciesAndKeepsTheTempo) {
+  EXPECT_DOUBLE_EQ(cwcl::warp_frequency(1000, 1.0, 8000), 1000);
+  EXPECT_DOUBLE_EQ(cwcl::warp_frequency(1000, 1.1, 8000), 1100);
+  EXPECT_DOUBLE_EQ(cwcl::warp_frequency(1000, 0.9, 8000), 900);
+  EXPECT_DOUBLE_EQ(cwcl::warp_frequency(8000, 1.1, 8000), 8000);
+  EXPECT_DOUBLE_EQ(cwcl::warp_frequency(8000, 0.9, 8000), 8000);
+  EXPECT_NEAR(cwcl::warp_frequency(4800 / 1.1, 1.1, 8000), 4800, 1e-9);  // the knee
+  EXPECT_NEAR(cwcl::warp_frequency(4800 / 1.1 + 1e-6, 1.1, 8000), 4800, 1e-5);
+  EXPECT_NEAR(cwcl::warp_frequency(4800.0 + 1e-6, 0.9, 8000), 4320, 1e-5);
+  for (double f = 0, last = -1; f <= 8000; f += 50) {  // increasing over the band
+    const double w = cwcl::warp_frequency(f, 0.9, 8000);
+    EXPECT_GT(w, last) << f;
+    last = w;
+  }
+  EXPECT_THROW(cwcl::warp_frequency(1000, 0, 8000), c10::Error);
+
+  cwcl::LogMelOptions o;
+  const auto plain = cwcl::mel_filterbank(o);
+  o.warp_factor = 1.0;
+  EXPECT_TRUE(torch::equal(cwcl::mel_filterbank(o), plain));
+  auto tone = [](double hz) {
+    auto t = torch::arange(0, 16000, torch::kDouble) / 16000.0;
+    return (0.5 * torch::sin(2 * M_PI * hz * t)).to(torch::kFloat);
+  };
+  auto loudest_bin = [](const torch::Tensor& mel) { return mel.mean(0).argmax().item<int64_t>(); };
+  const auto warped = cwcl::WhisperLogMel(1.1)(tone(1000));
+  const auto unwarped = cwcl::WhisperLogMel()(tone(1000)), higher = cwcl::WhisperLogMel()(tone(1100));
+  EXPECT_EQ(warped.sizes(), unwarped.sizes());  // the tempo stays
+  EXPECT_NE(loudest_bin(unwarped), loudest_bin(higher));
+  EXPECT_EQ(loudest_bin(warped), loudest_bin(higher));
+  EXPECT_EQ(loudest_bin(cwcl::WhisperLogMel(1000.0 / 1100.0)(tone(1100))), loudest_bin(unwarped));
+}
+
+TEST(AudioAugmentation, WarpFactorsAreDrawnFromTheRangeOnlyWhenOneIsSet) {
+  auto g = at::detail::createCPUGenerator(3), fresh = at::detail::createCPUGenerator(3);
+  EXPECT_EQ(cwcl::draw_warp_factor({}, g), 1.0);
+  // No draw was taken: the generator's next number is a fresh one's first.
+  EXPECT_EQ(torch::rand({1}, g, torch::kDouble).item<double>(), torch::rand({1}, fresh, torch::kDouble).item<double>());
+  cwcl::WarpAugmentOptions range{0.9, 1.1};
+  std::set<double> seen;
+  for (int i = 0; i < 50; ++i) {
+    const double f = cwcl::draw_warp_factor(range, g);
+    EXPECT_GE(f, 0.9);
+    EXPECT_LE(f, 1.1);
+    seen.insert(f);
+  }
+  EXPECT_GT(seen.size(), 45u);
+  auto a = at::detail::createCPUGenerator(5), b = at::detail::createCPUGenerator(5);
+  EXPECT_EQ(cwcl::draw_warp_factor(range, a), cwcl::draw_warp_factor(range, b));
+  EXPECT_THROW(cwcl::draw_warp_factor({1.2, 1.1}, a), c10::Error);
+}
+
 using AudioFiles = cwcl::testing::TempDirTest;
 
 TEST_F(AudioFiles, ReadsWavAndFlacAtAnyRateAndNamesBadFiles) {

@@ -222,6 +222,12 @@ TEST(Config, ValidateNamesTheKey) {
   b = c;
   b.data.copy_augment.min_snr_db = 50;  // above max_snr_db = 40
   expect_key(b, "data.copy_augment.max_snr_db");
+  b = c;
+  b.data.copy_warp.min_factor = 0.4;
+  expect_key(b, "data.copy_augment.min_warp");
+  b = c;
+  b.data.copy_warp.min_factor = 1.1;  // above max_warp = 1
+  expect_key(b, "data.copy_augment.max_warp");
 }
 
 // The augmented copies' options are keys of their own: speed, the room and
@@ -250,6 +256,15 @@ TEST(Config, CopyAugmentKeysSetTheWaveAugmentOptions) {
     EXPECT_NE(std::string(e.what()).find("data.copy_augment.min_speed"), std::string::npos) << e.what();
   }
   EXPECT_THROW(c.set("data.copy_augment.speed=1"), ConfigError);
+  // Vocal-tract-length perturbation sits in the same table, off by default.
+  EXPECT_FALSE(c.data.copy_warp.active());
+  c.set("data.copy_augment.min_warp=0.9");
+  c.set("data.copy_augment.max_warp=1.1");
+  c.validate();
+  EXPECT_DOUBLE_EQ(c.data.copy_warp.min_factor, 0.9);
+  EXPECT_DOUBLE_EQ(c.data.copy_warp.max_factor, 1.1);
+  EXPECT_DOUBLE_EQ(TrainConfig::from_string(c.to_toml(), "resolved").data.copy_warp.max_factor, 1.1);
+  EXPECT_FALSE(TrainConfig::may_change_on_resume("data.copy_augment.max_warp"));
 }
 
 TEST(Errors, KindsMapToExitCodesAndFormatErrorsAreDataErrors) {

@@ -114,6 +114,42 @@ TEST_F(SpeechData, AugmentedCopiesAreCachedBesideEachCleanClip) {
   EXPECT_EQ(cwcl::copy_id("u5", 0), "u5");
 }
 
+// Copies warped along the frequency axis alone (no speed, room, gain or
+// noise) keep the clean clip's length, unlike speed perturbation, and differ
+// from it and from each other.
+TEST_F(SpeechData, WarpedCopiesKeepTheCleanClipsLength) {
+  auto manifest = cwcl::read_speech_manifest(make_manifest());
+  cwcl::AugmentedCopies copies;
+  copies.count = 2;
+  copies.options.min_speed = copies.options.max_speed = 1.0;
+  copies.options.reverb_probability = copies.options.noise_probability = copies.options.max_gain_db = 0;
+  copies.warp.min_factor = 0.9;
+  copies.warp.max_factor = 1.1;
+  cwcl::FeatureCache::build(manifest.examples, path("warped.safetensors"), {}, 2, {}, cwcl::FrontEnd::Whisper,
+                            copies);
+  auto cache = cwcl::FeatureCache::open(path("warped.safetensors"));
+  EXPECT_EQ(cache.copies(), cwcl::FeatureCache::describe(copies));
+  const auto clean = cache.index_of("u5"), first = cache.index_of(cwcl::copy_id("u5", 1)),
+             second = cache.index_of(cwcl::copy_id("u5", 2));
+  EXPECT_EQ(cache.frames(first), cache.frames(clean));
+  EXPECT_EQ(cache.frames(second), cache.frames(clean));
+  // Mean absolute difference: a pure tone moves only its few loud bins.
+  const auto distance = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return (a - b).abs().mean().item<double>();
+  };
+  EXPECT_GT(distance(cache.features(first), cache.features(clean)), 0.005);
+  EXPECT_GT(distance(cache.features(second), cache.features(clean)), 0.005);
+  EXPECT_FALSE(torch::equal(cache.features(first), cache.features(second)));  // factors drawn per copy
+  // Without the warp the same options leave the copies at the clean clip,
+  // up to the unit-speed resampling (measured: 0.0002 against the warped
+  // copies' 0.01).
+  copies.warp = {};
+  cwcl::FeatureCache::build(manifest.examples, path("plain.safetensors"), {}, 2, {}, cwcl::FrontEnd::Whisper, copies);
+  auto plain = cwcl::FeatureCache::open(path("plain.safetensors"));
+  EXPECT_LT(distance(plain.features(plain.index_of(cwcl::copy_id("u5", 1))), plain.features(plain.index_of("u5"))),
+            0.001);
+}
+
 // Another choice of augmentation gets a cache of its own, so trying one
 // never overwrites or refuses another's; the default keeps the plain name.
 TEST(AugmentedCopies, EachChoiceOfOptionsHasItsOwnCachePath) {
@@ -133,6 +169,16 @@ TEST(AugmentedCopies, EachChoiceOfOptionsHasItsOwnCachePath) {
   const auto seed_path = cwcl::feature_cache_path("m.jsonl", cwcl::FrontEnd::Whisper, 0, reseeded, true);
   EXPECT_NE(seed_path, plain);
   EXPECT_NE(seed_path, speed_path);
+  // A vocal-tract warp is a choice of its own too; off, it leaves the
+  // description (and so the names of caches built before it) as it was.
+  auto warped = copies;
+  warped.warp.min_factor = 0.9;
+  warped.warp.max_factor = 1.1;
+  const auto warp_path = cwcl::feature_cache_path("m.jsonl", cwcl::FrontEnd::Whisper, 0, warped, true);
+  EXPECT_NE(warp_path, plain);
+  EXPECT_NE(warp_path, speed_path);
+  EXPECT_EQ(cwcl::FeatureCache::describe(copies).find("warp"), std::string::npos);
+  EXPECT_NE(cwcl::FeatureCache::describe(warped).find("\"max_warp\":1.1"), std::string::npos);
   // Without copies the options do not matter.
   speed_only.count = 0;
   EXPECT_EQ(cwcl::feature_cache_path("m.jsonl", cwcl::FrontEnd::Whisper, 0, speed_only),

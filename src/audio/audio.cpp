@@ -110,12 +110,26 @@ void save_audio(const std::string& path, const torch::Tensor& samples, int sampl
   if (wrote != n) throw AudioError(path + ": short write");
 }
 
+double warp_frequency(double hz, double factor, double nyquist_hz, double boundary_hz) {
+  TORCH_CHECK(factor > 0 && std::isfinite(factor), "warp_frequency: factor must be > 0, got ", factor);
+  TORCH_CHECK(boundary_hz > 0 && boundary_hz < nyquist_hz, "warp_frequency: need 0 < boundary_hz < nyquist_hz");
+  const double knee = boundary_hz * std::min(factor, 1.0) / factor;
+  if (hz <= knee) return hz * factor;
+  return nyquist_hz - (nyquist_hz - knee * factor) / (nyquist_hz - knee) * (nyquist_hz - hz);
+}
+
 torch::Tensor mel_filterbank(const LogMelOptions& o) {
   TORCH_CHECK(o.sample_rate > 0 && o.n_fft > 0 && o.n_mels > 0, "mel_filterbank: bad options");
   const double f_max = o.f_max > 0 ? o.f_max : o.sample_rate / 2.0;
   TORCH_CHECK(o.f_min >= 0 && o.f_min < f_max, "mel_filterbank: need 0 <= f_min < f_max");
   const int64_t n_freqs = o.n_fft / 2 + 1;
   auto freqs = torch::linspace(0.0, o.sample_rate / 2.0, n_freqs, torch::kDouble);
+  if (o.warp_factor != 1.0) {
+    // Filter m applied to the warped spectrum P(w^-1(f)) equals the filter
+    // evaluated at w(f) applied to P itself (up to w's slope, about 1).
+    auto* f = freqs.data_ptr<double>();
+    for (int64_t i = 0; i < n_freqs; ++i) f[i] = warp_frequency(f[i], o.warp_factor, o.sample_rate / 2.0);
+  }
   const double m_min = hz_to_mel(o.f_min, o.scale), m_max = hz_to_mel(f_max, o.scale);
   std::vector<double> f_pts(static_cast<size_t>(o.n_mels + 2));
   for (int i = 0; i < o.n_mels + 2; ++i)
@@ -160,7 +174,16 @@ torch::Tensor LogMel::operator()(const torch::Tensor& samples) const {
   return torch::mm(filters_, power).clamp_min(options_.floor).log().t().contiguous();
 }
 
-WhisperLogMel::WhisperLogMel() : filters_(mel_filterbank(LogMelOptions{})), window_(hann(400)) {}
+namespace {
+LogMelOptions whisper_options(double warp_factor) {
+  LogMelOptions o;
+  o.warp_factor = warp_factor;
+  return o;
+}
+}  // namespace
+
+WhisperLogMel::WhisperLogMel(double warp_factor)
+    : filters_(mel_filterbank(whisper_options(warp_factor))), window_(hann(400)) {}
 
 torch::Tensor WhisperLogMel::operator()(const torch::Tensor& samples) const {
   auto power = power_spectrum(samples, 400, 160, window_);
@@ -261,6 +284,12 @@ torch::Tensor augment_waveform(const torch::Tensor& samples, int sample_rate, co
   x = apply_gain(x, uniform(-o.max_gain_db, o.max_gain_db));
   if (uniform(0, 1) < o.noise_probability) x = add_noise(x, uniform(o.min_snr_db, o.max_snr_db), gen);
   return x.clamp(-1.0, 1.0);
+}
+
+double draw_warp_factor(const WarpAugmentOptions& o, torch::Generator& gen) {
+  TORCH_CHECK(o.min_factor > 0 && o.min_factor <= o.max_factor, "draw_warp_factor: need 0 < min_factor <= max_factor");
+  if (!o.active()) return 1.0;
+  return o.min_factor + (o.max_factor - o.min_factor) * torch::rand({1}, gen, torch::kDouble).item<double>();
 }
 
 }  // namespace cwcl

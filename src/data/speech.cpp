@@ -142,15 +142,21 @@ std::string FeatureCache::describe_trim(const std::optional<SilenceTrimOptions>&
 std::string FeatureCache::describe(const AugmentedCopies& c) {
   if (c.count == 0) return "";
   const auto& o = c.options;
-  return json{{"count", c.count},         {"seed", c.seed},
+  auto described = json{{"count", c.count},         {"seed", c.seed},
               {"min_speed", o.min_speed}, {"max_speed", o.max_speed},
               {"reverb_probability", o.reverb_probability},
               {"min_rt60", o.min_rt60}, {"max_rt60", o.max_rt60},
               {"min_drr_db", o.min_drr_db}, {"max_drr_db", o.max_drr_db},
               {"noise_probability", o.noise_probability},
               {"min_snr_db", o.min_snr_db}, {"max_snr_db", o.max_snr_db},
-              {"max_gain_db", o.max_gain_db}}
-      .dump();
+              {"max_gain_db", o.max_gain_db}};
+  // Only a warp in use is described, so caches built before it existed keep
+  // their description and name.
+  if (c.warp.active()) {
+    described["min_warp"] = c.warp.min_factor;
+    described["max_warp"] = c.warp.max_factor;
+  }
+  return described.dump();
 }
 
 FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& examples,
@@ -172,7 +178,12 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
     ThreadCountScope one_thread(1);  // one clip per thread; see docs/performance.md
     LogMel log_mel(options);
     WhisperLogMel whisper_mel;
-    auto features_of = [&](const torch::Tensor& audio) {
+    auto features_of = [&](const torch::Tensor& audio, double warp_factor) {
+      if (warp_factor != 1.0) {  // a front end of the copy's own (filters only: cheap)
+        auto warped = options;
+        warped.warp_factor = warp_factor;
+        return front_end == FrontEnd::Whisper ? WhisperLogMel(warp_factor)(audio) : LogMel(warped)(audio);
+      }
       return front_end == FrontEnd::Whisper ? whisper_mel(audio) : log_mel(audio);
     };
     for (int64_t i; (i = next++) < n;) {
@@ -184,11 +195,12 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
         for (int64_t k = 0; k < per_example; ++k) {
           torch::Tensor f;
           if (k == 0) {
-            f = features_of(audio);
+            f = features_of(audio, 1.0);
           } else {
             auto gen = make_generator(derive_seed(copies.seed, SeedStream::WaveAugment, static_cast<uint64_t>(i),
                                                   static_cast<uint64_t>(k)));
-            f = features_of(augment_waveform(audio, rate, copies.options, gen));
+            auto augmented = augment_waveform(audio, rate, copies.options, gen);
+            f = features_of(augmented, draw_warp_factor(copies.warp, gen));
           }
           if (f.size(0) == 0) throw AudioError(example.audio + ": shorter than one frame");
           feats[static_cast<size_t>(i * per_example + k)] = f.to(torch::kHalf);

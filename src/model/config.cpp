@@ -226,6 +226,8 @@ std::vector<Field> fields(TrainConfig& c) {
       field("data.copy_augment.noise_probability", d.copy_augment.noise_probability),
       field("data.copy_augment.min_snr_db", d.copy_augment.min_snr_db),
       field("data.copy_augment.max_snr_db", d.copy_augment.max_snr_db),
+      field("data.copy_augment.min_warp", d.copy_warp.min_factor),
+      field("data.copy_augment.max_warp", d.copy_warp.max_factor),
       field("data.trim_silence", d.trim_silence), list_field("data.classes", d.classes),
       field("data.valid_fraction", d.valid_fraction), field("data.class_names", d.class_names),
       field("data.templates", d.templates),

@@ -40,6 +40,12 @@ void check_copy_augment(const WaveAugmentOptions& o) {
   check(o.max_snr_db >= o.min_snr_db, k + "max_snr_db", "must be >= min_snr_db");
 }
 
+void check_copy_warp(const WarpAugmentOptions& o) {
+  const std::string k = "data.copy_augment.";
+  check(o.min_factor >= 0.5 && o.min_factor <= 2, k + "min_warp", "must be in [0.5, 2]");
+  check(o.max_factor >= o.min_factor && o.max_factor <= 2, k + "max_warp", "must be in [min_warp, 2]");
+}
+
 }  // namespace
 
 void TrainConfig::validate_split(int64_t ranks) const {
@@ -71,6 +77,7 @@ void TrainConfig::validate() const {
   check(data.limit >= 0, "data.limit", "must be >= 0");
   check(data.audio_copies >= 0 && data.audio_copies <= 16, "data.audio_copies", "must be in [0, 16]");
   check_copy_augment(data.copy_augment);
+  check_copy_warp(data.copy_warp);
   check(!data.classes.empty(), "data.classes", "must name at least one class");
   check(std::set<int64_t>(data.classes.begin(), data.classes.end()).size() == data.classes.size(), "data.classes",
         "names a class twice");

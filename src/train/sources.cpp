@@ -194,6 +194,7 @@ AugmentedCopies audio_copies(const TrainConfig& c) {
   AugmentedCopies copies;
   copies.count = c.data.audio_copies;
   copies.options = c.data.copy_augment;
+  copies.warp = c.data.copy_warp;
   return copies;
 }
 

@@ -53,9 +53,22 @@ struct LogMelOptions {
   bool slaney_norm = true;
   /// log(max(mel power, floor)).
   double floor = 1e-10;
+  /// Vocal-tract-length perturbation (warp_frequency): the filters read the
+  /// spectrum as if its frequencies were scaled by this factor. 1: none.
+  double warp_factor = 1.0;
 };
 
-/// Triangular mel filters [n_mels, n_fft / 2 + 1].
+/// Vocal-tract-length perturbation's warp of the frequency axis (Jaitly and
+/// Hinton 2013, eq. 1): `hz` times `factor` up to the boundary
+/// `boundary_hz * min(factor, 1) / factor`, then a straight line that keeps
+/// `nyquist_hz` in place. Formants and harmonics move as a longer (factor
+/// < 1) or shorter (> 1) vocal tract would move them; the tempo, unlike
+/// change_speed's, stays.
+double warp_frequency(double hz, double factor, double nyquist_hz, double boundary_hz = 4800);
+
+/// Triangular mel filters [n_mels, n_fft / 2 + 1]; with a warp_factor, each
+/// filter weighs bin frequency f by its weight at warp_frequency(f), so
+/// that the filters see the spectrum warped.
 torch::Tensor mel_filterbank(const LogMelOptions& options);
 
 /// Natural-log mel power spectrogram [frames, n_mels] of mono samples [T]:
@@ -80,7 +93,8 @@ class LogMel {
 /// frames = T / 160 (Whisper drops the last STFT frame).
 class WhisperLogMel {
  public:
-  WhisperLogMel();
+  /// warp_factor: vocal-tract-length perturbation (LogMelOptions::warp_factor).
+  explicit WhisperLogMel(double warp_factor = 1.0);
   torch::Tensor operator()(const torch::Tensor& samples) const;
 
  private:
@@ -131,6 +145,18 @@ struct WaveAugmentOptions {
 /// stays in [-1, 1].
 torch::Tensor augment_waveform(const torch::Tensor& samples, int sample_rate, const WaveAugmentOptions& options,
                                torch::Generator& generator);
+
+/// Vocal-tract-length perturbation of augmented copies (Jaitly and Hinton
+/// 2013 draw the factor from 0.9-1.1): the front end warps each copy's
+/// frequency axis by a factor drawn uniformly, after augment_waveform.
+/// Unlike speed perturbation it leaves the tempo alone. 1, 1: none.
+struct WarpAugmentOptions {
+  double min_factor = 1.0, max_factor = 1.0;
+  bool active() const { return min_factor != 1.0 || max_factor != 1.0; }
+};
+/// A factor drawn uniformly from the range; 1, without a draw, when the
+/// range is inactive (so the generator's later draws stay as they were).
+double draw_warp_factor(const WarpAugmentOptions& options, torch::Generator& generator);
 
 /// Leading and trailing silence. Frames of `frame_seconds` whose RMS is more
 /// than `threshold_db` below the loudest frame's count as silence; the clip

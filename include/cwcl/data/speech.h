@@ -42,6 +42,7 @@ SpeechManifest read_speech_manifest(const std::string& path);
 struct AugmentedCopies {
   int64_t count = 0;  ///< copies per clip besides the clean one
   WaveAugmentOptions options;
+  WarpAugmentOptions warp;  ///< vocal-tract-length perturbation by the front end, after `options`
   uint64_t seed = 0;  ///< copy k of example i draws from derive_seed(seed, WaveAugment, i, k)
 };
 /// The cache id of copy `copy` (1..count) of example `id`; the clean clip

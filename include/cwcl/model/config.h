@@ -68,6 +68,9 @@ struct TrainConfig {
     /// room, gain, noise). Another choice than the defaults gets a cache of
     /// its own (feature_cache_path).
     WaveAugmentOptions copy_augment;
+    /// speech: vocal-tract-length perturbation of each copy
+    /// ("data.copy_augment.min_warp", "max_warp"; 1, 1: none).
+    WarpAugmentOptions copy_warp;
     /// speech: cut leading and trailing silence from every clip before its
     /// features (SilenceTrimOptions), in training, evaluation and zero-shot
     /// alike; recorded clips carry a second of it, synthesised ones none.
