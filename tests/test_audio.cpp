@@ -118,6 +118,11 @@ TEST(AudioAugmentation, VocalTractWarpMovesFrequenciesAndKeepsTheTempo) {
   EXPECT_NE(loudest_bin(unwarped), loudest_bin(higher));
   EXPECT_EQ(loudest_bin(warped), loudest_bin(higher));
   EXPECT_EQ(loudest_bin(cwcl::WhisperLogMel(1000.0 / 1100.0)(tone(1100))), loudest_bin(unwarped));
+  // Any sample rate has a knee below its Nyquist frequency (8 kHz: 2.4 kHz).
+  o.sample_rate = 8000;
+  o.n_fft = 200;
+  o.warp_factor = 1.1;
+  EXPECT_EQ(cwcl::mel_filterbank(o).sizes(), (std::vector<int64_t>{80, 101}));
 }
 
 TEST(AudioAugmentation, WarpFactorsAreDrawnFromTheRangeOnlyWhenOneIsSet) {

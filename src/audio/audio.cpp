@@ -127,8 +127,11 @@ torch::Tensor mel_filterbank(const LogMelOptions& o) {
   if (o.warp_factor != 1.0) {
     // Filter m applied to the warped spectrum P(w^-1(f)) equals the filter
     // evaluated at w(f) applied to P itself (up to w's slope, about 1).
+    // The knee sits at 0.6 of the Nyquist frequency: the paper's 4.8 kHz at
+    // 16 kHz, and below the Nyquist frequency at any rate.
+    const double nyquist = o.sample_rate / 2.0;
     auto* f = freqs.data_ptr<double>();
-    for (int64_t i = 0; i < n_freqs; ++i) f[i] = warp_frequency(f[i], o.warp_factor, o.sample_rate / 2.0);
+    for (int64_t i = 0; i < n_freqs; ++i) f[i] = warp_frequency(f[i], o.warp_factor, nyquist, 0.6 * nyquist);
   }
   const double m_min = hz_to_mel(o.f_min, o.scale), m_max = hz_to_mel(f_max, o.scale);
   std::vector<double> f_pts(static_cast<size_t>(o.n_mels + 2));

@@ -67,8 +67,9 @@ struct LogMelOptions {
 double warp_frequency(double hz, double factor, double nyquist_hz, double boundary_hz = 4800);
 
 /// Triangular mel filters [n_mels, n_fft / 2 + 1]; with a warp_factor, each
-/// filter weighs bin frequency f by its weight at warp_frequency(f), so
-/// that the filters see the spectrum warped.
+/// filter weighs bin frequency f by its weight at warp_frequency(f) (its
+/// boundary at 0.6 of the Nyquist frequency: 4.8 kHz at 16 kHz), so that
+/// the filters see the spectrum warped.
 torch::Tensor mel_filterbank(const LogMelOptions& options);
 
 /// Natural-log mel power spectrogram [frames, n_mels] of mono samples [T]:
