@@ -165,6 +165,11 @@ torch::Tensor power_spectrum(const torch::Tensor& samples, int n_fft, int hop,
 }
 
 torch::Tensor hann(int n) { return torch::hann_window(n, torch::TensorOptions().dtype(torch::kFloat)); }
+
+// One uniform draw in [lo, hi) from the generator: the augmentations' one way.
+double draw_uniform(double lo, double hi, torch::Generator& gen) {
+  return lo + (hi - lo) * torch::rand({1}, gen, torch::kDouble).item<double>();
+}
 }  // namespace
 
 LogMel::LogMel(LogMelOptions options)
@@ -278,9 +283,7 @@ torch::Tensor augment_waveform(const torch::Tensor& samples, int sample_rate, co
   TORCH_CHECK(o.min_snr_db <= o.max_snr_db, "augment_waveform: need min_snr_db <= max_snr_db");
   TORCH_CHECK(o.min_rt60 > 0 && o.min_rt60 <= o.max_rt60, "augment_waveform: need 0 < min_rt60 <= max_rt60");
   TORCH_CHECK(o.min_drr_db <= o.max_drr_db, "augment_waveform: need min_drr_db <= max_drr_db");
-  auto uniform = [&](double lo, double hi) {
-    return lo + (hi - lo) * torch::rand({1}, gen, torch::kDouble).item<double>();
-  };
+  auto uniform = [&](double lo, double hi) { return draw_uniform(lo, hi, gen); };
   auto x = change_speed(samples, uniform(o.min_speed, o.max_speed));
   if (uniform(0, 1) < o.reverb_probability)
     x = add_reverb(x, sample_rate, uniform(o.min_rt60, o.max_rt60), uniform(o.min_drr_db, o.max_drr_db), gen);
@@ -291,8 +294,7 @@ torch::Tensor augment_waveform(const torch::Tensor& samples, int sample_rate, co
 
 double draw_warp_factor(const WarpAugmentOptions& o, torch::Generator& gen) {
   TORCH_CHECK(o.min_factor > 0 && o.min_factor <= o.max_factor, "draw_warp_factor: need 0 < min_factor <= max_factor");
-  if (!o.active()) return 1.0;
-  return o.min_factor + (o.max_factor - o.min_factor) * torch::rand({1}, gen, torch::kDouble).item<double>();
+  return o.active() ? draw_uniform(o.min_factor, o.max_factor, gen) : 1.0;
 }
 
 }  // namespace cwcl

@@ -179,12 +179,12 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
     LogMel log_mel(options);
     WhisperLogMel whisper_mel;
     auto features_of = [&](const torch::Tensor& audio, double warp_factor) {
-      if (warp_factor != 1.0) {  // a front end of the copy's own (filters only: cheap)
-        auto warped = options;
-        warped.warp_factor = warp_factor;
-        return front_end == FrontEnd::Whisper ? WhisperLogMel(warp_factor)(audio) : LogMel(warped)(audio);
-      }
-      return front_end == FrontEnd::Whisper ? whisper_mel(audio) : log_mel(audio);
+      if (warp_factor == 1.0) return front_end == FrontEnd::Whisper ? whisper_mel(audio) : log_mel(audio);
+      // A warped copy gets a front end of its own (new filters only: cheap).
+      if (front_end == FrontEnd::Whisper) return WhisperLogMel(warp_factor)(audio);
+      auto warped = options;
+      warped.warp_factor = warp_factor;
+      return LogMel(warped)(audio);
     };
     for (int64_t i; (i = next++) < n;) {
       const auto& example = examples[static_cast<size_t>(i)];
