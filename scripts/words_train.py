@@ -24,12 +24,12 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import piper_corpus  # noqa: E402  (its manifest reader and mixer; no Python packages)
+import voice_corpus  # noqa: E402  (its manifest reader and mixer; no Python packages)
 import words_devel  # noqa: E402
 
 
 def read_manifest(path):
-    lines = piper_corpus.read_manifest(path)
+    lines = voice_corpus.read_manifest(path)
     if not lines:
         sys.exit(f"{path}: the manifest is empty")
     return lines
@@ -76,7 +76,7 @@ def main(argv=None):
             f.write(json.dumps({"id": f"tw-{word}", "text": word, "voice": voice_of(word, voices)}) + "\n")
     subprocess.run([args.cwcl, "synth", source, "-o", args.out], check=True)
     clips = read_manifest(os.path.join(args.out, "manifest.jsonl"))
-    piper_corpus.write_mix(args.mix, [(os.path.dirname(args.base), base), (args.out, clips)], "words-train")
+    voice_corpus.write_mix(args.mix, [(os.path.dirname(args.base), base), (args.out, clips)], "words-train")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""scripts/piper_corpus.py without Piper: arguments, manifests, the variation
-draw, resuming and the mixed manifest (the voice replaced by a fake that
-writes a short WAV). Runs on the system python3: the script imports piper
-and onnxruntime only when it speaks."""
+"""scripts/voice_corpus.py without Piper or Kokoro: arguments, manifests,
+the variation draws, the phoneme map, resuming and the mixed manifest (the
+voice replaced by a fake that writes a short WAV). Runs on the system
+python3: the script imports piper, numpy and onnxruntime only when it
+speaks."""
 import contextlib
 import importlib.util
 import io
@@ -14,9 +15,9 @@ import wave
 from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location("piper_corpus", os.path.join(HERE, "..", "scripts", "piper_corpus.py"))
-piper_corpus = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(piper_corpus)
+spec = importlib.util.spec_from_file_location("voice_corpus", os.path.join(HERE, "..", "scripts", "voice_corpus.py"))
+voice_corpus = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(voice_corpus)
 
 
 def write_lines(path, lines):
@@ -29,6 +30,9 @@ class FakeVoice:
 
     def __init__(self):
         self.spoken = []
+
+    def choose(self, item_id):
+        return "v", {"id": item_id}
 
     def speak(self, voice, text, wav_path, scales):
         self.spoken.append(text)
@@ -44,8 +48,8 @@ class PiperCorpusTest(unittest.TestCase):
         self.dir = tempfile.TemporaryDirectory()
         self.root = self.dir.name
         self.fake = FakeVoice()
-        for name, fake in (("load_voice", lambda path, threads: "voice"), ("speak", self.fake.speak)):
-            patcher = mock.patch.object(piper_corpus, name, fake)
+        for name, fake in (("load_voice", lambda args: self.fake), ("speak", self.fake.speak)):
+            patcher = mock.patch.object(voice_corpus, name, fake)
             patcher.start()
             self.addCleanup(patcher.stop)
         os.makedirs(os.path.join(self.root, "corpus", "train", "audio"))
@@ -67,7 +71,7 @@ class PiperCorpusTest(unittest.TestCase):
         mix = os.path.join(self.root, "corpus", "train_mixed")
         argv = ["--voice", self.voice, "--manifest", self.manifest, "--out", out, "--every", "4", "--mix", mix, *extra]
         with contextlib.redirect_stdout(io.StringIO()):
-            piper_corpus.main(argv)
+            voice_corpus.main(argv)
         return out, mix
 
     def read(self, path):
@@ -89,6 +93,23 @@ class PiperCorpusTest(unittest.TestCase):
         for line in mixed:
             self.assertTrue(os.path.isfile(os.path.join(mix, line["audio"])), line["audio"])
 
+    def test_the_mix_can_start_from_another_manifest(self):
+        self.run_script()
+        other = os.path.join(self.root, "corpus", "train_mixed", "manifest.jsonl")
+        mix2 = os.path.join(self.root, "corpus", "train_mixed2")
+        self.fake.spoken.clear()
+        with contextlib.redirect_stdout(io.StringIO()):
+            voice_corpus.main(["--voice", self.voice, "--manifest", self.manifest, "--every", "4", "--offset", "2",
+                               "--out", os.path.join(self.root, "corpus", "train_more"),
+                               "--mix", mix2, "--mix-base", other])
+        self.assertEqual(self.fake.spoken, ["text 2", "text 6"])
+        mixed = self.read(os.path.join(mix2, "manifest.jsonl"))
+        self.assertEqual(len(mixed), 15)  # 10 source + 3 first-run lines, then 2 new ones
+        self.assertEqual(mixed[10]["audio"], os.path.join("..", "train_piper", "audio", "piper-u0.wav"))
+        self.assertEqual(mixed[14]["audio"], os.path.join("..", "train_more", "audio", "piper-u6.wav"))
+        for line in mixed:
+            self.assertTrue(os.path.isfile(os.path.join(mix2, line["audio"])), line["audio"])
+
     def test_a_second_run_speaks_nothing_again(self):
         self.run_script()
         self.fake.spoken.clear()
@@ -101,19 +122,49 @@ class PiperCorpusTest(unittest.TestCase):
         self.assertEqual(self.fake.spoken, ["text 0", "text 4"])
 
     def test_the_variation_is_a_function_of_seed_and_id_within_its_ranges(self):
-        a = piper_corpus.variation(0, "u1")
-        self.assertEqual(a, piper_corpus.variation(0, "u1"))
-        self.assertNotEqual(a, piper_corpus.variation(1, "u1"))
-        self.assertNotEqual(a, piper_corpus.variation(0, "u2"))
+        a = voice_corpus.variation(0, "u1")
+        self.assertEqual(a, voice_corpus.variation(0, "u1"))
+        self.assertNotEqual(a, voice_corpus.variation(1, "u1"))
+        self.assertNotEqual(a, voice_corpus.variation(0, "u2"))
         for seed in range(50):
-            v = piper_corpus.variation(seed, "u")
+            v = voice_corpus.variation(seed, "u")
             self.assertTrue(0.85 <= v["length_scale"] <= 1.2)
             self.assertTrue(0.45 <= v["noise_scale"] <= 0.85)
             self.assertTrue(0.6 <= v["noise_w_scale"] <= 1.0)
 
+    def test_offset_starts_the_every_kth_choice_later_and_kokoro_names_its_clips(self):
+        styles = os.path.join(self.root, "voices.npz")
+        for path in (styles, os.path.join(self.root, "vocab.json")):
+            write_lines(path, [""])
+        out, _ = self.run_script("--offset", "1", "--engine", "kokoro", "--styles", styles)
+        self.assertEqual(self.fake.spoken, ["text 1", "text 5", "text 9"])
+        lines = self.read(os.path.join(out, "manifest.jsonl"))
+        self.assertEqual([l["id"] for l in lines], ["kokoro-u1", "kokoro-u5", "kokoro-u9"])
+        self.assertEqual(lines[0]["voice"], "kokoro:v")
+
+    def test_several_offsets_speak_each_offset_of_every_block_in_order(self):
+        self.run_script("--offset", "3,1")
+        self.assertEqual(self.fake.spoken, ["text 1", "text 3", "text 5", "text 7", "text 9"])
+
+    def test_the_kokoro_draw_is_a_function_of_seed_and_id_over_every_speaker(self):
+        speakers = ["a", "b", "c"]
+        a = voice_corpus.kokoro_variation(0, "u1", speakers)
+        self.assertEqual(a, voice_corpus.kokoro_variation(0, "u1", speakers))
+        drawn = [voice_corpus.kokoro_variation(seed, "u", speakers) for seed in range(60)]
+        self.assertEqual({d["speaker"] for d in drawn}, set(speakers))
+        for d in drawn:
+            self.assertTrue(1 / 1.2 <= d["speed"] <= 1 / 0.85)
+
+    def test_espeak_phonemes_become_kokoros_symbols(self):
+        # "wake me up at seven", "jazz church boy now go", "bird about better",
+        # as espeak-ng writes them for en-us.
+        self.assertEqual(voice_corpus.espeak_to_kokoro("wˈeɪk mˌiːʲ ˌʌp æt sˈɛvən"), "wˈAk mˌi ˌʌp æt sˈɛvən")
+        self.assertEqual(voice_corpus.espeak_to_kokoro("dʒˈæz tʃˈɜːtʃ bˈɔɪ nˈaʊ ɡˈoʊ"), "ʤˈæz ʧˈɜʧ bˈY nˈW ɡˈO")
+        self.assertEqual(voice_corpus.espeak_to_kokoro("bˈɜːd ɐbˌaʊt bˈɛɾɚ"), "bˈɜd əbˌWt bˈɛɾəɹ")
+
     def expect_exit(self, needle, *argv):
         with self.assertRaises(SystemExit) as e, contextlib.redirect_stderr(io.StringIO()) as err:
-            piper_corpus.main(list(argv))
+            voice_corpus.main(list(argv))
         message = str(e.exception.code) + err.getvalue()
         self.assertIn(needle, message)
         self.assertNotEqual(e.exception.code, 0)
@@ -124,7 +175,16 @@ class PiperCorpusTest(unittest.TestCase):
                          "--every", "0")
         self.expect_exit("--threads must be >= 1", "--voice", self.voice, "--manifest", self.manifest, "--out", out,
                          "--threads", "0")
+        for offset in ("-1", "4", "1,4"):
+            self.expect_exit("--offset must be within 0..3", "--voice", self.voice, "--manifest", self.manifest,
+                             "--out", out, "--every", "4", "--offset", offset)
+        self.expect_exit("not a comma-separated list", "--voice", self.voice, "--manifest", self.manifest,
+                         "--out", out, "--offset", "1;2")
+        self.expect_exit("--engine kokoro needs --styles", "--engine", "kokoro", "--voice", self.voice,
+                         "--manifest", self.manifest, "--out", out)
         missing = os.path.join(self.root, "missing.jsonl")
+        self.expect_exit(missing + ": no Kokoro file there", "--engine", "kokoro", "--voice", self.voice,
+                         "--styles", missing, "--manifest", self.manifest, "--out", out)
         self.expect_exit(missing + ": no such manifest", "--voice", self.voice, "--manifest", missing, "--out", out)
         self.expect_exit("no Piper voice there", "--voice", missing, "--manifest", self.manifest, "--out", out)
         bad = os.path.join(self.root, "bad.jsonl")
