@@ -74,6 +74,11 @@ class PiperCorpusTest(unittest.TestCase):
             voice_corpus.main(argv)
         return out, mix
 
+    def assert_audio_found_from(self, mix, lines):
+        """Every line's audio path, relative to the mix folder, names a file."""
+        for line in lines:
+            self.assertTrue(os.path.isfile(os.path.join(mix, line["audio"])), line["audio"])
+
     def read(self, path):
         with open(path, encoding="utf-8") as f:
             return [json.loads(line) for line in f]
@@ -90,8 +95,7 @@ class PiperCorpusTest(unittest.TestCase):
         self.assertEqual(len(mixed), 13)
         self.assertEqual(mixed[0]["audio"], os.path.join("..", "train", "audio", "u0.wav"))
         self.assertEqual(mixed[10]["audio"], os.path.join("..", "train_piper", "audio", "piper-u0.wav"))
-        for line in mixed:
-            self.assertTrue(os.path.isfile(os.path.join(mix, line["audio"])), line["audio"])
+        self.assert_audio_found_from(mix, mixed)
 
     def test_the_mix_can_start_from_another_manifest(self):
         self.run_script()
@@ -107,8 +111,7 @@ class PiperCorpusTest(unittest.TestCase):
         self.assertEqual(len(mixed), 15)  # 10 source + 3 first-run lines, then 2 new ones
         self.assertEqual(mixed[10]["audio"], os.path.join("..", "train_piper", "audio", "piper-u0.wav"))
         self.assertEqual(mixed[14]["audio"], os.path.join("..", "train_more", "audio", "piper-u6.wav"))
-        for line in mixed:
-            self.assertTrue(os.path.isfile(os.path.join(mix2, line["audio"])), line["audio"])
+        self.assert_audio_found_from(mix2, mixed)
 
     def test_a_second_run_speaks_nothing_again(self):
         self.run_script()
