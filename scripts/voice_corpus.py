@@ -134,6 +134,16 @@ def espeak_to_kokoro(ipa):
     return ipa
 
 
+def fit_kokoro_tokens(ids, text):
+    """The ids Kokoro takes: at most its context less the two pads; a longer
+    text is cut, with a warning, as its clip will not say all of it."""
+    room = KOKORO_MAX_TOKENS - 2
+    if len(ids) > room:
+        print(f"kokoro: warning: {text[:60]!r}... has {len(ids)} phoneme tokens; the clip says the first {room}",
+              file=sys.stderr, flush=True)
+    return ids[:room]
+
+
 def check_voice_files(args):
     if args.engine == "piper":
         if not os.path.isfile(args.voice) or not os.path.isfile(args.voice + ".json"):
@@ -198,8 +208,7 @@ class KokoroEngine:
     def tokens(self, text):
         sentences = self.phonemizer.phonemize("en-us", text)
         ipa = unicodedata.normalize("NFC", " ".join("".join(s) for s in sentences))
-        ids = [self.vocab[c] for c in espeak_to_kokoro(ipa) if c in self.vocab]
-        return ids[: KOKORO_MAX_TOKENS - 2]
+        return fit_kokoro_tokens([self.vocab[c] for c in espeak_to_kokoro(ipa) if c in self.vocab], text)
 
     def speak(self, text, wav_path, drawn):
         np = self.numpy

@@ -165,6 +165,14 @@ class PiperCorpusTest(unittest.TestCase):
         self.assertEqual(voice_corpus.espeak_to_kokoro("dʒˈæz tʃˈɜːtʃ bˈɔɪ nˈaʊ ɡˈoʊ"), "ʤˈæz ʧˈɜʧ bˈY nˈW ɡˈO")
         self.assertEqual(voice_corpus.espeak_to_kokoro("bˈɜːd ɐbˌaʊt bˈɛɾɚ"), "bˈɜd əbˌWt bˈɛɾəɹ")
 
+    def test_a_text_past_kokoros_context_is_cut_with_a_warning(self):
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            self.assertEqual(voice_corpus.fit_kokoro_tokens(list(range(508)), "short"), list(range(508)))
+        self.assertEqual(err.getvalue(), "")
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            self.assertEqual(voice_corpus.fit_kokoro_tokens(list(range(600)), "long text"), list(range(508)))
+        self.assertIn("'long text'... has 600 phoneme tokens; the clip says the first 508", err.getvalue())
+
     def expect_exit(self, needle, *argv):
         with self.assertRaises(SystemExit) as e, contextlib.redirect_stderr(io.StringIO()) as err:
             voice_corpus.main(list(argv))
