@@ -50,6 +50,7 @@ ENGINES = ("piper", "kokoro")
 # fallback table (github.com/hexgrad/misaki, espeak.py).
 ESPEAK_TO_KOKORO = (("eɪ", "A"), ("aɪ", "I"), ("aʊ", "W"), ("ɔɪ", "Y"), ("oʊ", "O"), ("dʒ", "ʤ"), ("tʃ", "ʧ"),
                     ("ɚ", "əɹ"), ("ɐ", "ə"), ("ː", ""), ("ʲ", ""), ("r", "ɹ"), ("ɬ", "l"), ("x", "k"))
+LENGTH_SCALES = (0.85, 1.2)  # the range of a clip's tempo: > 1 speaks slower
 KOKORO_SAMPLE_RATE = 24000
 KOKORO_MAX_TOKENS = 510  # the style table's rows: one per token count
 
@@ -115,17 +116,17 @@ def variation(seed, item_id):
     """Piper: speed and VITS noise scales for one clip, from the seed and the id."""
     rng = clip_rng(seed, item_id)
     return {
-        "length_scale": rng.uniform(0.85, 1.2),  # > 1 speaks slower
+        "length_scale": rng.uniform(*LENGTH_SCALES),
         "noise_scale": rng.uniform(0.45, 0.85),  # variation of the voice
         "noise_w_scale": rng.uniform(0.6, 1.0),  # variation of phoneme lengths
     }
 
 
 def kokoro_variation(seed, item_id, speakers):
-    """Kokoro: the speaker and the speed for one clip, from the seed and the id
-    (the speed's range is Piper's length scales, inverted)."""
+    """Kokoro: the speaker and the speed (a length scale, inverted) for one
+    clip, from the seed and the id."""
     rng = clip_rng(seed, item_id)
-    return {"speaker": speakers[rng.randrange(len(speakers))], "speed": 1.0 / rng.uniform(0.85, 1.2)}
+    return {"speaker": speakers[rng.randrange(len(speakers))], "speed": 1.0 / rng.uniform(*LENGTH_SCALES)}
 
 
 def espeak_to_kokoro(ipa):
@@ -150,7 +151,7 @@ def check_voice_files(args):
             sys.exit(f"{args.voice}: no Piper voice there (the .onnx and its .onnx.json); "
                      "run scripts/fetch_models.sh piper-joe")
         return
-    vocab = os.path.join(os.path.dirname(args.styles or ""), "vocab.json")
+    vocab = os.path.join(os.path.dirname(args.styles), "vocab.json")
     for path in (args.voice, args.styles, vocab):
         if not os.path.isfile(path):
             sys.exit(f"{path}: no Kokoro file there; run scripts/fetch_models.sh kokoro")
@@ -191,12 +192,11 @@ class KokoroEngine:
         import numpy
         from piper.phonemize_espeak import EspeakPhonemizer
 
-        self.numpy = numpy
         self.session = onnx_session(args.voice, args.threads)
         with open(os.path.join(os.path.dirname(args.styles), "vocab.json"), encoding="utf-8") as f:
             self.vocab = json.load(f)["vocab"]
         with numpy.load(args.styles) as styles:
-            self.styles = {name: styles[name] for name in styles.files}
+            self.styles = {name: styles[name].astype(numpy.float32) for name in styles.files}
         self.speakers = sorted(self.styles)
         self.phonemizer = EspeakPhonemizer()
         self.seed = args.seed
@@ -211,11 +211,12 @@ class KokoroEngine:
         return fit_kokoro_tokens([self.vocab[c] for c in espeak_to_kokoro(ipa) if c in self.vocab], text)
 
     def speak(self, text, wav_path, drawn):
-        np = self.numpy
+        import numpy as np
+
         ids = self.tokens(text)
         if not ids:
             raise ValueError(f"no phonemes for {text!r}")
-        style = self.styles[drawn["speaker"]][len(ids) - 1].reshape(1, -1).astype(np.float32)
+        style = self.styles[drawn["speaker"]][len(ids) - 1].reshape(1, -1)
         audio = self.session.run(None, {"tokens": np.array([[0, *ids, 0]], dtype=np.int64), "style": style,
                                         "speed": np.array([drawn["speed"]], dtype=np.float32)})[0]
         pcm = (np.clip(np.asarray(audio, np.float32).ravel(), -1, 1) * 32767).astype("<i2")
