@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Zero-shot top-1 (%) of speech models on every speech test set of the demo's
-# corpus: SLURP devel (held-out espeak voices), SLURP test (flite voices),
+# corpus: SLURP devel (held-out espeak voices; also in a held-out Kokoro
+# speaker where make kokoro-corpus built it), SLURP test (flite voices),
 # kws-35 (flite), and the recorded human words and letters (klettres-data),
 # with 95 % bootstrap intervals; with --against BASE each row also gets its
 # paired difference from BASE (same items resampled). Prints a Markdown table.
@@ -30,6 +31,9 @@ tasks=(
   "real-words|$corpus/real_words/manifest.jsonl|word|"
   "real-letters|$corpus/real_letters/manifest.jsonl|letter|"
 )
+# SLURP devel in a Kokoro speaker held out of training (make kokoro-corpus), where built.
+[[ -f $corpus/devel_kokoro/manifest.jsonl ]] &&
+  tasks=("${tasks[0]}" "devel-kokoro|$corpus/devel_kokoro/manifest.jsonl|intent|$labels" "${tasks[@]:1}")
 header="| model |"
 rule="| --- |"
 for t in "${tasks[@]}"; do

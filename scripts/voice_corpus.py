@@ -16,7 +16,8 @@ with --mix DIR a manifest DIR/manifest.jsonl holding the source's lines and
 the new lines (paths relative to DIR): the mixed training set
 (docs/corpus.md).
 
-Resumable: a clip already on disk is not spoken again. Never run it on test
+Resumable: a clip already on disk is not spoken again, unless the folder's
+manifest says another voice spoke it. Never run it on test
 texts; these voices are for training (docs/corpus.md, "Training voices").
 
   scripts/piper_env.sh            # once: the synthesis environment
@@ -40,6 +41,7 @@ import sys
 import time
 import unicodedata
 import wave
+import zipfile
 
 
 ENGINES = ("piper", "kokoro")
@@ -62,12 +64,19 @@ def offsets(text):
         raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
 
 
+def names(text):
+    return sorted({part.strip() for part in text.split(",") if part.strip()})
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--engine", choices=ENGINES, default="piper")
     p.add_argument("--voice", required=True,
                    help="piper: the voice's .onnx (its .onnx.json beside it); kokoro: the model's .onnx")
     p.add_argument("--styles", help="kokoro: the speakers' style file (.npz; vocab.json beside it)")
+    p.add_argument("--speakers", type=names, default=[],
+                   help="kokoro: the speakers that may speak, comma-separated (default: all); "
+                        "hold a speaker out of training, or speak a set with one speaker")
     p.add_argument("--manifest", required=True, help="source manifest (JSONL with id, text)")
     p.add_argument("--out", required=True, help="folder for audio/ and manifest.jsonl")
     p.add_argument("--every", type=int, default=4, help="speak every k-th source line (default 4)")
@@ -87,6 +96,8 @@ def parse_args(argv=None):
         p.error(f"--offset must be within 0..{args.every - 1} (--every {args.every}), not {args.offset}")
     if args.engine == "kokoro" and not args.styles:
         p.error("--engine kokoro needs --styles (the speakers' .npz)")
+    if args.speakers and args.engine != "kokoro":
+        p.error("--speakers is for --engine kokoro (a Piper voice has one speaker)")
     return args
 
 
@@ -107,6 +118,13 @@ def read_manifest(path):
     return items
 
 
+def recorded_voices(path):
+    """id -> voice of an earlier run's manifest in the same folder (none: {}).
+    A clip on disk that another voice spoke (a speaker now held out) is
+    spoken again rather than kept under the wrong name."""
+    return {item["id"]: item.get("voice") for item in read_manifest(path)} if os.path.isfile(path) else {}
+
+
 def clip_rng(seed, item_id):
     digest = hashlib.sha256(f"{seed}:{item_id}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "little"))
@@ -122,11 +140,16 @@ def variation(seed, item_id):
     }
 
 
-def kokoro_variation(seed, item_id, speakers):
+def kokoro_variation(seed, item_id, speakers, pool=None):
     """Kokoro: the speaker and the speed (a length scale, inverted) for one
-    clip, from the seed and the id."""
+    clip, from the seed and the id. The speaker is drawn over every speaker;
+    one outside `pool` (default: all) is drawn again from the pool, so that
+    holding a speaker out changes only the clips it would have spoken."""
     rng = clip_rng(seed, item_id)
-    return {"speaker": speakers[rng.randrange(len(speakers))], "speed": 1.0 / rng.uniform(*LENGTH_SCALES)}
+    drawn = {"speaker": speakers[rng.randrange(len(speakers))], "speed": 1.0 / rng.uniform(*LENGTH_SCALES)}
+    if pool and drawn["speaker"] not in pool:
+        drawn["speaker"] = pool[rng.randrange(len(pool))]
+    return drawn
 
 
 def espeak_to_kokoro(ipa):
@@ -155,6 +178,20 @@ def check_voice_files(args):
     for path in (args.voice, args.styles, vocab):
         if not os.path.isfile(path):
             sys.exit(f"{path}: no Kokoro file there; run scripts/fetch_models.sh kokoro")
+    if args.speakers:
+        speakers = style_speakers(args.styles)
+        unknown = [name for name in args.speakers if name not in speakers]
+        if unknown:
+            sys.exit(f"{args.styles}: no speaker {', '.join(unknown)} (it has {', '.join(speakers)})")
+
+
+def style_speakers(path):
+    """The speakers of a style file: an .npz is a zip of one NAME.npy per speaker."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return sorted(name.removesuffix(".npy") for name in z.namelist() if name.endswith(".npy"))
+    except zipfile.BadZipFile:
+        sys.exit(f"{path}: not a style file (an .npz of one array per speaker)")
 
 
 def onnx_session(path, threads):
@@ -198,11 +235,12 @@ class KokoroEngine:
         with numpy.load(args.styles) as styles:
             self.styles = {name: styles[name].astype(numpy.float32) for name in styles.files}
         self.speakers = sorted(self.styles)
+        self.pool = args.speakers
         self.phonemizer = EspeakPhonemizer()
         self.seed = args.seed
 
     def choose(self, item_id):
-        drawn = kokoro_variation(self.seed, item_id, self.speakers)
+        drawn = kokoro_variation(self.seed, item_id, self.speakers, self.pool)
         return drawn["speaker"], drawn
 
     def tokens(self, text):
@@ -262,20 +300,21 @@ def main(argv=None):
     os.makedirs(os.path.join(args.out, "audio"), exist_ok=True)
     voice = load_voice(args)
 
+    previous = recorded_voices(os.path.join(args.out, "manifest.jsonl"))
     lines, started, spoken, audio_seconds = [], time.time(), 0, 0.0
     for n, item in enumerate(chosen, 1):
         new_id = f"{args.engine}-{item['id']}"
         rel = f"audio/{new_id}.wav"
         wav_path = os.path.join(args.out, rel)
         voice_name, drawn = voice.choose(item["id"])
-        if not os.path.isfile(wav_path):
+        tag = f"{args.engine}:{voice_name}"
+        if not os.path.isfile(wav_path) or previous.get(new_id, tag) != tag:
             speak(voice, item["text"], wav_path, drawn)
             spoken += 1
         seconds = wav_seconds(wav_path)
         audio_seconds += seconds
         line = {k: v for k, v in item.items() if k not in ("id", "audio", "voice", "duration")}
-        lines.append({"id": new_id, "audio": rel, **line, "voice": f"{args.engine}:{voice_name}",
-                      "duration": round(seconds, 3)})
+        lines.append({"id": new_id, "audio": rel, **line, "voice": tag, "duration": round(seconds, 3)})
         if n % 250 == 0 or n == len(chosen):
             elapsed = time.time() - started
             print(f"{args.engine}: {n}/{len(chosen)} clips ({spoken} spoken now, {audio_seconds:.0f} s of audio) "

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import unittest
 import wave
+import zipfile
 from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -120,6 +121,17 @@ class PiperCorpusTest(unittest.TestCase):
         self.assertEqual(self.fake.spoken, [])
         self.assertEqual(len(self.read(os.path.join(out, "manifest.jsonl"))), 3)
 
+    def test_a_clip_that_another_voice_spoke_is_spoken_again(self):
+        out, _ = self.run_script()
+        manifest = os.path.join(out, "manifest.jsonl")
+        lines = self.read(manifest)
+        lines[1]["voice"] = "kokoro:jm_kumo"  # u4's clip, spoken by a speaker since held out
+        write_lines(manifest, [json.dumps(line) for line in lines])
+        self.fake.spoken.clear()
+        self.run_script()
+        self.assertEqual(self.fake.spoken, ["text 4"])
+        self.assertEqual(self.read(manifest)[1]["voice"], "piper:v")
+
     def test_limit(self):
         self.run_script("--limit", "2")
         self.assertEqual(self.fake.spoken, ["text 0", "text 4"])
@@ -157,6 +169,21 @@ class PiperCorpusTest(unittest.TestCase):
         self.assertEqual({d["speaker"] for d in drawn}, set(speakers))
         for d in drawn:
             self.assertTrue(1 / 1.2 <= d["speed"] <= 1 / 0.85)
+
+    def test_a_speaker_pool_redraws_only_the_clips_of_the_speakers_outside_it(self):
+        speakers = ["a", "b", "c"]
+        ids = [f"u{i}" for i in range(90)]
+        everyone = {i: voice_corpus.kokoro_variation(0, i, speakers) for i in ids}
+        held_out = {i: voice_corpus.kokoro_variation(0, i, speakers, ["a", "b"]) for i in ids}
+        self.assertIn("c", {d["speaker"] for d in everyone.values()})
+        for i in ids:
+            if everyone[i]["speaker"] == "c":
+                self.assertIn(held_out[i]["speaker"], ("a", "b"))
+            else:
+                self.assertEqual(held_out[i], everyone[i])
+        alone = [voice_corpus.kokoro_variation(0, i, speakers, ["b"]) for i in ids]
+        self.assertEqual({d["speaker"] for d in alone}, {"b"})
+        self.assertEqual([d["speed"] for d in alone], [everyone[i]["speed"] for i in ids])
 
     def test_espeak_phonemes_become_kokoros_symbols(self):
         # "wake me up at seven", "jazz church boy now go", "bird about better",
@@ -196,6 +223,18 @@ class PiperCorpusTest(unittest.TestCase):
         missing = os.path.join(self.root, "missing.jsonl")
         self.expect_exit(missing + ": no Kokoro file there", "--engine", "kokoro", "--voice", self.voice,
                          "--styles", missing, "--manifest", self.manifest, "--out", out)
+        styles = os.path.join(self.root, "styles.npz")
+        with zipfile.ZipFile(styles, "w") as z:
+            for name in ("jf_alpha", "jm_kumo"):
+                z.writestr(name + ".npy", b"")
+        write_lines(os.path.join(self.root, "vocab.json"), ["{}"])
+        self.expect_exit(styles + ": no speaker jm_kuma (it has jf_alpha, jm_kumo)", "--engine", "kokoro",
+                         "--voice", self.voice, "--styles", styles, "--speakers", "jm_kuma,jm_kumo",
+                         "--manifest", self.manifest, "--out", out)
+        self.expect_exit(self.voice + ": not a style file", "--engine", "kokoro", "--voice", self.voice,
+                         "--styles", self.voice, "--speakers", "jm_kumo", "--manifest", self.manifest, "--out", out)
+        self.expect_exit("--speakers is for --engine kokoro", "--voice", self.voice, "--speakers", "jm_kumo",
+                         "--manifest", self.manifest, "--out", out)
         self.expect_exit(missing + ": no such manifest", "--voice", self.voice, "--manifest", missing, "--out", out)
         self.expect_exit("no Piper voice there", "--voice", missing, "--manifest", self.manifest, "--out", out)
         bad = os.path.join(self.root, "bad.jsonl")
