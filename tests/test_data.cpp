@@ -3,6 +3,7 @@
 #include <cwcl/data/speech.h>
 #include <cwcl/io/safetensors.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -228,6 +229,36 @@ TEST_F(SpeechData, TrimmedCachesCutSilenceAndAreKeptApartFromUntrimmedOnes) {
     EXPECT_NE(std::string(e.what()).find("data.trim_silence"), std::string::npos) << e.what();
   }
   EXPECT_THROW(cwcl::FeatureCache::open_or_build(trimmed_path, examples, cwcl::FrontEnd::Whisper), cwcl::DataError);
+}
+
+TEST_F(SpeechData, ACacheBuiltFromAClipSpokenAgainSinceIsRefusedNamingTheClip) {
+  auto tone = [](int64_t n) { return 0.3 * torch::sin(torch::arange(n, torch::kFloat) * 0.2f); };
+  cwcl::save_audio(path("kept.wav"), tone(8000), 16000);
+  cwcl::save_audio(path("again.wav"), tone(12000), 16000);
+  {
+    std::ofstream m(path("respoken.jsonl"));
+    m << R"({"id": "k", "audio": "kept.wav", "text": "kept"})" << "\n"
+      << R"({"id": "a", "audio": "again.wav", "text": "spoken again"})" << "\n";
+  }
+  const auto examples = cwcl::read_speech_manifest(path("respoken.jsonl")).examples;
+  const auto cache_path = cwcl::feature_cache_path(path("respoken.jsonl"), cwcl::FrontEnd::Whisper);
+  auto cache = cwcl::FeatureCache::open_or_build(cache_path, examples, cwcl::FrontEnd::Whisper);
+  EXPECT_TRUE(cache.changed_audio(examples).empty());
+  cwcl::save_audio(path("again.wav"), tone(9600), 16000);  // another speaker, another length
+  const auto changed = cache.changed_audio(examples);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed.front()->id, "a");
+  try {
+    cwcl::FeatureCache::open_or_build(cache_path, examples, cwcl::FrontEnd::Whisper);
+    FAIL() << "a cache of other audio was accepted";
+  } catch (const cwcl::DataError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(cache_path), std::string::npos) << message;
+    EXPECT_NE(message.find("1 clips changed"), std::string::npos) << message;
+    EXPECT_NE(message.find("again.wav"), std::string::npos) << message;
+  }
+  std::filesystem::remove(path("kept.wav"));
+  EXPECT_EQ(cache.changed_audio(examples).size(), 2u) << "a clip gone counts as changed";
 }
 
 }  // namespace

@@ -128,6 +128,11 @@ FeatureCache FeatureCache::open_or_build(const std::string& path, const std::vec
     throw DataError(path + ": holds clips " + (cache.trim().empty() ? "untrimmed" : "trimmed '" + cache.trim() + "'") +
                     " but data.trim_silence = " + (trim ? "true needs '" + describe_trim(trim) + "'" : "false") +
                     "; remove the file or point data.features elsewhere");
+  const auto changed = cache.changed_audio(examples);
+  if (!changed.empty())
+    throw DataError(path + ": built from other audio: " + std::to_string(changed.size()) +
+                    " clips changed since (first: " + changed.front()->audio +
+                    "); remove the file to rebuild it from the clips as they are");
   return cache;
 }
 
@@ -221,6 +226,7 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
   for (auto& t : pool) t.join();
 
   BuildReport report;
+  json audio_bytes = json::object();
   std::vector<std::string> ids;
   std::vector<int64_t> offsets, frames;
   std::vector<torch::Tensor> kept;
@@ -232,6 +238,8 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
       continue;
     }
     ++report.examples;
+    std::error_code ignored;  // a file gone since it was read: recorded as -1, so "changed"
+    audio_bytes[examples[i].id] = static_cast<int64_t>(std::filesystem::file_size(examples[i].audio, ignored));
     for (int64_t k = 0; k < per_example; ++k) {
       const auto& f = feats[i * static_cast<size_t>(per_example) + static_cast<size_t>(k)];
       ids.push_back(copy_id(examples[i].id, k));
@@ -254,7 +262,8 @@ FeatureCache::BuildReport FeatureCache::build(const std::vector<SpeechExample>& 
                      {"options", meta_options.dump()},
                      {"front_end", name_of(front_end)},
                      {"copies", describe(copies)},
-                     {"trim", describe_trim(trim)}});
+                     {"trim", describe_trim(trim)},
+                     {"audio_bytes", audio_bytes.dump()}});
   report.audio_seconds = static_cast<double>(total) * options.hop_length / options.sample_rate;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
@@ -308,6 +317,13 @@ FeatureCache FeatureCache::open(const std::string& path) {
   } catch (const json::exception& e) {
     throw FormatError(path + ": bad feature cache index: " + e.what());
   }
+  if (header.metadata.count("audio_bytes")) {
+    try {
+      c.audio_bytes_ = meta("audio_bytes").get<std::unordered_map<std::string, int64_t>>();
+    } catch (const json::exception& e) {
+      throw FormatError(path + ": bad feature cache 'audio_bytes': " + e.what());
+    }
+  }
   if (c.offsets_.size() != c.ids_.size() || c.frames_.size() != c.ids_.size())
     throw FormatError(path + ": feature cache index lengths disagree");
   for (size_t i = 0; i < c.ids_.size(); ++i)
@@ -319,6 +335,18 @@ FeatureCache FeatureCache::open(const std::string& path) {
 torch::Tensor FeatureCache::features(int64_t i) const {
   TORCH_CHECK(i >= 0 && i < size(), "FeatureCache: index ", i, " out of range");
   return all_.narrow(0, offsets_[static_cast<size_t>(i)], frames_[static_cast<size_t>(i)]).to(torch::kFloat);
+}
+
+std::vector<const SpeechExample*> FeatureCache::changed_audio(const std::vector<SpeechExample>& examples) const {
+  std::vector<const SpeechExample*> changed;
+  for (const auto& example : examples) {
+    auto it = audio_bytes_.find(example.id);
+    if (it == audio_bytes_.end()) continue;  // left out at build (unreadable), or an older cache
+    std::error_code missing;
+    const auto now = std::filesystem::file_size(example.audio, missing);
+    if (missing || static_cast<int64_t>(now) != it->second) changed.push_back(&example);
+  }
+  return changed;
 }
 
 int64_t FeatureCache::index_of(const std::string& id) const {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace cwcl {
@@ -88,7 +89,8 @@ class FeatureCache {
   /// The cache at `path`, built first from `examples` when the file is
   /// missing (unreadable clips are left out; `log` hears of progress and of
   /// each one). Throws DataError naming the file when it holds another
-  /// front end, other augmented copies or other trimming.
+  /// front end, other augmented copies or other trimming, or when a clip's
+  /// audio file is no longer the one it was built from.
   static FeatureCache open_or_build(const std::string& path, const std::vector<SpeechExample>& examples,
                                     FrontEnd front_end, const AugmentedCopies& copies = {},
                                     const std::function<void(const std::string&)>& log = {},
@@ -109,6 +111,10 @@ class FeatureCache {
   /// also every cache written before trimming existed).
   const std::string& trim() const { return trim_; }
   static std::string describe_trim(const std::optional<SilenceTrimOptions>& trim);
+  /// The examples whose audio file is missing or differs in size from the
+  /// file the cache was built from: a clip spoken again since. A cache
+  /// written before sizes were recorded can name none.
+  std::vector<const SpeechExample*> changed_audio(const std::vector<SpeechExample>& examples) const;
 
  private:
   FrontEnd front_end_ = FrontEnd::LogMel;
@@ -117,6 +123,7 @@ class FeatureCache {
   torch::Tensor all_;              // float16 view into the mapping
   std::vector<std::string> ids_;
   std::vector<int64_t> offsets_, frames_;
+  std::unordered_map<std::string, int64_t> audio_bytes_;  // example id -> its file's size at build
 };
 
 struct SpeechBatch {
