@@ -314,15 +314,10 @@ FeatureCache FeatureCache::open(const std::string& path) {
     c.ids_ = meta("ids").get<std::vector<std::string>>();
     c.offsets_ = meta("offsets").get<std::vector<int64_t>>();
     c.frames_ = meta("frames").get<std::vector<int64_t>>();
+    if (header.metadata.count("audio_bytes"))  // absent from caches written before it
+      c.audio_bytes_ = meta("audio_bytes").get<std::unordered_map<std::string, int64_t>>();
   } catch (const json::exception& e) {
     throw FormatError(path + ": bad feature cache index: " + e.what());
-  }
-  if (header.metadata.count("audio_bytes")) {
-    try {
-      c.audio_bytes_ = meta("audio_bytes").get<std::unordered_map<std::string, int64_t>>();
-    } catch (const json::exception& e) {
-      throw FormatError(path + ": bad feature cache 'audio_bytes': " + e.what());
-    }
   }
   if (c.offsets_.size() != c.ids_.size() || c.frames_.size() != c.ids_.size())
     throw FormatError(path + ": feature cache index lengths disagree");
