@@ -6,7 +6,7 @@ BUILD_DIR := build/$(PRESET)
 CWCL_MODELS ?= $(HOME)/.cache/cwcl/models
 export CWCL_MODELS
 
-.PHONY: all setup models configure build test test-unit test-torch2 test-gpu-rehearsal demo piper-corpus kokoro-corpus bench clean
+.PHONY: all setup models configure build test test-unit test-torch2 test-gpu-rehearsal demo piper-corpus kokoro-corpus espeak-wide-corpus bench clean
 
 all: build
 
@@ -85,6 +85,24 @@ kokoro-corpus: piper-corpus
 	    --mix $(CORPUS)/train_mixed_kokoro --mix-base $(CORPUS)/train_mixed/manifest.jsonl
 	$(KOKORO) --speakers $(KOKORO_DEVEL_SPEAKER) \
 	    --manifest $(CORPUS)/slurp_devel.jsonl --out $(CORPUS)/devel_kokoro --every 1
+
+# The training texts spoken with wider espeak-ng variation (docs/corpus.md,
+# "Wider espeak-ng variation"): 6 accents (the training five and West
+# Midlands) x 26 variants (none, 11 of espeak-ng's female and male ones,
+# 4 Klatt-synthesiser ones, 10 named ones), rate +-25 % and pitch and range
+# +-25 points per utterance, into $(CORPUS)/train_espeak_wide. The devel
+# accents (Scotland, Lancashire) and variants (f4, m2) stay out. About
+# 2 minutes; no preset trains on it (docs/experiments.md).
+ESPEAK_WIDE_ACCENTS = en-us en en-gb-x-rp en-029 en-us-nyc en-gb-x-gbcwmd
+ESPEAK_WIDE_VARIANTS = f1 f2 f3 f5 m1 m3 m4 m5 m6 m7 m8 klatt klatt2 klatt3 klatt4 \
+	Andy Annie adam belinda david linda max paul robert steph
+comma := ,
+ESPEAK_WIDE_VOICES = $(subst $() ,$(comma),$(strip $(foreach a,$(ESPEAK_WIDE_ACCENTS),\
+	espeak:$(a) $(foreach v,$(ESPEAK_WIDE_VARIANTS),espeak:$(a)+$(v)))))
+espeak-wide-corpus: build
+	$(BUILD_DIR)/cwcl corpus $(CORPUS)
+	$(BUILD_DIR)/cwcl synth $(CORPUS)/train_text.txt -o $(CORPUS)/train_espeak_wide \
+	    --voices $(ESPEAK_WIDE_VOICES) --rate-jitter 0.25 --pitch-jitter 25
 
 clean:
 	rm -rf build

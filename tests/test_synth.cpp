@@ -98,6 +98,23 @@ TEST_F(Synth, LoudUtterancesAreClippedNotLostInFlac) {
   EXPECT_EQ(r.synthesized, 3);
 }
 
+// The seed draws only the voice and the jitter: with one voice and no
+// jitter it changes nothing, with jitter it changes every clip.
+TEST_F(Synth, TheJitterIsWhatTheSeedVaries) {
+  cwcl::SynthOptions o;
+  o.voices = {"espeak:en-us"};
+  const auto clip = [&](uint64_t seed, double jitter, const std::string& dir) {
+    o.seed = seed;
+    o.rate_jitter = jitter / 100;
+    o.pitch_jitter = jitter;
+    o.out_dir = path(dir);
+    EXPECT_EQ(cwcl::synthesize({items()[0]}, o).synthesized, 1);
+    return bytes_of(path(dir + "/audio/a1.wav"));
+  };
+  EXPECT_EQ(clip(1, 0, "still1"), clip(2, 0, "still2"));
+  EXPECT_NE(clip(1, 30, "wide1"), clip(2, 30, "wide2"));
+}
+
 TEST_F(Synth, BadVoicesAndIdsAreUsageErrors) {
   cwcl::SynthOptions o;
   o.out_dir = path("x");
@@ -109,6 +126,11 @@ TEST_F(Synth, BadVoicesAndIdsAreUsageErrors) {
   EXPECT_THROW(cwcl::synthesize(items(), o), cwcl::UsageError);
   o.voices = {"espeak:en-us"};
   EXPECT_THROW(cwcl::synthesize({{"../escape", "hi", {}, ""}}, o), cwcl::UsageError);
+  o.rate_jitter = 1.0;  // a rate of 0 or below
+  EXPECT_THROW(cwcl::synthesize(items(), o), cwcl::UsageError);
+  o.rate_jitter = 0.1;
+  o.pitch_jitter = -1;
+  EXPECT_THROW(cwcl::synthesize(items(), o), cwcl::UsageError);
 }
 
 }  // namespace

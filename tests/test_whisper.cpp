@@ -240,7 +240,11 @@ TEST_F(WhisperTinyEn, PaddingNeverChangesAnItemsOutput) {
 // CPU and, where there is one, on a GPU. bfloat16 keeps 8 significant bits
 // (relative rounding 2^-9); through the convolutions, four blocks and the
 // head that stays below 3 % of the embeddings' norm, and each embedding's
-// direction within 1e-3 of float32's (measured on the CPU: see the output).
+// direction within 1e-3 of float32's (measured on a CPU with avx512_bf16:
+// see the output). On a CPU without bf16 instructions (AVX2 only) libtorch
+// 1.13's bf16 convolutions and batched products keep their partial sums in
+// bfloat16: 10 % and a least cosine of 0.993 on an AMD EPYC (Zen 3), the
+// reason run.precision = auto keeps float32 there.
 void expect_bf16_close(cwcl::WhisperTower& tower, const torch::Tensor& mel, const torch::Tensor& lengths,
                        const torch::Tensor& reference) {
   const auto device = cwcl::device_of(*tower);
@@ -253,8 +257,9 @@ void expect_bf16_close(cwcl::WhisperTower& tower, const torch::Tensor& mel, cons
   const double cos = torch::cosine_similarity(half, reference, 1).min().item<double>();
   std::cout << device << " bf16 vs float32: relative error " << rel << ", least cosine " << cos << "\n";
   EXPECT_GT(rel, 0.0) << "autocast changed nothing";
-  EXPECT_LT(rel, 0.03);
-  EXPECT_GT(cos, 0.999);
+  const bool native = device.is_cuda() || cwcl::cpu_has_bf16_instructions();
+  EXPECT_LT(rel, native ? 0.03 : 0.15);
+  EXPECT_GT(cos, native ? 0.999 : 0.99);
 }
 
 TEST_F(WhisperTinyEn, Bf16AutocastStaysCloseToFloat32OnEveryDevice) {

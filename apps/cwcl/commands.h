@@ -45,6 +45,8 @@ struct SynthCommandOptions {
   std::vector<std::string> voices{"espeak:en-us"};
   std::string out;  ///< output folder
   uint64_t seed = 0;
+  double rate_jitter = SynthOptions{}.rate_jitter;
+  double pitch_jitter = SynthOptions{}.pitch_jitter;
   int workers = 2;
   AudioFormat format = AudioFormat::Wav;
 };

@@ -81,6 +81,8 @@ int run_synth(const SynthCommandOptions& o) {
   SynthOptions so;
   so.voices = o.voices;
   so.seed = o.seed;
+  so.rate_jitter = o.rate_jitter;
+  so.pitch_jitter = o.pitch_jitter;
   so.workers = o.workers;
   so.format = o.format;
   so.out_dir = o.out;

@@ -191,6 +191,14 @@ void add_data_commands(CLI::App& app, Actions& actions) {
         ->delimiter(',')
         ->capture_default_str();
     cmd->add_option("--seed", o.seed, "voice choice and jitter")->capture_default_str();
+    cmd->add_option("--rate-jitter", o.rate_jitter, "per-utterance speaking rate 1 +- this fraction")
+        ->check(CLI::Range(0.0, 0.5))
+        ->capture_default_str();
+    cmd->add_option("--pitch-jitter", o.pitch_jitter,
+                    "per-utterance pitch and pitch range +- this many points of espeak-ng's 0-100 scale "
+                    "(flite: pitch +- this percent)")
+        ->check(CLI::Range(0.0, 50.0))
+        ->capture_default_str();
     cmd->add_option("--workers", o.workers, "worker processes")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();

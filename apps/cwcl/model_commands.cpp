@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -37,18 +38,31 @@ double peak_rss_mib() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-// A progress line on a terminal (none otherwise), messages on stderr.
+// "step 12/500  loss ..." for a progress report.
+std::string progress_text(const TrainProgress& p) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "step %lld/%lld  loss %.4f  scale %.1f  lr %.2e  %.0f samples/s  ETA %s",
+                static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss, p.logit_scale, p.lr,
+                p.samples_per_second, duration(p.eta_seconds).c_str());
+  return buf;
+}
+
+// Progress as one line rewritten on a terminal, or as a line per
+// progress_interval_seconds() on stderr when stdout is a log; messages on stderr.
 TrainOptions console_train_options(bool resume, const std::string& prefix) {
   TrainOptions o;
   o.resume = resume;
   o.log = console_log(prefix);
   if (::isatty(STDOUT_FILENO)) {
     o.progress = [prefix](const TrainProgress& p) {
-      std::printf("\r%sstep %lld/%lld  loss %.4f  scale %.1f  lr %.2e  %.0f samples/s  ETA %s   ", prefix.c_str(),
-                  static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss, p.logit_scale, p.lr,
-                  p.samples_per_second, duration(p.eta_seconds).c_str());
+      std::printf("\r%s%s   ", prefix.c_str(), progress_text(p).c_str());
       if (p.step == p.steps) std::printf("\n");
       std::fflush(stdout);
+    };
+  } else {
+    auto pacer = std::make_shared<ProgressPacer>(progress_interval_seconds());
+    o.progress = [prefix, pacer](const TrainProgress& p) {
+      if (pacer->due(p.step == p.steps)) std::cerr << prefix << progress_text(p) << std::endl;
     };
   }
   return o;

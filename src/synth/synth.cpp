@@ -284,6 +284,9 @@ std::vector<Voice> checked_voices(const std::vector<SynthItem>& items, const Syn
   if (o.out_dir.empty()) throw UsageError("synthesize: no output folder");
   if (o.voices.empty()) throw UsageError("synthesize: no voices");
   if (o.workers < 1) throw UsageError("synthesize: workers must be >= 1");
+  // A rate of 1 - jitter must stay positive and espeak-ng's pitch 50 +- jitter on its 0-100 scale.
+  if (!(o.rate_jitter >= 0 && o.rate_jitter <= 0.5)) throw UsageError("synthesize: rate_jitter must be in [0, 0.5]");
+  if (!(o.pitch_jitter >= 0 && o.pitch_jitter <= 50)) throw UsageError("synthesize: pitch_jitter must be in [0, 50]");
   std::vector<Voice> voices;
   for (const auto& v : o.voices) voices.push_back(parse_voice(v));
   std::vector<Voice> all = voices;

@@ -299,6 +299,10 @@ TrainSummary train(const TrainConfig& given, const TrainOptions& options) {
   std::optional<FolderLock> owner;
   if (r.writer) owner.emplace(c.run.out);
   log("device: " + r.device.str() + (c.run.precision == Precision::Bf16 ? ", bf16 autocast" : ""));
+  if (c.run.precision == Precision::Bf16 && r.device.is_cpu() && !cpu_has_bf16_instructions())
+    log("precision: this CPU has no bf16 instructions; libtorch's bf16 convolutions and batched products round "
+        "their sums in bfloat16 here (the Whisper tower's embeddings: 10 % from float32; docs/performance.md), "
+        "run.precision = \"auto\" keeps float32");
   auto resume_from = resume_point(c, options.resume, log);
   if (resume_from) r.last_checkpoint = resume_from->path();
   fs::create_directories(fs::path(c.run.out) / "checkpoints");
