@@ -34,7 +34,7 @@ execute_process(COMMAND mount -t tmpfs -o size=${tmpfs_kib}k tmpfs ${tmp}/small 
 if(mounted EQUAL 0)
   execute_process(COMMAND ${CWCL} train ${tmp}/image.toml --set run.out=${tmp}/small/run --set run.keep_checkpoints=5
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  file(GLOB leftovers ${tmp}/small/run/checkpoints/*.tmp)
+  file(GLOB leftovers ${tmp}/small/run/checkpoints/*.tmp*)
   file(GLOB kept ${tmp}/small/run/checkpoints/step-*.pt)
   if(kept)
     list(GET kept 0 first_checkpoint)

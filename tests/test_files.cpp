@@ -17,6 +17,14 @@ namespace {
 namespace fs = std::filesystem;
 using Files = cwcl::testing::TempDirTest;
 
+// Temporary files (name.tmp.XXXXXX) left in `dir`.
+std::vector<std::string> leftover_temporaries(const fs::path& dir) {
+  std::vector<std::string> found;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().filename().string().find(".tmp") != std::string::npos) found.push_back(entry.path().string());
+  return found;
+}
+
 TEST_F(Files, AtomicWriteReplacesAndCleansUpAfterAFailure) {
   cwcl::write_text_atomically(path("a.txt"), "one\n");
   cwcl::write_text_atomically(path("a.txt"), "two\n");
@@ -34,12 +42,26 @@ TEST_F(Files, AtomicWriteReplacesAndCleansUpAfterAFailure) {
     EXPECT_EQ(e.kind(), cwcl::ErrorKind::Internal);
   }
   EXPECT_EQ(cwcl::read_lines(path("a.txt")), (std::vector<std::string>{"two"}));
-  EXPECT_FALSE(fs::exists(path("a.txt.tmp")));
+  EXPECT_TRUE(leftover_temporaries(dir).empty());
   // Errors the input caused pass through as they are.
   EXPECT_THROW(cwcl::replace_file_atomically(path("b.txt"),
                                              [](const std::string&) { throw cwcl::DataError("bad input"); }),
                cwcl::DataError);
-  EXPECT_FALSE(fs::exists(path("b.txt.tmp")));
+  EXPECT_TRUE(leftover_temporaries(dir).empty());
+}
+
+TEST_F(Files, TwoWritersOfOnePathDoNotTakeEachOthersTemporaryFile) {
+  // Two runs embedding one caption store write the same file at once: the
+  // inner writer starts and finishes while the outer one is half way. Both
+  // succeed, the last rename wins, and nothing is left behind.
+  cwcl::replace_file_atomically(path("store"), [&](const std::string& outer_tmp) {
+    cwcl::write_text_atomically(path("store"), "inner\n");
+    std::ofstream(outer_tmp) << "outer\n";
+  });
+  EXPECT_EQ(cwcl::read_lines(path("store")), (std::vector<std::string>{"outer"}));
+  EXPECT_TRUE(leftover_temporaries(dir).empty());
+  // The file is readable by others, like one written in place.
+  EXPECT_NE(fs::status(path("store")).permissions() & fs::perms::others_read, fs::perms::none);
 }
 
 TEST_F(Files, AMissingFolderIsAWriteErrorNamingTheFile) {

@@ -8,6 +8,8 @@
 #include <fstream>
 
 #include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/file.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -86,8 +88,31 @@ void write_file(const std::string& path, const std::vector<Bytes>& pieces) {
   if (::close(fd) != 0) throw WriteError(path + ": cannot close (" + std::strerror(errno) + ")");
 }
 
+namespace {
+
+// A new empty file beside `path`, named path + ".tmp." and six unique
+// characters (mkstemp), readable like the files cwcl writes; "" (errno set)
+// when it cannot be made. Unique, so two processes writing the same file
+// (two runs embedding one caption store) never take each other's file.
+std::string create_temporary_beside(const std::string& path) {
+  std::string name = path + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(name.data());
+  if (fd < 0) return "";
+  const bool ok = ::fchmod(fd, 0644) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (ok) return name;
+  ::unlink(name.c_str());
+  errno = err;
+  return "";
+}
+
+}  // namespace
+
 void replace_file_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = create_temporary_beside(path);
+  if (tmp.empty())
+    throw WriteError(path + ": cannot write (" + write_failure_reason(path, std::strerror(errno)) + ")");
   auto fail = [&](const std::string& reason) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
@@ -103,7 +128,7 @@ void replace_file_atomically(const std::string& path, const std::function<void(c
   } catch (const std::exception& e) {
     fail(first_line(e.what()));
   }
-  if (!fs::is_regular_file(tmp)) fail("nothing was written");
+  if (!fs::is_regular_file(tmp)) fail("the temporary file " + tmp + " was removed while it was written");
   if (!fsync_path(tmp, O_RDONLY)) fail(std::string("fsync: ") + std::strerror(errno));
   std::error_code ec;
   fs::rename(tmp, path, ec);

@@ -25,7 +25,9 @@ class WriteError : public InternalError {
 std::vector<std::string> read_lines(const std::string& path);
 
 /// Writes `path` so that a crash leaves either the old file or the new one:
-/// `write` fills a temporary file beside it (path + ".tmp"), which is
+/// `write` fills a temporary file beside it (path + ".tmp." and a unique
+/// suffix, created empty before `write` is called, so concurrent writers of
+/// one path never collide: the last rename wins), which is
 /// fsynced and renamed over `path`, then the folder is fsynced. When any of
 /// it fails the temporary file is removed, `path` is left as it was, and a
 /// WriteError names `path` and the reason (errors the input caused, cwcl
