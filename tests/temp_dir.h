@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -21,6 +22,13 @@ class TempDirTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir); }
   std::string path(const std::string& name) const { return (dir / name).string(); }
+  // Temporary files of atomic writes (name.tmp.<mkstemp suffix>) left in `dir`.
+  std::vector<std::string> leftover_temporaries() const {
+    std::vector<std::string> found;
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+      if (entry.path().filename().string().find(".tmp") != std::string::npos) found.push_back(entry.path().string());
+    return found;
+  }
   std::filesystem::path dir;
 };
 

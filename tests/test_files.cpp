@@ -17,14 +17,6 @@ namespace {
 namespace fs = std::filesystem;
 using Files = cwcl::testing::TempDirTest;
 
-// Temporary files (name.tmp.XXXXXX) left in `dir`.
-std::vector<std::string> leftover_temporaries(const fs::path& dir) {
-  std::vector<std::string> found;
-  for (const auto& entry : fs::directory_iterator(dir))
-    if (entry.path().filename().string().find(".tmp") != std::string::npos) found.push_back(entry.path().string());
-  return found;
-}
-
 TEST_F(Files, AtomicWriteReplacesAndCleansUpAfterAFailure) {
   cwcl::write_text_atomically(path("a.txt"), "one\n");
   cwcl::write_text_atomically(path("a.txt"), "two\n");
@@ -42,12 +34,12 @@ TEST_F(Files, AtomicWriteReplacesAndCleansUpAfterAFailure) {
     EXPECT_EQ(e.kind(), cwcl::ErrorKind::Internal);
   }
   EXPECT_EQ(cwcl::read_lines(path("a.txt")), (std::vector<std::string>{"two"}));
-  EXPECT_TRUE(leftover_temporaries(dir).empty());
+  EXPECT_TRUE(leftover_temporaries().empty());
   // Errors the input caused pass through as they are.
   EXPECT_THROW(cwcl::replace_file_atomically(path("b.txt"),
                                              [](const std::string&) { throw cwcl::DataError("bad input"); }),
                cwcl::DataError);
-  EXPECT_TRUE(leftover_temporaries(dir).empty());
+  EXPECT_TRUE(leftover_temporaries().empty());
 }
 
 TEST_F(Files, TwoWritersOfOnePathDoNotTakeEachOthersTemporaryFile) {
@@ -59,7 +51,7 @@ TEST_F(Files, TwoWritersOfOnePathDoNotTakeEachOthersTemporaryFile) {
     std::ofstream(outer_tmp) << "outer\n";
   });
   EXPECT_EQ(cwcl::read_lines(path("store")), (std::vector<std::string>{"outer"}));
-  EXPECT_TRUE(leftover_temporaries(dir).empty());
+  EXPECT_TRUE(leftover_temporaries().empty());
   // The file is readable by others, like one written in place.
   EXPECT_NE(fs::status(path("store")).permissions() & fs::perms::others_read, fs::perms::none);
 }

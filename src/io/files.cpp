@@ -111,13 +111,12 @@ std::string create_temporary_beside(const std::string& path) {
 
 void replace_file_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
   const std::string tmp = create_temporary_beside(path);
-  if (tmp.empty())
-    throw WriteError(path + ": cannot write (" + write_failure_reason(path, std::strerror(errno)) + ")");
   auto fail = [&](const std::string& reason) {
     std::error_code ignored;
-    fs::remove(tmp, ignored);
+    if (!tmp.empty()) fs::remove(tmp, ignored);
     throw WriteError(path + ": cannot write (" + write_failure_reason(path, reason) + ")");
   };
+  if (tmp.empty()) fail(std::strerror(errno));
   try {
     write(tmp);
   } catch (const Error& e) {
