@@ -109,7 +109,8 @@ TEST(Config, SetOverridesWithTomlValuesOrBareWords) {
   }
   EXPECT_THROW(c.set("data.classes=[1, 2"), ConfigError);
   EXPECT_THROW(c.set("run.out="), ConfigError);
-  EXPECT_EQ(c.run.out, TrainConfig{}.run.out);
+  const TrainConfig defaults;
+  EXPECT_EQ(c.run.out, defaults.run.out);
 }
 
 TEST(Config, EnumValuesAreParsedOnceAndNamed) {

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "cuda.h"
@@ -138,6 +139,36 @@ TEST(EvalHelpers, RepeatedTextsCountOnceInTheTopK) {
   EXPECT_NEAR(r.a_to_b[0], 0.7, 1e-9);  // the seven d items
   EXPECT_EQ(r.a_to_b[1], 1.0);
   EXPECT_EQ(r.a_to_b_hits.size(), 10u);
+}
+
+TEST(EvalHelpers, GroupedRecallMatchesARankingByHand) {
+  // Random scores, groups of 1 to 4 rows with unsorted, gapped ids: each
+  // a -> b hit at k is checked against a ranking of the groups' best scores
+  // written out row by row.
+  torch::manual_seed(3);
+  const int64_t n = 40;
+  auto a = torch::randn({n, 8});
+  auto b = torch::randn({n, 8});
+  auto group = (torch::randint(0, 15, {n}, torch::kLong) * 7).flip(0);
+  const auto r = cwcl::retrieval(a, b, group);
+  namespace F = torch::nn::functional;
+  auto norm = F::NormalizeFuncOptions().dim(1);
+  auto sim = torch::mm(F::normalize(a, norm), F::normalize(b, norm).t());
+  int64_t hits_at_5 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    std::map<int64_t, float> best;
+    for (int64_t j = 0; j < n; ++j) {
+      const auto id = group[j].item<int64_t>();
+      const float s = sim[i][j].item<float>();
+      best[id] = best.count(id) ? std::max(best[id], s) : s;
+    }
+    const float own = best[group[i].item<int64_t>()];
+    int64_t better = 0;
+    for (const auto& [id, s] : best) better += s > own;
+    EXPECT_EQ(r.a_to_b_hits[static_cast<size_t>(i)], better == 0) << "row " << i;
+    hits_at_5 += better < 5;
+  }
+  EXPECT_NEAR(r.a_to_b[1], static_cast<double>(hits_at_5) / n, 1e-12);
 }
 
 class Templates : public cwcl::testing::TempDirTest {};

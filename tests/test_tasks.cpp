@@ -188,7 +188,10 @@ TEST_F(SpeechTasks, Bf16WithTheScratchTowerOnLibtorch1IsAUsageError) {
 // tower) has no bf16 masked_fill on the CPU (docs/not-built.md).
 TEST(ModelPrecision, Bf16EvaluationGivesFloatEmbeddingsNearFp32) {
   cwcl::TrainConfig c;
-  c.model = cwcl::ResNetTowerSpec{8, 1, 32};
+  cwcl::ResNetTowerSpec small;
+  small.width = 8;
+  small.image_size = 32;
+  c.model = small;
   torch::manual_seed(0);
   auto tower = cwcl::make_tower(c.model, 16, cwcl::TowerWeights::Pretrained);
   tower->eval();

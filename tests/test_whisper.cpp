@@ -171,8 +171,9 @@ TEST(WhisperChoice, NamesResolveToTheModelsCacheAndFoldersStandForThemselves) {
   spec.model = "tiny.en";
   EXPECT_EQ(cwcl::whisper_folder(spec), whisper_dir());
   spec.model = "base";
-  if (std::filesystem::exists(cwcl::model_folder("whisper-base-ct2") + "/model.bin"))
+  if (std::filesystem::exists(cwcl::model_folder("whisper-base-ct2") + "/model.bin")) {
     EXPECT_EQ(cwcl::whisper_folder(spec), cwcl::model_folder("whisper-base-ct2"));
+  }
   spec.model = whisper_dir();
   EXPECT_EQ(cwcl::whisper_folder(spec), whisper_dir());
   spec.model = "/no/such/whisper";

@@ -67,6 +67,31 @@ torch::Tensor class_embeddings(const std::function<torch::Tensor(const std::vect
   return F::normalize(e.view({c, static_cast<int64_t>(used.size()), -1}).mean(1), norm);
 }
 
+namespace {
+
+// [R, groups]: each row's best score among the columns of each group
+// (`group` [C] numbers the groups 0..groups-1). One pass per member rank: the
+// first member of every group, then the second, ... (scatter_reduce's amax
+// would do it in one call, but prints a beta warning on every evaluation).
+torch::Tensor best_per_group(const torch::Tensor& sim, const torch::Tensor& group) {
+  const int64_t c = group.size(0);
+  const auto counts = torch::bincount(group);
+  const auto order = std::get<1>(group.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  const auto starts = counts.cumsum(0) - counts;
+  auto member_rank = torch::empty_like(group);
+  member_rank.index_put_({order}, torch::arange(c, torch::kLong) - starts.index_select(0, group.index_select(0, order)));
+  auto best = torch::full({sim.size(0), counts.size(0)}, -std::numeric_limits<float>::infinity());
+  for (int64_t r = 0, most = counts.max().item<int64_t>(); r < most; ++r) {
+    const auto columns = member_rank.eq(r).nonzero().squeeze(1);
+    const auto their_groups = group.index_select(0, columns);
+    best.index_copy_(1, their_groups,
+                     torch::maximum(best.index_select(1, their_groups), sim.index_select(1, columns)));
+  }
+  return best;
+}
+
+}  // namespace
+
 RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& group) {
   TORCH_CHECK(a.dim() == 2 && a.sizes() == b.sizes() && a.size(0) > 0, "retrieval: a ", a.sizes(), " and b ",
               b.sizes(), " must be the same [N, D]");
@@ -80,9 +105,7 @@ RetrievalResult retrieval(const torch::Tensor& a, const torch::Tensor& b, const 
   // a -> b ranks distinct b items: rows of one group (the same text) count
   // once, at their best score, so that repeats do not fill the top k.
   const auto compact = std::get<1>(at::_unique2(g, /*sorted=*/true, /*return_inverse=*/true));
-  const int64_t groups = compact.max().item<int64_t>() + 1;
-  auto by_group = torch::full({n, groups}, -std::numeric_limits<float>::infinity())
-                      .scatter_reduce(1, compact.unsqueeze(0).expand({n, n}), sim, "amax", /*include_self=*/true);
+  auto by_group = best_per_group(sim, compact);
   auto own = compact.unsqueeze(1);
   RetrievalResult r;
   const int64_t ks[3] = {1, 5, 10};
