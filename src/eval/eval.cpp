@@ -74,12 +74,11 @@ namespace {
 // first member of every group, then the second, ... (scatter_reduce's amax
 // would do it in one call, but prints a beta warning on every evaluation).
 torch::Tensor best_per_group(const torch::Tensor& sim, const torch::Tensor& group) {
-  const int64_t c = group.size(0);
   const auto counts = torch::bincount(group);
-  const auto order = std::get<1>(group.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  const auto [sorted, order] = group.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
   const auto starts = counts.cumsum(0) - counts;
   auto member_rank = torch::empty_like(group);
-  member_rank.index_put_({order}, torch::arange(c, torch::kLong) - starts.index_select(0, group.index_select(0, order)));
+  member_rank.index_put_({order}, torch::arange(group.size(0), torch::kLong) - starts.index_select(0, sorted));
   auto best = torch::full({sim.size(0), counts.size(0)}, -std::numeric_limits<float>::infinity());
   for (int64_t r = 0, most = counts.max().item<int64_t>(); r < most; ++r) {
     const auto columns = member_rank.eq(r).nonzero().squeeze(1);
